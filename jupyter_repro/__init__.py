@@ -1,0 +1,33 @@
+"""jupyter_repro: notebook hygiene and reproducibility.
+
+Public API:
+
+- ``load_ipython_extension`` / ``unload_ipython_extension``: ``%load_ext jupyter_repro``
+  registers the ``%track`` magic (see ``docs/tracking.md``).
+- :mod:`jupyter_repro.verdicts`: the verdict vocabulary shared by every tool.
+- :func:`jupyter_repro.smoke.run.smoke_notebooks`: nb-smoke as a function.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython):  # pragma: no cover - exercised through real kernels
+    """Register ``%track`` on ``ipython`` (called by ``%load_ext jupyter_repro``)."""
+    try:
+        from .tracking.magic import load_ipython_extension as _load
+    except ImportError as exc:  # tracking not built yet in this install
+        raise ImportError(f"jupyter_repro: %track is not available: {exc}") from exc
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython):  # pragma: no cover - exercised through real kernels
+    """Remove ``%track``'s hooks from ``ipython`` (``%unload_ext jupyter_repro``)."""
+    try:
+        from .tracking.magic import unload_ipython_extension as _unload
+    except ImportError:
+        return
+    _unload(ipython)

@@ -1,0 +1,625 @@
+"""Static analysis of one cell's code: which names it reads, defines, deletes, mutates.
+
+Pure functions, no kernel needed, cheap enough to run on every execution (one
+``ast.parse`` and one tree walk; tens of microseconds for a typical cell). IPython syntax
+(``%magic``, ``%%cell magic``, ``!cmd``, ``x = !cmd``, ``obj?``) is first turned into
+Python by IPython's own input transformers, exactly as the kernel does before running the
+cell, so magics never break the analysis.
+
+Rules (where they come from: Python's execution model, "Naming and binding"):
+
+- A name is *read* when the cell loads it at module level before binding it itself
+  (``b = a + 1; a = 42`` reads ``a``). Names that builtins or the IPython shell provide
+  (``print``, ``display``, ``get_ipython``, ``In``/``Out``/``_``...) are not reads.
+- Comprehension variables are local to the comprehension; the first ``for``'s iterable is
+  evaluated in the cell's scope. A walrus inside a comprehension binds at module level.
+- A function body runs later, when the function is called: the globals it reads are kept
+  apart in :attr:`CellAnalysis.function_reads` and counted as reads of whichever cell
+  *calls* the function (see :func:`resolve_calls`). Decorators and defaults run at once.
+- A class body runs at once in its own scope; its methods are functions.
+- ``x.append(..)``, ``x[i] = ..``, ``x.a = ..``, ``x += ..``, ``del x[i]``,
+  ``x.m(.., inplace=True)``, ``f(.., out=x)``, ``np.copyto(x, ..)`` *possibly mutate* ``x``
+  in place; any other method call on ``x`` is recorded in ``method_calls`` (weaker).
+- ``from m import *`` and ``%run`` bind names that cannot be known statically:
+  :attr:`CellAnalysis.star_import` is set, and callers stop reporting undefined names
+  after such a cell.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+#: Names the IPython shell puts in every user namespace, besides builtins.
+IPYTHON_NAMES = frozenset(
+    {
+        "get_ipython", "display", "In", "Out", "exit", "quit", "_", "__", "___",
+        "_i", "_ii", "_iii", "_ih", "_oh", "_dh", "_sh", "__builtins__", "__name__",
+        "__doc__", "__spec__", "__loader__", "__package__", "__builtin__",
+    }
+)  # fmt: skip
+_IPYTHON_NUMBERED = re.compile(r"^_(i)?\d+$")
+BUILTIN_NAMES = frozenset(dir(builtins)) | IPYTHON_NAMES
+
+#: Method names that mutate their receiver in place (list, dict, set, bytearray, deque,
+#: numpy arrays, pandas objects).
+MUTATOR_METHODS = frozenset(
+    {
+        "append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault",
+        "popitem", "add", "discard", "difference_update", "intersection_update",
+        "symmetric_difference_update", "sort", "reverse", "appendleft", "extendleft",
+        "popleft", "rotate", "fill", "resize", "itemset", "put", "setflags",
+        "__setitem__", "__delitem__", "__iadd__", "set_index", "reset_index", "rename",
+        "fillna", "dropna", "drop", "drop_duplicates", "replace", "sort_values",
+        "sort_index", "insert", "setattr",
+    }
+)  # fmt: skip
+#: Pandas methods above mutate only with ``inplace=True``.
+_INPLACE_ONLY = frozenset(
+    {"set_index", "reset_index", "rename", "fillna", "dropna", "drop", "drop_duplicates",
+     "replace", "sort_values", "sort_index"}
+)  # fmt: skip
+_LINE_MAGICS_WITH_CODE = frozenset({"time", "timeit", "prun"})
+_CELL_MAGICS_WITH_CODE = frozenset({"time", "timeit", "prun", "capture"})
+_MAGICS_BINDING_UNKNOWN = frozenset({"run", "load", "store", "aimport", "env"})
+
+
+@dataclass(frozen=True)
+class CellAnalysis:
+    """What one cell's code does to the user namespace, found statically.
+
+    Attributes:
+        reads: names loaded from the namespace before the cell binds them itself.
+        defines: names the cell binds at module level (assignments, imports, def, class,
+            for/with/except targets, walrus).
+        deletes: names removed with ``del name``.
+        mutates: names whose object the cell possibly changes in place.
+        method_calls: names on which the cell calls any method (a weaker mutation hint).
+        calls: names the cell calls at module level (``g(...)``).
+        function_reads: for each function the cell defines, the globals its body reads.
+        imports: names bound by ``import`` statements (a subset of ``defines``).
+        star_import: the cell binds names that cannot be known (``import *``, ``%run``).
+        strings: string literals in the code (paths, column names), in order.
+        syntax_error: the SyntaxError if the cell does not parse, else None; all other
+            fields are then empty.
+    """
+
+    reads: frozenset[str] = frozenset()
+    defines: frozenset[str] = frozenset()
+    deletes: frozenset[str] = frozenset()
+    mutates: frozenset[str] = frozenset()
+    method_calls: frozenset[str] = frozenset()
+    calls: frozenset[str] = frozenset()
+    function_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    imports: frozenset[str] = frozenset()
+    star_import: bool = False
+    strings: tuple[str, ...] = ()
+    syntax_error: SyntaxError | None = None
+
+
+def is_builtin_name(name: str) -> bool:
+    """Whether ``name`` is provided by builtins or by the IPython shell in every kernel."""
+    return name in BUILTIN_NAMES or bool(_IPYTHON_NUMBERED.match(name))
+
+
+@lru_cache(maxsize=4096)
+def transform_cell(source: str) -> str:
+    """Turn IPython syntax into plain Python, as the kernel does before executing.
+
+    Uses ``IPython.core.inputtransformer2.TransformerManager``; the result has the same
+    number of lines as the input for line magics and ``!cmd`` lines.
+    """
+    if not any(ch in source for ch in "%!?"):
+        return source
+    return _transformer().transform_cell(source)
+
+
+@lru_cache(maxsize=1)
+def _transformer():
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager()
+
+
+def analyze_cell(source: str, transformed: bool = False) -> CellAnalysis:
+    """Analyse one cell's source. ``transformed=True`` skips IPython's transformation.
+
+    Never raises for bad code: a cell that does not parse gives ``syntax_error`` set.
+    """
+    return _analyze_cached(source, transformed)
+
+
+@lru_cache(maxsize=4096)
+def _analyze_cached(source: str, transformed: bool) -> CellAnalysis:
+    code = source if transformed else _safe_transform(source)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as exc:
+        return CellAnalysis(syntax_error=exc)
+    except (ValueError, RecursionError) as exc:  # null bytes, absurd nesting
+        return CellAnalysis(syntax_error=SyntaxError(str(exc)))
+    visitor = _CellVisitor()
+    for stmt in tree.body:
+        visitor.visit(stmt)
+    return visitor.result()
+
+
+def _safe_transform(source: str) -> str:
+    try:
+        return transform_cell(source)
+    except Exception:  # IPython's transformer can choke on pathological input
+        return source
+
+
+def resolve_calls(
+    analysis: CellAnalysis, functions: Mapping[str, frozenset[str]]
+) -> frozenset[str]:
+    """Reads of a cell including, for each function it calls, the globals the body reads.
+
+    ``functions`` maps a function name to the globals its body reads (from the
+    ``function_reads`` of the cell that defined it). Functions defined by the cell itself
+    are resolved too. Resolution is transitive (a function calling a function) and stops
+    at names the cell binds before the call could happen.
+    """
+    known = {**functions, **analysis.function_reads}
+    reads = set(analysis.reads)
+    pending = [name for name in analysis.calls if name in known]
+    seen: set[str] = set()
+    while pending:
+        fn = pending.pop()
+        if fn in seen:
+            continue
+        seen.add(fn)
+        for name in known[fn]:
+            if name not in analysis.defines or name in analysis.reads:
+                reads.add(name)
+            if name in known:
+                pending.append(name)
+    return frozenset(reads)
+
+
+class _ComprehensionScope(set):
+    """Names bound by a comprehension's ``for`` targets."""
+
+
+class _CellVisitor(ast.NodeVisitor):
+    """Walks module-level statements in execution order."""
+
+    def __init__(self) -> None:
+        self.reads: set[str] = set()
+        self.defines: set[str] = set()
+        self.deletes: set[str] = set()
+        self.mutates: set[str] = set()
+        self.method_calls: set[str] = set()
+        self.calls: set[str] = set()
+        self.function_reads: dict[str, frozenset[str]] = {}
+        self.imports: set[str] = set()
+        self.star_import = False
+        self.strings: list[str] = []
+        self.bound: set[str] = set()  # bound so far in this cell
+        self.shadows: list[set[str]] = []  # comprehension / class scopes, innermost last
+
+    def result(self) -> CellAnalysis:
+        return CellAnalysis(
+            reads=frozenset(self.reads),
+            defines=frozenset(self.defines),
+            deletes=frozenset(self.deletes),
+            mutates=frozenset(self.mutates),
+            method_calls=frozenset(self.method_calls),
+            calls=frozenset(self.calls),
+            function_reads=dict(self.function_reads),
+            imports=frozenset(self.imports),
+            star_import=self.star_import,
+            strings=tuple(self.strings),
+        )
+
+    # -- names -------------------------------------------------------------------------
+    def _load(self, name: str) -> None:
+        if any(name in scope for scope in self.shadows):
+            return
+        if name not in self.bound and not is_builtin_name(name):
+            self.reads.add(name)
+
+    def _store(self, name: str) -> None:
+        if self.shadows:
+            self.shadows[-1].add(name)
+            return
+        self.bound.add(name)
+        self.defines.add(name)
+        self.deletes.discard(name)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self._load(node.id)
+        elif isinstance(node.ctx, ast.Store):
+            self._store(node.id)
+        else:  # Del
+            if not self.shadows:
+                self.deletes.add(node.id)
+                self.bound.discard(node.id)
+                self.defines.discard(node.id)
+
+    def _target(self, node: ast.expr) -> None:
+        """An assignment target: names are stored; ``a[i]``/``a.b`` mutate ``a``."""
+        if isinstance(node, ast.Name):
+            self._store(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                self._target(elt)
+        elif isinstance(node, ast.Starred):
+            self._target(node.value)
+        elif isinstance(node, (ast.Subscript, ast.Attribute)):
+            self._mutated(node)
+            self.visit(node)
+        else:
+            self.visit(node)
+
+    def _mutated(self, node: ast.expr) -> None:
+        root = _root_name(node)
+        if root and not any(root in s for s in self.shadows):
+            self.mutates.add(root)
+
+    # -- statements (value before target) ----------------------------------------------
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        for target in node.targets:
+            self._target(target)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+            self._target(node.target)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.visit(node.value)
+        if isinstance(node.target, ast.Name):
+            self._load(node.target.id)
+            self._mutated(node.target)
+            self._store(node.target.id)
+        else:
+            self._target(node.target)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        # PEP 572: a walrus in a comprehension binds in the scope that contains it.
+        saved = self.shadows
+        depth = len(saved)
+        while depth and isinstance(saved[depth - 1], _ComprehensionScope):
+            depth -= 1
+        self.shadows = saved[:depth]
+        self._store(node.target.id)
+        self.shadows = saved
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            if isinstance(target, (ast.Subscript, ast.Attribute)):
+                self._mutated(target)
+            self.visit(target)
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self.visit(node.iter)
+        self._target(node.target)
+        for stmt in node.body + node.orelse:
+            self.visit(stmt)
+
+    visit_AsyncFor = visit_For
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self._target(item.optional_vars)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    visit_AsyncWith = visit_With
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self._store(node.name)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            name = alias.asname or alias.name.split(".")[0]
+            self._store(name)
+            if not self.shadows:
+                self.imports.add(name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name == "*":
+                self.star_import = True
+                continue
+            name = alias.asname or alias.name
+            self._store(name)
+            if not self.shadows:
+                self.imports.add(name)
+
+    def visit_Global(self, node: ast.Global) -> None:  # only legal in functions
+        pass
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.pattern is not None:
+            self.visit(node.pattern)
+        if node.name:
+            self._store(node.name)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self._store(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        for key in node.keys:
+            self.visit(key)
+        for pattern in node.patterns:
+            self.visit(pattern)
+        if node.rest:
+            self._store(node.rest)
+
+    # -- deferred scopes -------------------------------------------------------------
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for deco in node.decorator_list:
+            self.visit(deco)
+        self._visit_arguments_now(node.args)
+        if node.returns is not None:
+            self.visit(node.returns)
+        free, assigned_globals = _function_free_names(node)
+        if not self.shadows:
+            self.function_reads[node.name] = frozenset(free)
+        for name in assigned_globals:  # `global x; x = ...` binds x when called
+            self.function_reads.setdefault(node.name, frozenset())
+        self._store(node.name)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._visit_arguments_now(node.args)
+
+    def _visit_arguments_now(self, args: ast.arguments) -> None:
+        for default in [*args.defaults, *[d for d in args.kw_defaults if d is not None]]:
+            self.visit(default)
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if arg is not None and arg.annotation is not None:
+                self.visit(arg.annotation)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for deco in node.decorator_list:
+            self.visit(deco)
+        for base in node.bases:
+            self.visit(base)
+        for kw in node.keywords:
+            self.visit(kw.value)
+        self.shadows.append(set())
+        for stmt in node.body:
+            self.visit(stmt)
+        self.shadows.pop()
+        self._store(node.name)
+
+    def _comprehension(self, node, elements: list[ast.expr]) -> None:
+        generators = node.generators
+        self.visit(generators[0].iter)  # evaluated in the enclosing scope
+        self.shadows.append(_ComprehensionScope())
+        for i, gen in enumerate(generators):
+            if i:
+                self.visit(gen.iter)
+            self._target(gen.target)
+            for cond in gen.ifs:
+                self.visit(cond)
+        for element in elements:
+            self.visit(element)
+        self.shadows.pop()
+
+    def visit_ListComp(self, node: ast.ListComp) -> None:
+        self._comprehension(node, [node.elt])
+
+    visit_SetComp = visit_ListComp
+    visit_GeneratorExp = visit_ListComp
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        self._comprehension(node, [node.key, node.value])
+
+    # -- expressions ---------------------------------------------------------------------
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name) and not any(func.id in s for s in self.shadows):
+            self.calls.add(func.id)
+        if isinstance(func, ast.Attribute):
+            root = _root_name(func.value)
+            if root is not None:
+                inplace = any(
+                    kw.arg == "inplace"
+                    and isinstance(kw.value, ast.Constant)
+                    and kw.value.value is True
+                    for kw in node.keywords
+                )
+                if (func.attr in MUTATOR_METHODS and func.attr not in _INPLACE_ONLY) or inplace:
+                    self._mutated(func.value)
+                elif not any(root in s for s in self.shadows):
+                    self.method_calls.add(root)
+            if func.attr == "copyto" and node.args:  # np.copyto(dst, src)
+                self._mutated(node.args[0])
+            if _is_get_ipython_call(func.value):
+                self._ipython_call(func.attr, node.args)
+        for kw in node.keywords:
+            if kw.arg == "out" and isinstance(kw.value, (ast.Name, ast.Subscript)):
+                self._mutated(kw.value)
+        self.generic_visit(node)
+
+    def _ipython_call(self, method: str, args: list[ast.expr]) -> None:
+        """``%time x = f()`` becomes ``get_ipython().run_line_magic('time', 'x = f()')``:
+        analyse the code inside the magics that run Python in the user namespace."""
+        consts = [a.value if isinstance(a, ast.Constant) else None for a in args]
+        if not consts or not isinstance(consts[0], str):
+            return
+        magic = consts[0]
+        if magic in _MAGICS_BINDING_UNKNOWN:
+            self.star_import = True
+            return
+        code_parts: list[str] = []
+        if method == "run_line_magic" and magic in _LINE_MAGICS_WITH_CODE and len(consts) > 1:
+            code_parts.append(_strip_magic_options(magic, consts[1] or ""))
+        elif method == "run_cell_magic" and magic in _CELL_MAGICS_WITH_CODE and len(consts) > 2:
+            line, body = consts[1] or "", consts[2] or ""
+            if magic == "capture":
+                for word in line.split():
+                    if not word.startswith("-") and word.isidentifier():
+                        self._store(word)
+            elif magic == "timeit":
+                code_parts.append(_strip_magic_options(magic, line))
+            code_parts.append(body)
+        for code in code_parts:
+            inner = analyze_cell(code)
+            if inner.syntax_error is None:
+                for name in inner.reads:
+                    self._load(name)
+                for name in inner.defines:
+                    self._store(name)
+                self.mutates |= inner.mutates
+                self.calls |= inner.calls
+                self.function_reads.update(inner.function_reads)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and len(self.strings) < 1000:
+            self.strings.append(node.value)
+
+
+def _is_get_ipython_call(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "get_ipython"
+    )
+
+
+def _strip_magic_options(magic: str, line: str) -> str:
+    if magic != "timeit" and magic != "prun":
+        return line
+    words = line.split()
+    out: list[str] = []
+    skip_value = False
+    for i, word in enumerate(words):
+        if skip_value:
+            skip_value = False
+            continue
+        if word.startswith("-") and not out:
+            skip_value = word in ("-n", "-r", "-p", "-s", "-T", "-D", "-l")
+            continue
+        out = words[i:]
+        break
+    return " ".join(out)
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _function_free_names(node: ast.AST) -> tuple[set[str], set[str]]:
+    """Globals a function body reads (including nested scopes), and globals it assigns.
+
+    A name bound anywhere in a function is local to the whole function (unless declared
+    ``global``/``nonlocal``), so one pass collecting bindings, then one collecting loads,
+    is exact for the function's own scope.
+    """
+    free: set[str] = set()
+    assigned_globals: set[str] = set()
+    _free_in_scope(node, set(), free, assigned_globals)
+    return {n for n in free if not is_builtin_name(n)}, assigned_globals
+
+
+def _scope_children(node: ast.AST) -> Iterable[ast.AST]:
+    """Direct children of a scope's body, not descending into nested scopes."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return node.body
+    if isinstance(node, ast.Lambda):
+        return [node.body]
+    return []
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp,
+           ast.SetComp, ast.GeneratorExp, ast.DictComp)  # fmt: skip
+
+
+def _walk_scope(nodes: Iterable[ast.AST]) -> Iterable[ast.AST]:
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, _SCOPES):
+            continue
+        stack.extend(ast.iter_child_nodes(n))
+
+
+def _free_in_scope(
+    node: ast.AST, enclosing: set[str], free: set[str], assigned_globals: set[str]
+) -> None:
+    args = node.args if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) else None
+    local: set[str] = set()
+    if args is not None:
+        for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if a is not None:
+                local.add(a.arg)
+    declared_global: set[str] = set()
+    body = list(_scope_children(node))
+    nested: list[ast.AST] = []
+    loads: list[str] = []
+    for n in _walk_scope(body):
+        if isinstance(n, ast.Global):
+            declared_global.update(n.names)
+        elif isinstance(n, ast.Nonlocal):
+            pass
+        elif isinstance(n, ast.Name):
+            if isinstance(n.ctx, ast.Load):
+                loads.append(n.id)
+            else:
+                local.add(n.id)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            for alias in n.names:
+                if alias.name != "*":
+                    local.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            local.add(n.name)
+        if n is not node and isinstance(n, _SCOPES):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                local.add(n.name)
+                for deco in n.decorator_list:
+                    loads.extend(x.id for x in ast.walk(deco) if isinstance(x, ast.Name))
+            nested.append(n)
+    assigned_globals |= declared_global & local
+    local -= declared_global
+    visible = enclosing | local
+    for name in loads:
+        if name not in visible:
+            free.add(name)
+    for inner in nested:
+        if isinstance(inner, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            targets = {
+                x.id
+                for gen in inner.generators
+                for x in ast.walk(gen.target)
+                if isinstance(x, ast.Name)
+            }
+            for x in ast.walk(inner):
+                if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load):
+                    if x.id not in visible and x.id not in targets:
+                        free.add(x.id)
+        elif isinstance(inner, ast.ClassDef):
+            for stmt in inner.body:
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    _free_in_scope(stmt, visible, free, assigned_globals)
+                else:
+                    for x in ast.walk(stmt):
+                        if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load):
+                            if x.id not in visible:
+                                free.add(x.id)
+        else:
+            _free_in_scope(inner, visible, free, assigned_globals)

@@ -1,0 +1,76 @@
+"""One exception hierarchy for the whole toolkit.
+
+Every error carries the facts a report needs as attributes (path, cell index, ...) and
+renders a one-line human message in ``str()``. CLIs turn a :class:`ReproError` into that
+line and exit code 2 (usage or bad input); they never show a traceback for one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ReproError(Exception):
+    """Base class of every error jupyter_repro raises on purpose."""
+
+    exit_code: int = 2
+
+
+class UsageError(ReproError):
+    """The command line or options make no sense (exit code 2)."""
+
+
+class NotebookReadError(ReproError):
+    """A notebook file could not be read: missing, not JSON, wrong nbformat, binary, empty.
+
+    Attributes:
+        path: the file that could not be read.
+        cause: a short phrase saying why ("invalid JSON at line 3 column 1").
+    """
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+class KernelNotFoundError(ReproError):
+    """The notebook's kernelspec (or ``--kernel``) is not installed here.
+
+    Attributes:
+        path: the notebook.
+        kernel_name: the kernelspec name that was asked for.
+        installed: names of the kernelspecs that are installed.
+    """
+
+    def __init__(self, path: str | Path, kernel_name: str, installed: list[str]) -> None:
+        self.path = str(path)
+        self.kernel_name = kernel_name
+        self.installed = sorted(installed)
+        names = ", ".join(self.installed) or "none"
+        super().__init__(
+            f"{self.path}: kernelspec '{kernel_name}' is not installed "
+            f"(installed: {names}); pass --kernel NAME to use one of them"
+        )
+
+
+class ParameterError(ReproError):
+    """Parameters cannot be applied to a notebook (no ``parameters`` cell, unknown name).
+
+    Attributes:
+        path: the notebook.
+        unknown: the names given that the parameters cell does not define.
+        known: the names the parameters cell does define.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        message: str,
+        unknown: list[str] | None = None,
+        known: list[str] | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.unknown = list(unknown or [])
+        self.known = list(known or [])
+        super().__init__(f"{self.path}: {message}")
