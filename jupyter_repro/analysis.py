@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,11 +38,31 @@ from functools import lru_cache
 #: Names the IPython shell puts in every user namespace, besides builtins.
 IPYTHON_NAMES = frozenset(
     {
-        "get_ipython", "display", "In", "Out", "exit", "quit", "_", "__", "___",
-        "_i", "_ii", "_iii", "_ih", "_oh", "_dh", "_sh", "__builtins__", "__name__",
-        "__doc__", "__spec__", "__loader__", "__package__", "__builtin__",
+        "get_ipython",
+        "display",
+        "In",
+        "Out",
+        "exit",
+        "quit",
+        "_",
+        "__",
+        "___",
+        "_i",
+        "_ii",
+        "_iii",
+        "_ih",
+        "_oh",
+        "_dh",
+        "_sh",
+        "__builtins__",
+        "__name__",
+        "__doc__",
+        "__spec__",
+        "__loader__",
+        "__package__",
+        "__builtin__",
     }
-)  # fmt: skip
+)
 _IPYTHON_NUMBERED = re.compile(r"^_(i)?\d+$")
 BUILTIN_NAMES = frozenset(dir(builtins)) | IPYTHON_NAMES
 
@@ -49,20 +70,62 @@ BUILTIN_NAMES = frozenset(dir(builtins)) | IPYTHON_NAMES
 #: numpy arrays, pandas objects).
 MUTATOR_METHODS = frozenset(
     {
-        "append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault",
-        "popitem", "add", "discard", "difference_update", "intersection_update",
-        "symmetric_difference_update", "sort", "reverse", "appendleft", "extendleft",
-        "popleft", "rotate", "fill", "resize", "itemset", "put", "setflags",
-        "__setitem__", "__delitem__", "__iadd__", "set_index", "reset_index", "rename",
-        "fillna", "dropna", "drop", "drop_duplicates", "replace", "sort_values",
-        "sort_index", "insert", "setattr",
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "remove",
+        "clear",
+        "update",
+        "setdefault",
+        "popitem",
+        "add",
+        "discard",
+        "difference_update",
+        "intersection_update",
+        "symmetric_difference_update",
+        "sort",
+        "reverse",
+        "appendleft",
+        "extendleft",
+        "popleft",
+        "rotate",
+        "fill",
+        "resize",
+        "itemset",
+        "put",
+        "setflags",
+        "__setitem__",
+        "__delitem__",
+        "__iadd__",
+        "set_index",
+        "reset_index",
+        "rename",
+        "fillna",
+        "dropna",
+        "drop",
+        "drop_duplicates",
+        "replace",
+        "sort_values",
+        "sort_index",
+        "setattr",
     }
-)  # fmt: skip
+)
 #: Pandas methods above mutate only with ``inplace=True``.
 _INPLACE_ONLY = frozenset(
-    {"set_index", "reset_index", "rename", "fillna", "dropna", "drop", "drop_duplicates",
-     "replace", "sort_values", "sort_index"}
-)  # fmt: skip
+    {
+        "set_index",
+        "reset_index",
+        "rename",
+        "fillna",
+        "dropna",
+        "drop",
+        "drop_duplicates",
+        "replace",
+        "sort_values",
+        "sort_index",
+    }
+)
 _LINE_MAGICS_WITH_CODE = frozenset({"time", "timeit", "prun"})
 _CELL_MAGICS_WITH_CODE = frozenset({"time", "timeit", "prun", "capture"})
 _MAGICS_BINDING_UNKNOWN = frozenset({"run", "load", "store", "aimport", "env"})
@@ -86,6 +149,17 @@ class CellAnalysis:
         strings: string literals in the code (paths, column names), in order.
         syntax_error: the SyntaxError if the cell does not parse, else None; all other
             fields are then empty.
+        aliases: ``(target, source)`` pairs for plain aliasing assignments ``b = a``: after
+            the cell, ``b`` may be the very object ``a`` is, so mutating one changes both.
+        file_reads: normalised literal paths the cell reads (``open(p)``, ``read_csv(p)``,
+            ``np.load(p)``, ``Path(p).read_text()``...); see :data:`FILE_READ_CALLS`.
+        file_writes: normalised literal paths the cell writes (``open(p, "w")``,
+            ``df.to_csv(p)``, ``np.save(p, ..)``, ``savefig(p)``...).
+        function_mutates: for each function the cell defines, the 0-based positions of the
+            parameters its body possibly mutates in place (``def f(xs): xs.append(1)``).
+        call_args: ``(function, position, name)`` for each bare name passed positionally
+            to a function called at module level, so a caller can tell which names a call
+            to a mutating function (``function_mutates``) changes.
     """
 
     reads: frozenset[str] = frozenset()
@@ -99,6 +173,179 @@ class CellAnalysis:
     star_import: bool = False
     strings: tuple[str, ...] = ()
     syntax_error: SyntaxError | None = None
+    aliases: tuple[tuple[str, str], ...] = ()
+    file_reads: frozenset[str] = frozenset()
+    file_writes: frozenset[str] = frozenset()
+    function_mutates: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    call_args: tuple[tuple[str, int, str], ...] = ()
+
+
+#: Call names (a function or a method, whatever the receiver) that read the file named by
+#: their first positional argument or their ``path``-like keyword.
+FILE_READ_CALLS = frozenset(
+    {
+        "read_csv",
+        "read_table",
+        "read_parquet",
+        "read_json",
+        "read_excel",
+        "read_pickle",
+        "read_feather",
+        "read_hdf",
+        "read_fwf",
+        "read_orc",
+        "read_sas",
+        "read_spss",
+        "read_stata",
+        "read_xml",
+        "read_sql",
+        "load",
+        "loadtxt",
+        "genfromtxt",
+        "fromfile",
+        "imread",
+        "read_text",
+        "read_bytes",
+    }
+)
+#: Call names that write the file named by their first positional argument (``to_csv``,
+#: ``savefig``), except ``save``/``savez``-style numpy calls and ``dump``-style calls, whose
+#: path is the first and the second positional argument respectively.
+FILE_WRITE_CALLS = frozenset(
+    {
+        "to_csv",
+        "to_parquet",
+        "to_json",
+        "to_excel",
+        "to_pickle",
+        "to_feather",
+        "to_hdf",
+        "to_orc",
+        "to_stata",
+        "to_xml",
+        "to_html",
+        "to_latex",
+        "to_markdown",
+        "save",
+        "savez",
+        "savez_compressed",
+        "savetxt",
+        "tofile",
+        "savefig",
+        "imsave",
+        "write_text",
+        "write_bytes",
+    }
+)
+_FILE_DUMP_CALLS = frozenset({"dump"})  # joblib.dump(obj, path), torch.save is in WRITE
+_PATH_KEYWORDS = frozenset(
+    {"path", "fname", "file", "filepath_or_buffer", "path_or_buf", "filename", "io", "excel_writer"}
+)
+_PATH_RECEIVERS = frozenset({"Path", "PurePath", "PosixPath", "WindowsPath"})
+
+
+def _literal_path(node: ast.expr) -> str | None:
+    """A path given as a string literal (or ``Path("lit")``), normalised; else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value:
+        return os.path.normpath(node.value)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, (ast.Name, ast.Attribute))
+        and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) in _PATH_RECEIVERS
+        and len(node.args) == 1
+    ):
+        return _literal_path(node.args[0])
+    return None
+
+
+def _open_mode_writes(node: ast.Call) -> tuple[bool, bool]:
+    """(reads, writes) for a literal ``open(path, mode)`` call."""
+    mode_node = node.args[1] if len(node.args) > 1 else None
+    for kw in node.keywords:
+        if kw.arg == "mode":
+            mode_node = kw.value
+    if mode_node is None:
+        return True, False
+    if not (isinstance(mode_node, ast.Constant) and isinstance(mode_node.value, str)):
+        return True, True  # unknown mode: both, to be safe
+    mode = mode_node.value
+    writes = any(ch in mode for ch in "wax+")
+    return ("r" in mode or "+" in mode or not writes), writes
+
+
+def _file_access(node: ast.Call) -> tuple[str | None, str | None]:
+    """(path read, path written) by one call, when its path is a literal."""
+    func = node.func
+    name = (
+        func.id
+        if isinstance(func, ast.Name)
+        else func.attr
+        if isinstance(func, ast.Attribute)
+        else None
+    )
+    if name is None:
+        return None, None
+    receiver_path = (
+        _literal_path(func.value)
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call)
+        else None
+    )
+    if name == "open":
+        path = _literal_path(node.args[0]) if node.args else receiver_path
+        if path is None:
+            return None, None
+        reads, writes = _open_mode_writes(node if node.args else ast.Call(func, [], []))
+        return (path if reads else None), (path if writes else None)
+    position = 1 if name in _FILE_DUMP_CALLS else 0
+    path = (
+        receiver_path if name in {"read_text", "read_bytes", "write_text", "write_bytes"} else None
+    )
+    if path is None and len(node.args) > position:
+        path = _literal_path(node.args[position])
+    if path is None:
+        for kw in node.keywords:
+            if kw.arg in _PATH_KEYWORDS:
+                path = _literal_path(kw.value)
+    if path is None:
+        return None, None
+    if name in FILE_READ_CALLS:
+        return path, None
+    if name in FILE_WRITE_CALLS or name in _FILE_DUMP_CALLS:
+        return None, path
+    return None, None
+
+
+def _mutated_params(node: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[int]:
+    """Positions of the parameters a function body possibly mutates in place."""
+    params = [a.arg for a in [*node.args.posonlyargs, *node.args.args]]
+    if not params:
+        return frozenset()
+    mutated: set[str] = set()
+    for n in ast.walk(node):
+        targets: list[ast.expr] = []
+        if isinstance(n, ast.Assign):
+            targets = n.targets
+        elif isinstance(n, (ast.AugAssign, ast.AnnAssign)):
+            targets = [n.target]
+        elif isinstance(n, ast.Delete):
+            targets = n.targets
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+            inplace = any(
+                kw.arg == "inplace"
+                and isinstance(kw.value, ast.Constant)
+                and kw.value.value is True
+                for kw in n.keywords
+            )
+            if (n.func.attr in MUTATOR_METHODS and n.func.attr not in _INPLACE_ONLY) or inplace:
+                root = _root_name(n.func.value)
+                if root:
+                    mutated.add(root)
+        for t in targets:
+            if isinstance(t, (ast.Subscript, ast.Attribute)):
+                root = _root_name(t)
+                if root:
+                    mutated.add(root)
+    return frozenset(i for i, p in enumerate(params) if p in mutated)
 
 
 def is_builtin_name(name: str) -> bool:
@@ -200,6 +447,11 @@ class _CellVisitor(ast.NodeVisitor):
         self.imports: set[str] = set()
         self.star_import = False
         self.strings: list[str] = []
+        self.aliases: list[tuple[str, str]] = []
+        self.file_reads: set[str] = set()
+        self.file_writes: set[str] = set()
+        self.function_mutates: dict[str, frozenset[int]] = {}
+        self.call_args: list[tuple[str, int, str]] = []
         self.bound: set[str] = set()  # bound so far in this cell
         self.shadows: list[set[str]] = []  # comprehension / class scopes, innermost last
 
@@ -215,6 +467,11 @@ class _CellVisitor(ast.NodeVisitor):
             imports=frozenset(self.imports),
             star_import=self.star_import,
             strings=tuple(self.strings),
+            aliases=tuple(self.aliases),
+            file_reads=frozenset(self.file_reads),
+            file_writes=frozenset(self.file_writes),
+            function_mutates=dict(self.function_mutates),
+            call_args=tuple(self.call_args),
         )
 
     # -- names -------------------------------------------------------------------------
@@ -268,6 +525,12 @@ class _CellVisitor(ast.NodeVisitor):
         self.visit(node.value)
         for target in node.targets:
             self._target(target)
+            if (
+                isinstance(node.value, ast.Name)
+                and isinstance(target, ast.Name)
+                and not self.shadows
+            ):
+                self.aliases.append((target.id, node.value.id))
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -374,7 +637,12 @@ class _CellVisitor(ast.NodeVisitor):
         free, assigned_globals = _function_free_names(node)
         if not self.shadows:
             self.function_reads[node.name] = frozenset(free)
-        for name in assigned_globals:  # `global x; x = ...` binds x when called
+            mutated = _mutated_params(node)
+            if mutated:
+                self.function_mutates[node.name] = mutated
+            else:
+                self.function_mutates.pop(node.name, None)
+        for _name in assigned_globals:  # `global x; x = ...` binds x when called
             self.function_reads.setdefault(node.name, frozenset())
         self._store(node.name)
 
@@ -431,6 +699,15 @@ class _CellVisitor(ast.NodeVisitor):
         func = node.func
         if isinstance(func, ast.Name) and not any(func.id in s for s in self.shadows):
             self.calls.add(func.id)
+            if not self.shadows:
+                for position, arg in enumerate(node.args):
+                    if isinstance(arg, ast.Name):
+                        self.call_args.append((func.id, position, arg.id))
+        read_path, written_path = _file_access(node)
+        if read_path is not None:
+            self.file_reads.add(read_path)
+        if written_path is not None:
+            self.file_writes.add(written_path)
         if isinstance(func, ast.Attribute):
             root = _root_name(func.value)
             if root is not None:
@@ -545,8 +822,16 @@ def _scope_children(node: ast.AST) -> Iterable[ast.AST]:
     return []
 
 
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp,
-           ast.SetComp, ast.GeneratorExp, ast.DictComp)  # fmt: skip
+_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+    ast.ClassDef,
+    ast.ListComp,
+    ast.SetComp,
+    ast.GeneratorExp,
+    ast.DictComp,
+)
 
 
 def _walk_scope(nodes: Iterable[ast.AST]) -> Iterable[ast.AST]:
@@ -562,7 +847,9 @@ def _walk_scope(nodes: Iterable[ast.AST]) -> Iterable[ast.AST]:
 def _free_in_scope(
     node: ast.AST, enclosing: set[str], free: set[str], assigned_globals: set[str]
 ) -> None:
-    args = node.args if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) else None
+    args = (
+        node.args if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) else None
+    )
     local: set[str] = set()
     if args is not None:
         for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
@@ -609,17 +896,24 @@ def _free_in_scope(
                 if isinstance(x, ast.Name)
             }
             for x in ast.walk(inner):
-                if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load):
-                    if x.id not in visible and x.id not in targets:
-                        free.add(x.id)
+                if (
+                    isinstance(x, ast.Name)
+                    and isinstance(x.ctx, ast.Load)
+                    and x.id not in visible
+                    and x.id not in targets
+                ):
+                    free.add(x.id)
         elif isinstance(inner, ast.ClassDef):
             for stmt in inner.body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     _free_in_scope(stmt, visible, free, assigned_globals)
                 else:
                     for x in ast.walk(stmt):
-                        if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load):
-                            if x.id not in visible:
-                                free.add(x.id)
+                        if (
+                            isinstance(x, ast.Name)
+                            and isinstance(x.ctx, ast.Load)
+                            and x.id not in visible
+                        ):
+                            free.add(x.id)
         else:
             _free_in_scope(inner, visible, free, assigned_globals)

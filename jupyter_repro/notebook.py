@@ -62,7 +62,7 @@ def _read_ipynb(p: Path, text: str) -> NotebookNode:
         raise NotebookReadError(
             p, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
+    if not isinstance(data, dict) or ("cells" not in data and "worksheets" not in data):
         raise NotebookReadError(p, "JSON but not a notebook (no 'cells')")
     major = data.get("nbformat")
     if not isinstance(major, int):
@@ -122,9 +122,7 @@ def is_jupytext_text_notebook(path: Path) -> bool:
     except OSError:
         return False
     if path.suffix.lower() == ".py":
-        return "jupytext:" in head or any(
-            line.startswith("# %%") for line in head.splitlines()
-        )
+        return "jupytext:" in head or any(line.startswith("# %%") for line in head.splitlines())
     if path.suffix.lower() == ".md":
         return head.startswith("---") and "\njupyter:" in head
     return False
@@ -144,9 +142,7 @@ def discover_notebooks(paths: Iterable[str | Path], jupytext: bool = False) -> I
         if p.is_dir():
             found = []
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(
-                    d for d in dirs if not d.startswith(".") and d != "__pycache__"
-                )
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
                 for name in files:
                     f = Path(root) / name
                     if name.endswith(".ipynb") or (
@@ -181,9 +177,10 @@ class CellRef:
 
     @property
     def label(self) -> str:
-        """``cell 3 [In 7]`` or ``cell 3 [In  ]``: index first, as in nbmake and papermill."""
-        count = self.execution_count if self.execution_count is not None else " "
-        return f"cell {self.index} [In {count}]"
+        """``cell 3 [In 7]``, or ``cell 3`` for a cell never run: index first, as papermill."""
+        if self.execution_count is None:
+            return f"cell {self.index}"
+        return f"cell {self.index} [In {self.execution_count}]"
 
 
 def cell_tags(cell: dict) -> list[str]:

@@ -1,0 +1,205 @@
+"""``nb-smoke``: prove that notebooks run top to bottom in a clean process.
+
+A thin shell over :func:`jupyter_repro.smoke.run.smoke_notebooks`; see ``docs/nb-smoke.md``.
+Exit codes: 0 all passed, 1 something failed, 2 usage error or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from typing import Any
+
+from ..errors import ReproError
+from ..parameters import load_parameters_file, parse_value
+from .options import SmokeOptions
+from .report import (
+    atomic_write_text,
+    render_details,
+    result_line,
+    summary_line,
+    to_json_text,
+    to_junit_xml,
+)
+from .results import NotebookResult
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """nb-smoke's options (shared by ``nb-smoke`` and ``jupyter-repro smoke``)."""
+    d = SmokeOptions()
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="notebooks or folders")
+    parser.add_argument(
+        "--mode",
+        choices=("script", "kernel"),
+        default=d.mode,
+        help="script: fresh IPython process (default); kernel: fresh Jupyter kernel",
+    )
+    parser.add_argument(
+        "--kernel",
+        dest="kernel_name",
+        metavar="NAME",
+        help="kernelspec for --mode kernel (default: the notebook's)",
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=d.jobs,
+        metavar="N",
+        help=f"notebooks at once (default: CPU count, {d.jobs})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=d.timeout,
+        metavar="SECONDS",
+        help=f"per notebook; killed with its children after it (default {d.timeout:g})",
+    )
+    parser.add_argument("--fast", action="store_true", help="%%timeit and %%%%timeit run once")
+    parser.add_argument("--strict", action="store_true", help="warnings are failures")
+    parser.add_argument("--lint-only", action="store_true", help="static checks only, run nothing")
+    parser.add_argument("--no-lint", dest="lint", action="store_false", help="skip static checks")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameters-cell value",
+    )
+    parser.add_argument(
+        "-f",
+        "--parameters-file",
+        metavar="FILE.yaml",
+        help="parameter overrides from a YAML 1.2 mapping",
+    )
+    parser.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="allow names the parameters cell does not define",
+    )
+    parser.add_argument(
+        "--jupytext", action="store_true", help="also find jupytext .py/.md notebooks in folders"
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the JSON report here")
+    parser.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report here")
+    parser.add_argument("--show-output", action="store_true", help="print every cell's output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only failures and the summary")
+
+
+def options_from_args(args: argparse.Namespace) -> SmokeOptions:
+    """Build :class:`SmokeOptions` from parsed arguments (raises ReproError on bad values)."""
+    params: dict[str, Any] = {}
+    if args.parameters_file:
+        params.update(load_parameters_file(args.parameters_file))
+    for name, value in args.parameter:
+        params[name] = parse_value(value)
+    if args.jobs < 1:
+        raise ReproError("--jobs must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ReproError("--timeout must be positive")
+    return SmokeOptions(
+        mode=args.mode,
+        kernel_name=args.kernel_name,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        fast=args.fast,
+        strict=args.strict,
+        lint=args.lint,
+        lint_only=args.lint_only,
+        parameters=params,
+        allow_unknown=args.allow_unknown,
+        jupytext=args.jupytext,
+    )
+
+
+class _Progress:
+    """A tqdm bar on a terminal; plain lines when piped."""
+
+    def __init__(self, total_hint: int | None, quiet: bool, show_output: bool) -> None:
+        self.tty = sys.stderr.isatty() and not os.environ.get("CI")
+        self.quiet = quiet
+        self.show_output = show_output
+        self.lock = threading.Lock()
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total_hint, unit="nb", desc="nb-smoke", file=sys.stderr, leave=False
+            )
+
+    def __call__(self, result: NotebookResult) -> None:
+        with self.lock:
+            text = result_line(result)
+            details = render_details(result, self.show_output)
+            show = not self.quiet or not result.ok or result.findings or result.notices
+            if self.bar is not None:
+                if show:
+                    self.bar.write(text, file=sys.stdout)
+                    if details:
+                        self.bar.write(details, file=sys.stdout)
+                self.bar.update(1)
+            elif show:
+                print(text, flush=True)
+                if details:
+                    print(details, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run nb-smoke for parsed arguments; returns the exit code."""
+    from ..notebook import discover_notebooks
+    from .run import smoke_notebooks
+
+    options = options_from_args(args)
+    total = len(list(discover_notebooks(args.paths, jupytext=options.jupytext)))
+    if total == 0:
+        print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)
+        return 2
+    progress = _Progress(total, args.quiet, args.show_output)
+    try:
+        report = smoke_notebooks(args.paths, options, on_result=progress)
+    finally:
+        progress.close()
+    if args.json:
+        atomic_write_text(args.json, to_json_text(report))
+    if args.junit_xml:
+        atomic_write_text(args.junit_xml, to_junit_xml(report))
+    print(summary_line(report), flush=True)
+    return report.exit_code
+
+
+def register(subparsers) -> None:
+    """Add ``jupyter-repro smoke`` (the same as ``nb-smoke``)."""
+    parser = subparsers.add_parser("smoke", help="run notebooks top to bottom in a clean process")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``nb-smoke`` console script."""
+    parser = argparse.ArgumentParser(
+        prog="nb-smoke",
+        description="Run notebooks top to bottom in a clean process and report the failing cell.",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ReproError as exc:
+        print(f"nb-smoke: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nb-smoke: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

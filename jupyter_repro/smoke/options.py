@@ -1,0 +1,46 @@
+"""nb-smoke's options in one frozen dataclass: defaults live here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["script", "kernel"]
+
+#: Cell tags that mean "do not run this cell" (nbmake's, and ours).
+SKIP_TAGS = ("skip-execution", "nb-smoke-skip")
+#: Cell tag that means "this cell may raise" (nbval/nbmake/nbclient convention).
+RAISES_TAG = "raises-exception"
+
+
+@dataclass(frozen=True)
+class SmokeOptions:
+    """Everything that changes how nb-smoke checks notebooks.
+
+    Attributes:
+        mode: ``script`` (a fresh IPython process per notebook, the default) or ``kernel``
+            (a fresh Jupyter kernel through nbclient).
+        kernel_name: kernelspec for kernel mode; None means the notebook's own.
+        jobs: notebooks run at once (default: the CPU count).
+        timeout: seconds per notebook before it is killed with its children (None: none).
+        fast: run ``%timeit``/``%%timeit`` statements once.
+        strict: lint findings and tag warnings are failures, not warnings.
+        lint: run the static checks before executing.
+        lint_only: run only the static checks, execute nothing.
+        parameters: overrides for the ``parameters`` cell, already parsed.
+        allow_unknown: allow names the parameters cell does not define.
+        jupytext: also pick up jupytext ``.py``/``.md`` notebooks in folders.
+    """
+
+    mode: Mode = "script"
+    kernel_name: str | None = None
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    timeout: float | None = 600.0
+    fast: bool = False
+    strict: bool = False
+    lint: bool = True
+    lint_only: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+    allow_unknown: bool = False
+    jupytext: bool = False

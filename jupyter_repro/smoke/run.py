@@ -1,0 +1,396 @@
+"""Clean execution of notebooks: one fresh process per notebook, in parallel, with timeouts.
+
+:func:`smoke_notebooks` is nb-smoke as a function (the CLI is a thin shell over it). For
+each notebook it reads the file (bad input becomes an ``error`` result naming the file),
+runs the static lint, builds the run spec, and starts
+``python -m jupyter_repro.smoke.worker`` in the notebook's folder, in a new session, with
+stdin closed, ``MPLBACKEND=Agg`` and a clean environment for Jupyter variables. Temporary
+files live in a private temp folder, never beside the notebook, and the notebook itself
+is only read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotebookReadError, ParameterError, ReproError
+from ..notebook import (
+    discover_notebooks,
+    first_lines,
+    kernelspec_name,
+    notebook_language,
+    read_notebook,
+)
+from ..parameters import validate_parameters
+from .convert import SpecCell, build_cells
+from .lint import lint_notebook
+from .options import RAISES_TAG, SmokeOptions
+from .results import (
+    ERROR,
+    FAILED,
+    PASSED,
+    TIMED_OUT,
+    CellFailure,
+    NotebookResult,
+    Notice,
+    SmokeReport,
+)
+
+#: Environment variables a fresh run must not inherit from a running Jupyter kernel.
+_KERNEL_ENV = (
+    "JPY_PARENT_PID",
+    "JPY_SESSION_NAME",
+    "JPY_INTERRUPT_EVENT",
+    "KERNEL_ID",
+    "IPYKERNEL_CELL_NAME",
+    "MPLBACKEND",
+    "PYDEVD_USE_FRAME_EVAL",
+)
+
+
+def installed_kernelspecs() -> dict[str, str]:
+    """Installed kernelspec names -> language, as ``jupyter kernelspec list`` sees them."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    ksm = KernelSpecManager()
+    out: dict[str, str] = {}
+    for name in ksm.find_kernel_specs():
+        try:
+            out[name] = ksm.get_kernel_spec(name).language.lower()
+        except Exception:  # a broken kernel.json must not stop the run
+            out[name] = "unknown"
+    return out
+
+
+def smoke_notebooks(
+    paths: Iterable[str | Path],
+    options: SmokeOptions | None = None,
+    on_result: Callable[[NotebookResult], None] | None = None,
+) -> SmokeReport:
+    """Check notebooks: static lint, then a clean top-to-bottom run of each.
+
+    Args:
+        paths: notebooks and folders (searched recursively, see
+            :func:`jupyter_repro.notebook.discover_notebooks`).
+        options: how to check; defaults to :class:`SmokeOptions()`.
+        on_result: called from worker threads as each notebook finishes (progress).
+
+    Returns:
+        A :class:`SmokeReport` with one result per notebook, in input order.
+
+    Raises:
+        ReproError: only for problems with the whole call (none for a single bad notebook:
+            those become ``error`` results and the others are still checked).
+    """
+    options = options or SmokeOptions()
+    started = time.monotonic()
+    notebooks = list(discover_notebooks(paths, jupytext=options.jupytext))
+    kernels = installed_kernelspecs() if not options.lint_only else {}
+    results: list[NotebookResult | None] = [None] * len(notebooks)
+    lock = threading.Lock()
+
+    def job(i: int, path: Path) -> None:
+        result = check_notebook(path, options, kernels)
+        with lock:
+            results[i] = result
+        if on_result is not None:
+            on_result(result)
+
+    jobs = max(1, options.jobs)
+    if jobs == 1 or len(notebooks) <= 1:
+        for i, path in enumerate(notebooks):
+            job(i, path)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for future in [pool.submit(job, i, p) for i, p in enumerate(notebooks)]:
+                future.result()
+    report = SmokeReport([r for r in results if r is not None])
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def check_notebook(
+    path: Path, options: SmokeOptions, kernels: dict[str, str] | None = None
+) -> NotebookResult:
+    """Lint and run one notebook; never raises for bad input (returns an ``error``)."""
+    started = time.monotonic()
+    result = NotebookResult(path=str(path), mode="lint" if options.lint_only else options.mode)
+    try:
+        nb = read_notebook(path)
+        if options.lint or options.lint_only:
+            result.findings = lint_notebook(nb)
+        if not options.lint_only:
+            _execute(path, nb, options, kernels if kernels is not None else {}, result)
+    except (NotebookReadError, ParameterError, ReproError) as exc:
+        result.status = ERROR
+        result.error = str(exc)
+    if options.strict and result.status == PASSED:
+        result.strict_failed = bool(result.findings) or any(n.strict for n in result.notices)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _resolve_mode(
+    path: Path, nb, options: SmokeOptions, kernels: dict[str, str], result: NotebookResult
+) -> tuple[str, str | None]:
+    """Pick script or kernel mode and the kernel name; notes go into ``result``."""
+    from ..errors import KernelNotFoundError
+
+    wanted = options.kernel_name or kernelspec_name(nb)
+    language = notebook_language(nb)
+    if options.mode == "kernel":
+        name = wanted or "python3"
+        if name not in kernels:
+            raise KernelNotFoundError(path, name, list(kernels))
+        return "kernel", name
+    if language != "python":
+        if wanted and wanted in kernels:
+            result.notices.append(
+                Notice(
+                    "non_python_kernel",
+                    f"{language} notebook: run in kernel '{wanted}'",
+                    strict=False,
+                )
+            )
+            return "kernel", wanted
+        raise ReproError(
+            f"{path}: a {language} notebook cannot run in script mode and its kernelspec "
+            f"'{wanted}' is not installed; install it or pass --mode kernel --kernel NAME"
+        )
+    if wanted and wanted not in kernels:
+        result.notices.append(
+            Notice(
+                "kernelspec_not_installed",
+                f"kernelspec '{wanted}' is not installed here; running the Python code "
+                "in the current environment",
+                strict=False,
+            )
+        )
+    return "script", None
+
+
+def _execute(
+    path: Path, nb, options: SmokeOptions, kernels: dict[str, str], result: NotebookResult
+) -> None:
+    params = dict(options.parameters)
+    for warning in validate_parameters(path, nb, params, options.allow_unknown):
+        result.notices.append(Notice("parameter", warning, strict=False))
+    mode, kernel_name = _resolve_mode(path, nb, options, kernels, result)
+    result.mode = mode
+    cells = build_cells(nb, params)
+    spec = {
+        "path": str(path),
+        "mode": mode,
+        "kernel_name": kernel_name,
+        "fast": options.fast,
+        "metadata": dict(nb.get("metadata", {})),
+        "cells": [c.to_json() for c in cells],
+    }
+    with tempfile.TemporaryDirectory(prefix="nb-smoke-") as tmp:
+        events, stdout, stderr, timed_out = _run_worker(path, spec, Path(tmp), options.timeout)
+    _interpret(cells, events, stdout, stderr, timed_out, options, result)
+
+
+def _run_worker(
+    path: Path, spec: dict[str, Any], tmp: Path, timeout: float | None
+) -> tuple[list[dict[str, Any]], bytes, bytes, bool]:
+    spec_file, events_file = tmp / "spec.json", tmp / "events.jsonl"
+    spec_file.write_text(json.dumps(spec), encoding="utf-8")
+    events_file.touch()
+    env = {k: v for k, v in os.environ.items() if k not in _KERNEL_ENV}
+    env["MPLBACKEND"] = "Agg"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    cwd = path.resolve().parent
+    with open(tmp / "stdout", "wb") as out, open(tmp / "stderr", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_repro.smoke.worker", str(spec_file), str(events_file)],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        except BaseException:
+            _kill_tree(proc, _read_events(events_file))
+            raise
+        events = _read_events(events_file)
+        _kill_tree(proc, events)
+    return events, (tmp / "stdout").read_bytes(), (tmp / "stderr").read_bytes(), timed_out
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a kill is the last one
+    return events
+
+
+def _kill_tree(proc: subprocess.Popen, events: list[dict[str, Any]]) -> None:
+    """Kill the worker, its whole session, and a kernel it started (own session)."""
+    import psutil
+
+    pids = {proc.pid}
+    pids.update(e["pid"] for e in events if e.get("event") == "kernel" and e.get("pid"))
+    victims: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            victims.append(p)
+            victims.extend(p.children(recursive=True))
+        except psutil.Error:
+            continue
+    for pgid in pids:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for p in victims:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _slice(data: bytes, start: int | None, end: int | None) -> str:
+    if start is None:
+        return ""
+    return data[start:end].decode("utf-8", errors="replace")
+
+
+def _interpret(
+    cells: Sequence[SpecCell],
+    events: list[dict[str, Any]],
+    stdout: bytes,
+    stderr: bytes,
+    timed_out: bool,
+    options: SmokeOptions,
+    result: NotebookResult,
+) -> None:
+    starts = [e for e in events if e.get("event") == "cell_start"]
+    ends = {e["position"]: e for e in events if e.get("event") == "cell_end"}
+    # Per-cell output: script mode slices the process's stdout/stderr at cell boundaries.
+    outputs: dict[int, str] = {}
+    for k, start in enumerate(starts):
+        pos = start["position"]
+        if pos in ends and "output" in ends[pos]:
+            outputs[pos] = ends[pos]["output"]
+            continue
+        nxt = starts[k + 1] if k + 1 < len(starts) else {}
+        outputs[pos] = _slice(stdout, start.get("stdout"), nxt.get("stdout")) + _slice(
+            stderr, start.get("stderr"), nxt.get("stderr")
+        )
+    for pos, text in outputs.items():
+        key = str(cells[pos].index) if cells[pos].index is not None else "injected"
+        result.output[key] = text[-20000:]
+    result.cells_run = sum(1 for e in ends.values() if e.get("ok") or e.get("error"))
+
+    for pos in sorted(ends):
+        end, cell = ends[pos], cells[pos]
+        tagged = RAISES_TAG in cell.tags
+        if end.get("ok"):
+            if tagged:
+                result.notices.append(
+                    Notice(
+                        "raises_exception_did_not_raise",
+                        f"{_label(cell)} is tagged '{RAISES_TAG}' but raised nothing",
+                        cell_index=cell.index,
+                    )
+                )
+            continue
+        error = end.get("error") or {}
+        if tagged and not error.get("evalue", "").startswith("exit() was called"):
+            continue
+        result.status = FAILED
+        result.failure = _failure(cell, error, outputs.get(pos, ""))
+        return
+
+    crash = next((e for e in events if e.get("event") == "crash"), None)
+    done = any(e.get("event") == "done" for e in events)
+    if timed_out:
+        result.status = TIMED_OUT
+        running = starts[-1]["position"] if starts else None
+        if running is not None and running not in ends:
+            cell = cells[running]
+            result.failure = _failure(
+                cell,
+                {
+                    "ename": "Timeout",
+                    "evalue": f"notebook exceeded {options.timeout:g} s "
+                    f"while running {_label(cell)}; killed with its children",
+                },
+                outputs.get(running, ""),
+            )
+        else:
+            result.error = f"timed out after {options.timeout:g} s before the first cell"
+        return
+    if crash is not None or not done:
+        result.status = FAILED
+        if crash is not None and crash.get("ename") == "NoSuchKernel":
+            result.status = ERROR
+            result.error = f"{result.path}: {crash.get('evalue')}"
+            return
+        running = starts[-1]["position"] if starts else None
+        detail = (
+            f"{crash['ename']}: {crash['evalue']}"
+            if crash
+            else "the process ended without finishing (killed, or the interpreter crashed)"
+        )
+        if running is not None and running not in ends:
+            result.failure = _failure(
+                cells[running],
+                {"ename": crash["ename"] if crash else "ProcessDied", "evalue": detail},
+                outputs.get(running, ""),
+            )
+        else:
+            result.error = detail + "; " + stderr.decode("utf-8", "replace").strip()[-500:]
+            result.status = FAILED
+
+
+def _label(cell: SpecCell) -> str:
+    if cell.index is None:
+        return "injected parameters cell"
+    if cell.execution_count is None:
+        return f"cell {cell.index}"
+    return f"cell {cell.index} [In {cell.execution_count}]"
+
+
+def _failure(cell: SpecCell, error: dict[str, Any], output: str) -> CellFailure:
+    return CellFailure(
+        cell_index=cell.index,
+        cell_id=cell.cell_id,
+        execution_count=cell.execution_count,
+        first_lines=first_lines(cell.source),
+        ename=error.get("ename", "Error"),
+        evalue=error.get("evalue", ""),
+        line=error.get("line"),
+        traceback=error.get("traceback", ""),
+        output=output[-4000:],
+    )
+
+
+__all__ = ["check_notebook", "installed_kernelspecs", "smoke_notebooks"]

@@ -1,0 +1,302 @@
+"""The process that runs one notebook: ``python -m jupyter_repro.smoke.worker SPEC EVENTS``.
+
+nb-smoke starts one of these per notebook, in the notebook's folder, in a new session
+(so a timeout kills it with its children), with stdin closed and stdout/stderr going to
+files. It reads the run spec (JSON, written by :mod:`jupyter_repro.smoke.convert`) and
+appends one JSON event per line to EVENTS, flushed at once, so the parent knows which
+cell was running even when this process is killed:
+
+``{"event": "start", "mode": ...}``, ``{"event": "kernel", "pid": ...}``,
+``{"event": "cell_start", "position": i, "stdout": offset, "stderr": offset}``,
+``{"event": "cell_end", "position": i, "ok": bool, "error": {...} | null, "output": str}``,
+``{"event": "done"}``.
+
+Script mode: a plain ``InteractiveShell`` (IPython, no kernel) runs each cell with
+``run_cell``, so magics, ``!cmd`` lines and the display formatter behave as in a kernel.
+Kernel mode: nbclient runs the cells in a fresh Jupyter kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from typing import Any
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_KERNEL_CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
+_SYNTAX_WHERE = re.compile(r" \([^()]*, line \d+\)$")
+_INPUT_MESSAGE = (
+    "input() was called, but notebooks are checked without a keyboard "
+    "(stdin is closed); give the value as a parameter instead"
+)
+_EXIT_MESSAGE = "exit() was called: the kernel would shut down and later cells would not run"
+
+
+class _Events:
+    def __init__(self, path: str) -> None:
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
+
+    def emit(self, **event: Any) -> None:
+        self._fh.write(json.dumps(event, default=str) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+
+def _strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def _error(ename: str, evalue: str, line: int | None, tb: str) -> dict[str, Any]:
+    return {"ename": ename, "evalue": evalue, "line": line, "traceback": tb[-8000:]}
+
+
+# -- script mode ----------------------------------------------------------------------
+
+
+def _make_shell():
+    from IPython.core.error import StdinNotImplementedError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class SmokeShell(InteractiveShell):
+        """An InteractiveShell that remembers errors shown outside ``run_code``.
+
+        IPython's display formatter catches an exception raised by a rich repr
+        (``_repr_html_``) and only shows its traceback; a Jupyter kernel reports that
+        cell as an error, so nb-smoke must too.
+        """
+
+        shown_errors: list[BaseException]
+        asked_exit = False
+
+        def showtraceback(self, exc_tuple=None, *args, **kwargs):
+            try:
+                _etype, value, _tb = self._get_exc_info(exc_tuple)
+                self.shown_errors.append(value)
+            except ValueError:
+                pass
+            return super().showtraceback(exc_tuple, *args, **kwargs)
+
+        def ask_exit(self):
+            self.asked_exit = True
+            self.exit_now = True
+
+        def enable_gui(self, gui=None):  # no event loop in a smoke run
+            return None
+
+        def enable_matplotlib(self, gui=None):
+            if gui not in (None, "inline", "agg", "svg", "pdf", "ps"):
+                print(f"nb-smoke: %matplotlib {gui} uses the inline backend here", file=sys.stderr)
+                gui = "inline"
+            return super().enable_matplotlib(gui)
+
+    shell = SmokeShell.instance(colors="nocolor")
+    shell.shown_errors = []
+
+    def no_input(*_args: Any, **_kwargs: Any) -> str:
+        raise StdinNotImplementedError(_INPUT_MESSAGE)
+
+    import builtins
+    import getpass
+
+    builtins.input = no_input
+    getpass.getpass = no_input
+    shell.user_ns["input"] = no_input
+    return shell
+
+
+def _cell_line(exc: BaseException, count: int) -> int | None:
+    if isinstance(exc, SyntaxError):
+        return exc.lineno
+    prefix = f"<ipython-input-{count}-"
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(prefix):
+            return tb.tb_lineno
+        tb = tb.tb_next
+    return None
+
+
+def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
+    shell = _make_shell()
+    if spec.get("fast"):
+        from jupyter_repro.smoke import fast
+
+        fast.install(shell)
+    events.emit(event="start", mode="script", pid=os.getpid())
+    for position, cell in enumerate(spec["cells"]):
+        if cell["action"] != "run":
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        events.emit(
+            event="cell_start",
+            position=position,
+            stdout=_offset(1),
+            stderr=_offset(2),
+        )
+        shell.shown_errors = []
+        count = shell.execution_count
+        result = shell.run_cell(cell["source"], store_history=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        exc = result.error_before_exec or result.error_in_exec
+        if exc is None and shell.shown_errors:
+            exc = shell.shown_errors[0]
+        error = None
+        if exc is not None:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            message = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
+            error = _error(type(exc).__name__, message, _cell_line(exc, count), tb)
+        elif shell.asked_exit:
+            error = _error("SystemExit", _EXIT_MESSAGE, None, "")
+        events.emit(event="cell_end", position=position, ok=error is None, error=error)
+        if error is not None and "raises-exception" not in cell["tags"]:
+            break
+        if shell.asked_exit:
+            break
+        shell.asked_exit = False
+
+
+def _offset(fd: int) -> int | None:
+    try:
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+# -- kernel mode ----------------------------------------------------------------------
+
+
+def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
+    import nbformat
+    from jupyter_core.utils import run_sync
+    from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = spec.get("metadata") or {}
+    nb.cells = [nbformat.v4.new_code_cell(c["source"]) for c in spec["cells"]]
+    for cell, source in zip(nb.cells, spec["cells"], strict=False):
+        cell.metadata["tags"] = list(source["tags"])
+    replies: dict[int, dict] = {}
+
+    def on_cell_executed(cell, cell_index, execute_reply):
+        replies[cell_index] = execute_reply
+
+    client = NotebookClient(
+        nb,
+        kernel_name=spec["kernel_name"],
+        timeout=None,
+        allow_errors=True,
+        record_timing=False,
+        resources={"metadata": {"path": os.getcwd()}},
+        on_cell_executed=on_cell_executed,
+    )
+    with client.setup_kernel():
+        pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
+        events.emit(event="start", mode="kernel", pid=os.getpid())
+        events.emit(event="kernel", pid=pid)
+        if spec.get("fast"):
+            code = (
+                "try:\n import jupyter_repro.smoke.fast as _nbsmoke_fast\n"
+                " _nbsmoke_fast.install(get_ipython())\n del _nbsmoke_fast\n"
+                "except ImportError:\n pass\n"
+            )
+            run_sync(client.kc.execute_interactive)(
+                code, silent=True, store_history=False, timeout=60
+            )
+        for position, cell in enumerate(nb.cells):
+            if spec["cells"][position]["action"] != "run":
+                continue
+            events.emit(event="cell_start", position=position)
+            try:
+                client.execute_cell(cell, position)
+            except DeadKernelError as exc:
+                events.emit(
+                    event="cell_end",
+                    position=position,
+                    ok=False,
+                    error=_error("DeadKernelError", f"the kernel died: {exc}", None, ""),
+                    output=_outputs_text(cell),
+                )
+                return
+            reply = replies.get(position, {}).get("content", {})
+            error = None
+            if reply.get("status") == "error":
+                # The error output has the real exception even where the reply does not
+                # (an exception in a rich repr gives ename "NoneType" in the reply).
+                shown = next(
+                    (o for o in cell.get("outputs", []) if o.get("output_type") == "error"),
+                    reply,
+                )
+                tb = _strip_ansi("\n".join(shown.get("traceback", [])))
+                ename = shown.get("ename", "Error")
+                evalue = shown.get("evalue", "")
+                if ename == "SyntaxError":
+                    evalue = _SYNTAX_WHERE.sub("", evalue)
+                error = _error(ename, evalue, _kernel_line(tb, cell.get("execution_count")), tb)
+            elif any(p.get("source") == "ask_exit" for p in reply.get("payload", [])):
+                error = _error("SystemExit", _EXIT_MESSAGE, None, "")
+            events.emit(
+                event="cell_end",
+                position=position,
+                ok=error is None,
+                error=error,
+                output=_outputs_text(cell),
+            )
+            tagged = "raises-exception" in spec["cells"][position]["tags"]
+            if error is not None and (not tagged or error["evalue"] == _EXIT_MESSAGE):
+                break
+
+
+def _kernel_line(tb: str, count: int | None) -> int | None:
+    for match in _KERNEL_CELL_LINE.finditer(tb):
+        if count is None or int(match.group(1)) == count:
+            return int(match.group(2))
+    return None
+
+
+def _outputs_text(cell) -> str:
+    parts: list[str] = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out.get("text", ""))
+        elif out.get("output_type") in ("execute_result", "display_data"):
+            text = out.get("data", {}).get("text/plain")
+            if text:
+                parts.append(text + "\n")
+        elif out.get("output_type") == "error":
+            parts.append(_strip_ansi("\n".join(out.get("traceback", []))) + "\n")
+    return "".join(parts)[-20000:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec_path, events_path = argv
+    with open(spec_path, encoding="utf-8") as fh:
+        spec = json.load(fh)
+    events = _Events(events_path)
+    started = time.monotonic()
+    try:
+        if spec["mode"] == "kernel":
+            run_kernel_mode(spec, events)
+        else:
+            run_script_mode(spec, events)
+    except BaseException as exc:  # report anything, then let the parent decide
+        events.emit(
+            event="crash",
+            ename=type(exc).__name__,
+            evalue=str(exc),
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        )
+        return 3
+    events.emit(event="done", seconds=time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
