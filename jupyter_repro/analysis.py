@@ -160,6 +160,8 @@ class CellAnalysis:
         call_args: ``(function, position, name)`` for each bare name passed positionally
             to a function called at module level, so a caller can tell which names a call
             to a mutating function (``function_mutates``) changes.
+        deletes_existing: names ``del``-eted before the cell bound them itself: the cell
+            needs them to exist (``del x`` raises NameError otherwise), like a read.
     """
 
     reads: frozenset[str] = frozenset()
@@ -178,6 +180,7 @@ class CellAnalysis:
     file_writes: frozenset[str] = frozenset()
     function_mutates: Mapping[str, frozenset[int]] = field(default_factory=dict)
     call_args: tuple[tuple[str, int, str], ...] = ()
+    deletes_existing: frozenset[str] = frozenset()
 
 
 #: Call names (a function or a method, whatever the receiver) that read the file named by
@@ -448,6 +451,7 @@ class _CellVisitor(ast.NodeVisitor):
         self.star_import = False
         self.strings: list[str] = []
         self.aliases: list[tuple[str, str]] = []
+        self.deletes_existing: set[str] = set()
         self.file_reads: set[str] = set()
         self.file_writes: set[str] = set()
         self.function_mutates: dict[str, frozenset[int]] = {}
@@ -472,6 +476,7 @@ class _CellVisitor(ast.NodeVisitor):
             file_writes=frozenset(self.file_writes),
             function_mutates=dict(self.function_mutates),
             call_args=tuple(self.call_args),
+            deletes_existing=frozenset(self.deletes_existing),
         )
 
     # -- names -------------------------------------------------------------------------
@@ -496,6 +501,8 @@ class _CellVisitor(ast.NodeVisitor):
             self._store(node.id)
         else:  # Del
             if not self.shadows:
+                if node.id not in self.bound:
+                    self.deletes_existing.add(node.id)
                 self.deletes.add(node.id)
                 self.bound.discard(node.id)
                 self.defines.discard(node.id)

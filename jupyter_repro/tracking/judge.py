@@ -1,0 +1,445 @@
+"""Pure verdict logic: execution record + current notebook order -> per-cell findings.
+
+No IPython, no I/O. :class:`TrackState` folds execution events into the few maps the
+verdicts need (the latest run of each cell, the last run that wrote each name), so judging
+costs time proportional to the notebook, never to the length of the history.
+
+The rules (every finding names the variables and the other cells):
+
+For the latest run ``e`` of each current cell ``c`` and each name ``n`` it read, let ``W``
+be the run that had last written ``n`` when ``e`` started, and ``R`` the nearest cell
+above ``c`` whose current source writes ``n`` (binds, deletes or mutates it):
+
+- ``undefined_name``: ``e`` raised NameError.
+- ``hidden_state``: no tracked run wrote ``n`` (it came from before ``%track on`` or a
+  console), or ``W``'s cell was deleted, or its current source no longer writes ``n``.
+- ``stale``: a run after ``e`` wrote ``n`` again; or ``W``'s cell is itself flagged
+  (transitively: stale through that cell).
+- ``out_of_order``: ``W`` is a cell below ``c``; or ``c``'s own earlier run (a cell re-run
+  on its own result); or a cell ``R`` between ``W``'s cell and ``c`` also writes ``n`` and
+  did not run between them — in each case a top-to-bottom run gives ``c`` another value.
+- ``edited``: ``c``'s source differs from what last ran.
+- ``never_run``: a code cell above the last executed cell that never ran.
+- ``multiple_definitions``: a name bound in several current cells and read by another one;
+  reported on each binding cell.
+
+The notebook-level :class:`Summary` says whether the kernel's state equals what a clean
+top-to-bottom run would give: no findings other than ``multiple_definitions``, every
+current cell ran without error, and each name's last writer is the last cell in notebook
+order that writes it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from hashlib import sha1
+from typing import Any
+
+from ..analysis import analyze_cell
+from ..verdicts import Finding, Verdict
+from .record import ExecutionEvent
+
+FILE_PREFIX = "file:"
+
+#: Order sources, best first; also the ``order_source`` values of the protocol.
+ORDER_SOURCES = ("frontend", "file", "execution_order")
+
+
+def source_hash(source: str) -> str:
+    """The hash the record and the protocol use to compare sources (sha1, hex)."""
+    return sha1(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NotebookCell:
+    """One code cell of the notebook as it is now.
+
+    Attributes:
+        id: nbformat cell id (or the content-hash id the record used).
+        index: 0-based position among all the notebook's cells (markdown included).
+        source: current source, or None when unknown (then taken as what last ran).
+    """
+
+    id: str
+    index: int
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class NotebookOrder:
+    """The notebook's current code cells, top to bottom, and where that order came from."""
+
+    cells: tuple[NotebookCell, ...]
+    source: str = "execution_order"
+
+
+class TrackState:
+    """Everything the verdicts need, folded from execution events in O(1) per event."""
+
+    def __init__(self) -> None:
+        self.events: dict[int, ExecutionEvent] = {}
+        self.latest: dict[str, ExecutionEvent] = {}
+        self.first_seq: dict[str, int] = {}
+        self.last_write: dict[str, int] = {}
+        self.function_reads: dict[str, frozenset[str]] = {}
+        self.function_mutates: dict[str, frozenset[int]] = {}
+        self.next_seq = 1
+
+    def apply(self, event: ExecutionEvent) -> None:
+        """Fold one finished run into the state (events must come in ``seq`` order)."""
+        self.events[event.seq] = event
+        self.latest[event.cell_id] = event
+        self.first_seq.setdefault(event.cell_id, event.seq)
+        for name in event.writes:
+            self.last_write[name] = event.seq
+        self.next_seq = max(self.next_seq, event.seq + 1)
+
+    def writer_of(self, name: str) -> int | None:
+        """``seq`` of the run that last wrote ``name``, or None."""
+        return self.last_write.get(name)
+
+    @classmethod
+    def from_events(cls, events: Iterable[ExecutionEvent]) -> TrackState:
+        """A state from a record's events (e.g. read back with ``read_executions``)."""
+        state = cls()
+        for event in events:
+            state.apply(event)
+        return state
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Does the kernel state equal a clean top-to-bottom run, and if not, why."""
+
+    consistent: bool
+    reasons: tuple[str, ...] = ()
+    order_source: str = "execution_order"
+    cells: int = 0
+    executed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """As in ``%track report --json`` and the protocol's ``report`` message."""
+        return {
+            "consistent": self.consistent,
+            "reasons": list(self.reasons),
+            "order_source": self.order_source,
+            "cells": self.cells,
+            "executed": self.executed,
+        }
+
+
+@dataclass(frozen=True)
+class TrackReport:
+    """The verdicts on a notebook: findings per cell plus the notebook-level summary."""
+
+    findings: tuple[Finding, ...]
+    summary: Summary
+    order: NotebookOrder
+    latest: Mapping[str, ExecutionEvent] = field(default_factory=dict)
+
+    def for_cell(self, cell_id: str) -> list[Finding]:
+        """The findings on one cell."""
+        return [f for f in self.findings if f.cell_id == cell_id]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form shared by ``%track report --json`` and the comm ``report``."""
+        cells = []
+        for cell in self.order.cells:
+            event = self.latest.get(cell.id)
+            cells.append(
+                {
+                    "cell_id": cell.id,
+                    "index": cell.index,
+                    "execution_count": event.execution_count if event else None,
+                    "last_run_seq": event.seq if event else None,
+                    "raised": event.error if event else None,
+                    "verdicts": sorted({f.verdict.value for f in self.for_cell(cell.id)}),
+                }
+            )
+        return {
+            "summary": self.summary.to_json(),
+            "cells": cells,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+@lru_cache(maxsize=4096)
+def static_effects(source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(writes, binds, reads) of a source: what a run of it would write, bind and read.
+
+    ``writes`` covers bindings, deletions, in-place mutations and written files
+    (``file:<path>``); ``binds`` only bindings (for ``multiple_definitions``).
+    """
+    a = analyze_cell(source)
+    files_w = {FILE_PREFIX + p for p in a.file_writes}
+    files_r = {FILE_PREFIX + p for p in a.file_reads}
+    binds = frozenset(a.defines - a.imports)
+    reads = frozenset(a.reads | a.deletes_existing | files_r)
+    return frozenset(a.defines | a.deletes | a.mutates | files_w), binds, reads
+
+
+class _Judge:
+    """One judging pass; holds the indexes built from the order."""
+
+    def __init__(self, state: TrackState, order: NotebookOrder) -> None:
+        self.state = state
+        self.order = order
+        self.pos = {cell.id: i for i, cell in enumerate(order.cells)}
+        self.sources: list[str] = []
+        for cell in order.cells:
+            event = state.latest.get(cell.id)
+            self.sources.append(cell.source if cell.source is not None else event.source if event else "")
+        self.writers: dict[str, list[int]] = {}
+        self.binders: dict[str, list[int]] = {}
+        self.readers: dict[str, list[int]] = {}
+        # What each cell writes: its current source, statically, plus what its latest run
+        # wrote at runtime (aliases, sizes changed through calls) while the code is unchanged.
+        self.cell_writes: list[frozenset[str]] = []
+        for i, src in enumerate(self.sources):
+            writes, binds, reads = static_effects(src)
+            event = state.latest.get(order.cells[i].id)
+            if event is not None and (
+                order.cells[i].source is None or source_hash(src) == event.source_hash
+            ):
+                writes = writes | frozenset(event.writes)
+            self.cell_writes.append(writes)
+            for n in writes:
+                self.writers.setdefault(n, []).append(i)
+            for n in binds:
+                self.binders.setdefault(n, []).append(i)
+            for n in reads:
+                self.readers.setdefault(n, []).append(i)
+        self.findings: list[Finding] = []
+        self.flagged: set[str] = set()  # cells with stale / out_of_order / hidden_state
+
+    # -- helpers -------------------------------------------------------------------------
+    def label(self, cell_id: str) -> str:
+        i = self.pos.get(cell_id)
+        event = self.state.latest.get(cell_id)
+        count = f" (In [{event.execution_count}])" if event and event.execution_count else ""
+        if i is None:
+            return f"a deleted cell{count}"
+        return f"cell #{self.order.cells[i].index + 1}{count}"
+
+    def index_of(self, cell_id: str) -> tuple[int, ...]:
+        i = self.pos.get(cell_id)
+        return () if i is None else (self.order.cells[i].index,)
+
+    def writes_now(self, cell_id: str, name: str) -> bool:
+        """Whether the cell's code as it is now writes ``name`` (False for deleted cells)."""
+        i = self.pos.get(cell_id)
+        return i is not None and name in self.cell_writes[i]
+
+    def reaching(self, i: int, name: str) -> int | None:
+        """Position of the nearest cell above position ``i`` whose source writes ``name``."""
+        ws = self.writers.get(name)
+        if not ws:
+            return None
+        k = bisect.bisect_left(ws, i)
+        return ws[k - 1] if k else None
+
+    def add(self, verdict: Verdict, i: int, message: str, names: Iterable[str] = (),
+            related: Iterable[str] = ()) -> None:  # fmt: skip
+        cell = self.order.cells[i]
+        rel: list[int] = []
+        for cid in related:
+            rel.extend(self.index_of(cid))
+        self.findings.append(
+            Finding(verdict, cell.index, message, cell.id, tuple(names), tuple(sorted(set(rel))))
+        )
+        if verdict in (Verdict.STALE, Verdict.OUT_OF_ORDER, Verdict.HIDDEN_STATE):
+            self.flagged.add(cell.id)
+
+    # -- rules ---------------------------------------------------------------------------
+    def run(self) -> TrackReport:
+        cells = self.order.cells
+        latest = self.state.latest
+        last_executed = max((i for i, c in enumerate(cells) if c.id in latest), default=-1)
+        for i, cell in enumerate(cells):
+            event = latest.get(cell.id)
+            if event is None:
+                if i < last_executed and self.sources[i].strip():
+                    self.add(Verdict.NEVER_RUN, i, "never ran, but cells below it did")
+                continue
+            if cell.source is not None and source_hash(cell.source) != event.source_hash:
+                self.add(Verdict.EDITED, i, "source differs from what last ran; re-run it")
+            if event.missing_name:
+                self.add(
+                    Verdict.UNDEFINED_NAME, i,
+                    f"raised NameError: `{event.missing_name}` is not defined",
+                    [event.missing_name],
+                )  # fmt: skip
+            self.check_reads(i, event)
+        self.propagate()
+        self.multiple_definitions()
+        return TrackReport(tuple(self.findings), self.summary(), self.order, dict(latest))
+
+    def check_reads(self, i: int, e: ExecutionEvent) -> None:
+        me = self.order.cells[i].id
+        for name in sorted(e.reads):
+            if name == e.missing_name:
+                continue
+            is_file = name.startswith(FILE_PREFIX)
+            shown = f"file `{name[len(FILE_PREFIX):]}`" if is_file else f"`{name}`"
+            w_seq = e.seen.get(name)
+            if w_seq is None:
+                if not is_file and not e.error:
+                    self.add(
+                        Verdict.HIDDEN_STATE, i,
+                        f"reads {shown}, which no tracked cell run set (it was set before "
+                        "%track on, or outside the notebook)",
+                        [name],
+                    )  # fmt: skip
+                continue
+            w = self.state.events[w_seq]
+            last = self.state.last_write.get(name, w_seq)
+            if last > e.seq:
+                later = self.state.events[last]
+                self.add(
+                    Verdict.STALE, i,
+                    f"reads {shown}, changed by {self.label(later.cell_id)} after this cell ran",
+                    [name], [later.cell_id],
+                )  # fmt: skip
+            if not self.writes_now(w.cell_id, name) and w.cell_id != me:
+                why = "" if w.cell_id not in self.pos else ", edited since so it no longer sets it"
+                self.add(
+                    Verdict.HIDDEN_STATE, i,
+                    f"reads {shown} from {self.label(w.cell_id)}{why}: no code in the "
+                    "notebook sets it now",
+                    [name], [w.cell_id],
+                )  # fmt: skip
+                continue
+            if w.cell_id == me:
+                self.add(
+                    Verdict.OUT_OF_ORDER, i,
+                    f"re-ran on {shown} as its own earlier run left it; a top-to-bottom run "
+                    "runs it once",
+                    [name],
+                )  # fmt: skip
+                continue
+            w_pos = self.pos.get(w.cell_id)
+            r = self.reaching(i, name)
+            if w_pos is not None and w_pos > i:
+                tail = (
+                    " — a top-to-bottom run would fail here"
+                    if r is None and not is_file
+                    else f"; a top-to-bottom run takes it from {self.label(self.order.cells[r].id)}"
+                    if r is not None
+                    else ""
+                )
+                self.add(
+                    Verdict.OUT_OF_ORDER, i,
+                    f"reads {shown} from {self.label(w.cell_id)} below{tail}",
+                    [name], [w.cell_id],
+                )  # fmt: skip
+                continue
+            if r is not None and w_pos is not None and w_pos < r:
+                r_id = self.order.cells[r].id
+                r_event = self.state.latest.get(r_id)
+                if r_event is not None and r_event.seq > e.seq:
+                    continue  # it ran after this cell: reported as stale if it changed it
+                if r_event is None or r_event.seq < w.seq:
+                    self.add(
+                        Verdict.OUT_OF_ORDER, i,
+                        f"reads {shown} from {self.label(w.cell_id)}, but "
+                        f"{self.label(r_id)} between them also sets it"
+                        + (" and has not run" if r_event is None else " and ran earlier"),
+                        [name], [w.cell_id, r_id],
+                    )  # fmt: skip
+
+    def propagate(self) -> None:
+        """Stale through a flagged cell: reading a value a flagged cell produced."""
+        cells = self.order.cells
+        latest = self.state.latest
+        changed = True
+        while changed:
+            changed = False
+            for i, cell in enumerate(cells):
+                e = latest.get(cell.id)
+                if e is None or cell.id in self.flagged:
+                    continue
+                for name in sorted(e.reads):
+                    w_seq = e.seen.get(name)
+                    if w_seq is None:
+                        continue
+                    w_cell = self.state.events[w_seq].cell_id
+                    if w_cell != cell.id and w_cell in self.flagged:
+                        self.add(
+                            Verdict.STALE, i,
+                            f"reads `{name}` from {self.label(w_cell)}, which is itself flagged",
+                            [name], [w_cell],
+                        )  # fmt: skip
+                        changed = True
+                        break
+
+    def multiple_definitions(self) -> None:
+        cells = self.order.cells
+        for name, positions in sorted(self.binders.items()):
+            if len(positions) < 2 or name.startswith(FILE_PREFIX):
+                continue
+            readers = [p for p in self.readers.get(name, ()) if p not in positions]
+            if not readers:
+                continue
+            others = [cells[p].id for p in positions] + [cells[p].id for p in readers]
+            where = ", ".join(self.label(cells[p].id) for p in positions)
+            for p in positions:
+                self.add(
+                    Verdict.MULTIPLE_DEFINITIONS, p,
+                    f"`{name}` is set in {where} and read in "
+                    f"{', '.join(self.label(cells[q].id) for q in readers)}: "
+                    "its value depends on which ran last",
+                    [name], [c for c in others if c != cells[p].id],
+                )  # fmt: skip
+
+    def summary(self) -> Summary:
+        cells = self.order.cells
+        latest = self.state.latest
+        reasons: list[str] = []
+        serious = [f for f in self.findings if f.verdict is not Verdict.MULTIPLE_DEFINITIONS]
+        if serious:
+            kinds = sorted({f.verdict.value for f in serious})
+            reasons.append(f"{len({f.cell_id for f in serious})} cell(s) flagged: {', '.join(kinds)}")
+        not_run = [c for i, c in enumerate(cells) if c.id not in latest and self.sources[i].strip()]
+        if not_run:
+            reasons.append(f"{len(not_run)} cell(s) never ran: " + ", ".join(self.label(c.id) for c in not_run[:5]))
+        for cell in cells:
+            e = latest.get(cell.id)
+            if e is not None and e.error:
+                reasons.append(f"{self.label(cell.id)} raised {e.error.split(':')[0]}")
+        for name, seq in sorted(self.state.last_write.items()):
+            if name.startswith(FILE_PREFIX):
+                continue
+            w = self.state.events[seq]
+            ws = self.writers.get(name)
+            if not ws or not self.writes_now(w.cell_id, name):
+                reasons.append(f"`{name}` was set by {self.label(w.cell_id)}, code no longer in the notebook")
+                continue
+            last_id = cells[ws[-1]].id
+            if last_id != w.cell_id:
+                r_event = latest.get(last_id)
+                if r_event is None or r_event.seq < seq:
+                    reasons.append(
+                        f"`{name}` comes from {self.label(w.cell_id)}; a top-to-bottom run "
+                        f"takes it from {self.label(last_id)}"
+                    )
+        return Summary(
+            consistent=not reasons,
+            reasons=tuple(reasons),
+            order_source=self.order.source,
+            cells=len(cells),
+            executed=sum(1 for c in cells if c.id in latest),
+        )
+
+
+def judge(state: TrackState, order: NotebookOrder) -> TrackReport:
+    """Verdicts for every current cell, and the notebook summary (see the module docs)."""
+    return _Judge(state, order).run()
+
+
+def execution_order(state: TrackState) -> NotebookOrder:
+    """The fallback order when nothing better exists: cells by their first run."""
+    ids = sorted(state.first_seq, key=state.first_seq.__getitem__)
+    return NotebookOrder(tuple(NotebookCell(cid, i, None) for i, cid in enumerate(ids)))

@@ -1,0 +1,214 @@
+"""The tracking core: what happens before and after each tracked cell, on a plain dict.
+
+No IPython import: :mod:`.magic` calls :meth:`Tracker.before` from ``pre_run_cell`` and
+:meth:`Tracker.after` from ``post_run_cell``; tests and the property test call them around
+a plain ``exec``. The per-cell work is one cached static analysis, a dictionary lookup per
+name the cell touches (identity and size before/after: the cheap runtime check), one
+JSONL append, and nothing per statement, so loops inside a cell run at full speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..analysis import CellAnalysis, analyze_cell
+from .judge import FILE_PREFIX, TrackState, source_hash
+from .record import ExecutionEvent, RecordWriter
+
+_MISSING = object()
+_SIZED = (list, dict, set, bytearray)
+_SHAPED_MODULES = ("numpy", "pandas")
+
+
+def _size(value: Any) -> Any:
+    """A cheap fingerprint of a container's size, or None when not cheap to get.
+
+    Only builtin containers (``len``) and numpy/pandas objects (``shape``): calling
+    ``len`` on arbitrary objects could run user code with side effects.
+    """
+    kind = type(value)
+    if kind in _SIZED:
+        return len(value)
+    if kind.__module__.startswith(_SHAPED_MODULES):
+        return getattr(value, "shape", None)
+    return None
+
+
+def _called_globals(
+    analysis: CellAnalysis, functions: Mapping[str, frozenset[str]]
+) -> set[str]:
+    """Every global read by the notebook functions the cell calls, transitively.
+
+    Deliberately wider than :func:`~jupyter_repro.analysis.resolve_calls`, which drops a
+    global the cell itself binds (``b = f()`` where ``f`` reads ``b``: the call runs
+    before the binding, so ``b`` is read). Over-reporting a read can only add a verdict,
+    never hide one.
+    """
+    known = {**functions, **analysis.function_reads}
+    out: set[str] = set()
+    pending = [fn for fn in analysis.calls if fn in known]
+    seen: set[str] = set()
+    while pending:
+        fn = pending.pop()
+        if fn in seen:
+            continue
+        seen.add(fn)
+        for name in known[fn]:
+            out.add(name)
+            if name in known:
+                pending.append(name)
+    return out
+
+
+def content_cell_id(source: str) -> str:
+    """The fallback cell id when the frontend sent none: a hash of the source."""
+    return "sha1:" + source_hash(source)[:16]
+
+
+@dataclass
+class _Pending:
+    event: ExecutionEvent
+    analysis: CellAnalysis
+    watched: dict[str, Any]
+    sizes: dict[str, Any]
+    t0: float
+
+
+class Tracker:
+    """Builds one :class:`ExecutionEvent` per tracked run and folds it into the state.
+
+    Attributes:
+        state: the :class:`TrackState` the verdicts are computed from.
+        writer: where events are persisted (None: memory only).
+        aliases: names known to be bound to the same object (``b = a``), both ways.
+    """
+
+    def __init__(self, writer: RecordWriter | None = None) -> None:
+        self.state = TrackState()
+        self.writer = writer
+        self.aliases: dict[str, set[str]] = {}
+        self._pending: _Pending | None = None
+
+    def before(
+        self,
+        source: str,
+        namespace: Mapping[str, Any],
+        cell_id: str | None = None,
+        execution_count: int | None = None,
+        transformed: str | None = None,
+    ) -> None:
+        """Call just before a cell runs. ``transformed`` is IPython's transformed source,
+        when known (saves re-running IPython's input transformers)."""
+        analysis = (
+            analyze_cell(transformed, transformed=True)
+            if transformed is not None
+            else analyze_cell(source)
+        )
+        state = self.state
+        reads = set(analysis.reads)
+        if analysis.calls:
+            reads |= _called_globals(analysis, state.function_reads)
+        reads.update(FILE_PREFIX + p for p in analysis.file_reads)
+        reads |= analysis.deletes_existing
+        mutates = set(analysis.mutates)
+        for fn, position, arg in analysis.call_args:
+            mutated = analysis.function_mutates.get(fn, state.function_mutates.get(fn))
+            if mutated and position in mutated:
+                mutates.add(arg)
+        names = reads | analysis.defines | analysis.deletes | mutates
+        watched = {n: namespace.get(n, _MISSING) for n in names if not n.startswith(FILE_PREFIX)}
+        sizes = {}
+        for n in reads | mutates:
+            value = watched.get(n, _MISSING)
+            if value is not _MISSING:
+                size = _size(value)
+                if size is not None:
+                    sizes[n] = size
+        event = ExecutionEvent(
+            seq=state.next_seq,
+            cell_id=cell_id or content_cell_id(source),
+            cell_id_source="frontend" if cell_id else "content_hash",
+            execution_count=execution_count,
+            started=time.time(),
+            source=source,
+            source_hash=source_hash(source),
+            reads=sorted(reads),
+            defines=sorted(analysis.defines),
+            deletes=sorted(analysis.deletes),
+            mutates=sorted(mutates),
+            seen={n: state.last_write.get(n) for n in reads},
+        )
+        self._pending = _Pending(event, analysis, watched, sizes, time.perf_counter())
+
+    def after(
+        self,
+        namespace: MutableMapping[str, Any],
+        error: BaseException | None = None,
+        execution_count: int | None = None,
+    ) -> ExecutionEvent | None:
+        """Call just after the cell ran; returns the finished event (None if no
+        :meth:`before` preceded it, e.g. the cell that turned tracking on)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        event = pending.event
+        event.duration = time.perf_counter() - pending.t0
+        if execution_count is not None:
+            event.execution_count = execution_count
+        changed = {n for n, old in pending.watched.items() if namespace.get(n, _MISSING) is not old}
+        resized = {
+            n
+            for n, size in pending.sizes.items()
+            if n not in changed and _size(namespace.get(n, _MISSING)) != size
+        }
+        changed |= resized
+        mutated = resized | set(event.mutates)
+        writes = changed | mutated
+        writes.update(FILE_PREFIX + p for p in pending.analysis.file_writes)
+        self._follow_aliases(pending.analysis, namespace, mutated, writes)
+        event.changed = sorted(changed)
+        event.writes = sorted(writes)
+        if error is not None:
+            event.error = f"{type(error).__name__}: {error}"[:500]
+            if isinstance(error, NameError):
+                event.missing_name = getattr(error, "name", None)
+        analysis = pending.analysis
+        for fn in analysis.function_reads:
+            if fn in changed:
+                self.state.function_reads[fn] = analysis.function_reads[fn]
+                self.state.function_mutates[fn] = analysis.function_mutates.get(fn, frozenset())
+        self.state.apply(event)
+        if self.writer is not None:
+            self.writer.append(event.to_json())
+        return event
+
+    def _follow_aliases(
+        self,
+        analysis: CellAnalysis,
+        namespace: Mapping[str, Any],
+        mutated: set[str],
+        writes: set[str],
+    ) -> None:
+        """Record ``b = a`` aliases that really share an object, and count a mutation of
+        one as a write of the others while they still do."""
+        for target, src in analysis.aliases:
+            value = namespace.get(target, _MISSING)
+            if value is not _MISSING and value is namespace.get(src, _MISSING) and _size(value) is not None:
+                self.aliases.setdefault(src, set()).add(target)
+                self.aliases.setdefault(target, set()).add(src)
+        if not self.aliases:
+            return
+        for name in mutated:
+            others = self.aliases.get(name)
+            if not others:
+                continue
+            value = namespace.get(name, _MISSING)
+            for other in list(others):
+                if namespace.get(other, _MISSING) is value:
+                    writes.add(other)
+                else:  # no longer the same object: forget the alias
+                    others.discard(other)
+                    self.aliases.get(other, set()).discard(name)
