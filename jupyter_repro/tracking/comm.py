@@ -1,0 +1,141 @@
+"""The comm protocol between the kernel's ``%track`` and any frontend.
+
+Specified in ``docs/protocol.md`` (the document is the contract; this module implements
+the kernel side of it). In short: the frontend opens a comm on :data:`TARGET`; it may send
+``hello``, ``notebook`` (its cells in order), ``request_report`` and ``set_notices``; the
+kernel answers ``welcome``, and pushes a ``report`` after every tracked execution and
+whenever asked. Unknown fields are ignored; an unknown ``type`` gets an ``error`` reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .. import __version__
+from .order import FrontendCell
+
+#: The comm target name a frontend opens.
+TARGET = "jupyter_repro.track"
+#: Protocol version, ``MAJOR.MINOR``: a client must refuse a different MAJOR and must
+#: ignore fields and message types it does not know within the same MAJOR.
+PROTOCOL_VERSION = "1.0"
+
+#: Message types a frontend may send.
+CLIENT_TYPES = ("hello", "notebook", "request_report", "set_notices")
+#: Message types the kernel sends.
+KERNEL_TYPES = ("welcome", "report", "status", "error")
+
+
+class ProtocolError(ValueError):
+    """A frontend message that does not follow ``docs/protocol.md``.
+
+    Attributes:
+        in_reply_to: the ``type`` of the offending message (or None when absent).
+    """
+
+    def __init__(self, message: str, in_reply_to: str | None = None) -> None:
+        self.in_reply_to = in_reply_to
+        super().__init__(message)
+
+
+def envelope(kind: str, **fields: Any) -> dict[str, Any]:
+    """A kernel message: ``type`` and ``protocol`` first, then the fields."""
+    return {"type": kind, "protocol": PROTOCOL_VERSION, **fields}
+
+
+def parse_cells(data: Mapping[str, Any]) -> list[FrontendCell]:
+    """The ``cells`` of a ``notebook`` message, validated."""
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        raise ProtocolError("'cells' must be a list", "notebook")
+    out: list[FrontendCell] = []
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Mapping) or not isinstance(cell.get("id"), str):
+            raise ProtocolError(f"cells[{i}] needs a string 'id'", "notebook")
+        source = cell.get("source", "")
+        if isinstance(source, list):  # nbformat's list-of-lines form
+            source = "".join(source)
+        if not isinstance(source, str):
+            raise ProtocolError(f"cells[{i}].source must be a string", "notebook")
+        out.append(FrontendCell(cell["id"], str(cell.get("cell_type", "code")), source))
+    return out
+
+
+class CommChannel:
+    """The kernel's end: registers :data:`TARGET`, keeps open comms, dispatches messages.
+
+    ``handlers`` maps a client message type to a function taking the message data and
+    returning the reply (or None). The channel never raises into the kernel: a handler's
+    :class:`ProtocolError` becomes an ``error`` message to that comm.
+    """
+
+    def __init__(self, handlers: Mapping[str, Callable[[Mapping[str, Any]], dict | None]]) -> None:
+        self.handlers = dict(handlers)
+        self.comms: list[Any] = []
+        self._manager: Any = None
+
+    def register(self) -> bool:
+        """Register the target with the kernel's comm manager (False outside a kernel)."""
+        try:
+            import comm as comm_pkg
+
+            manager = comm_pkg.get_comm_manager()
+            manager.register_target(TARGET, self._on_open)
+        except (ImportError, AttributeError, NotImplementedError):
+            return False
+        self._manager = manager
+        return True
+
+    def unregister(self) -> None:
+        """Close open comms and forget the target."""
+        for c in list(self.comms):
+            try:
+                c.close()
+            except (RuntimeError, ValueError, AttributeError, OSError):
+                pass
+        self.comms.clear()
+        if self._manager is not None:
+            self._manager.unregister_target(TARGET, self._on_open)
+            self._manager = None
+
+    def _on_open(self, comm: Any, open_msg: Mapping[str, Any]) -> None:
+        self.comms.append(comm)
+        comm.on_msg(lambda msg: self._on_msg(comm, msg))
+        comm.on_close(lambda _msg: self._forget(comm))
+        data = open_msg.get("content", {}).get("data") or {}
+        # the open message may carry a first message; a bare open means "hello"
+        self._dispatch(comm, data if data.get("type") else {"type": "hello"})
+
+    def _forget(self, comm: Any) -> None:
+        if comm in self.comms:
+            self.comms.remove(comm)
+
+    def _on_msg(self, comm: Any, msg: Mapping[str, Any]) -> None:
+        self._dispatch(comm, msg.get("content", {}).get("data") or {})
+
+    def _dispatch(self, comm: Any, data: Mapping[str, Any]) -> None:
+        kind = data.get("type")
+        try:
+            if not isinstance(kind, str) or kind not in self.handlers:
+                raise ProtocolError(f"unknown message type {kind!r}", kind if isinstance(kind, str) else None)
+            version = data.get("protocol")
+            if isinstance(version, str) and version.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
+                raise ProtocolError(
+                    f"protocol {version} is not supported (kernel speaks {PROTOCOL_VERSION})", kind
+                )
+            reply = self.handlers[kind](data)
+        except ProtocolError as exc:
+            reply = envelope("error", message=str(exc), in_reply_to=exc.in_reply_to)
+        if reply is not None:
+            comm.send(reply)
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        """Send a kernel message to every open comm."""
+        for c in list(self.comms):
+            c.send(message)
+
+
+def kernel_info() -> dict[str, str]:
+    """What ``welcome`` says about the kernel side."""
+    return {"name": "jupyter_repro", "version": __version__}

@@ -1,0 +1,153 @@
+"""Where the notebook's current cell order comes from, best source first.
+
+1. ``frontend``: the cells a frontend sent over the comm (``docs/protocol.md``);
+2. ``file``: the saved notebook, when the kernel knows its path (Jupyter Server sets
+   ``JPY_SESSION_NAME``); re-read only when its modification time changes;
+3. ``execution_order``: the order in which cells first ran, when nothing else exists.
+
+Whatever the source, the ids in ``deletedCells`` (sent by JupyterLab 4 / Notebook 7 in
+every execute request's metadata) are removed, so deletion is known without an extension,
+and cells that ran but are not in the source yet (added since the last save) are placed
+at the end in the order they first ran.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotebookReadError
+from ..notebook import read_notebook
+from .judge import NotebookCell, NotebookOrder, TrackState
+
+
+@dataclass(frozen=True)
+class FrontendCell:
+    """A cell as a frontend describes it in a ``notebook`` comm message."""
+
+    id: str
+    cell_type: str
+    source: str
+
+
+def notebook_path_from_env(env: Mapping[str, str] | None = None, cwd: str | None = None) -> Path | None:
+    """The notebook this kernel serves, from ``JPY_SESSION_NAME``, if it is a file here.
+
+    Jupyter Server sets it to the notebook's absolute path (or, in older versions, the
+    path relative to the server root; the kernel runs in the notebook's folder, so the
+    file name is tried there too).
+    """
+    env = os.environ if env is None else env
+    name = env.get("JPY_SESSION_NAME")
+    if not name:
+        return None
+    path = Path(name)
+    if path.is_file():
+        return path.resolve()
+    local = Path(cwd or os.getcwd()) / path.name
+    return local.resolve() if local.is_file() else None
+
+
+class OrderBook:
+    """Keeps the best known notebook order and answers :meth:`current`.
+
+    Attributes:
+        frontend_cells: the cells from the last frontend ``notebook`` message, or None.
+        notebook_path: the saved notebook, or None.
+        deleted: ids of deleted cells (from ``deletedCells`` or the frontend).
+        saw_deleted_cells: whether execute requests carry ``deletedCells`` at all.
+    """
+
+    def __init__(self, notebook_path: Path | None = None) -> None:
+        self.frontend_cells: list[FrontendCell] | None = None
+        self.notebook_path = notebook_path
+        self.deleted: set[str] = set()
+        self.saw_deleted_cells = False
+        self._file_cache: tuple[tuple[float, int], list[tuple[str, int, str]], float] | None = None
+        self.file_error: str | None = None
+
+    # -- inputs --------------------------------------------------------------------------
+    def note_request_metadata(self, meta: Mapping[str, Any] | None) -> None:
+        """Take ``deletedCells`` from an execute request's metadata."""
+        if not meta or "deletedCells" not in meta:
+            return
+        self.saw_deleted_cells = True
+        deleted = meta.get("deletedCells") or ()
+        if isinstance(deleted, (list, tuple)):
+            self.deleted.update(str(d) for d in deleted)
+
+    def set_frontend_cells(self, cells: Iterable[FrontendCell]) -> None:
+        """The frontend's current cells, in order (replaces what was there)."""
+        self.frontend_cells = list(cells)
+        ids = {c.id for c in self.frontend_cells}
+        self.deleted -= ids  # undo / cut-and-paste brings a cell back
+
+    # -- output --------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        """``frontend``, ``file`` or ``execution_order``: what :meth:`current` is built from."""
+        if self.frontend_cells is not None:
+            return "frontend"
+        if self.notebook_path is not None and self._read_file() is not None:
+            return "file"
+        return "execution_order"
+
+    def current(self, state: TrackState) -> NotebookOrder:
+        """The notebook's code cells now, top to bottom, with their sources when known."""
+        cells: list[NotebookCell] = []
+        if self.frontend_cells is not None:
+            for index, c in enumerate(self.frontend_cells):
+                if c.cell_type == "code" and c.id not in self.deleted:
+                    cells.append(NotebookCell(c.id, index, c.source))
+            source = "frontend"
+        else:
+            saved = self._read_file() if self.notebook_path is not None else None
+            if saved is not None:
+                entries, mtime = saved
+                for cid, index, src in entries:
+                    if cid in self.deleted:
+                        continue
+                    event = state.latest.get(cid)
+                    # an unsaved edit: the run is newer than the file, so trust the run
+                    newer_run = event is not None and event.started > mtime
+                    cells.append(NotebookCell(cid, index, None if newer_run else src))
+                source = "file"
+            else:
+                source = "execution_order"
+        known = {c.id for c in cells}
+        extra = [
+            cid
+            for cid in sorted(state.first_seq, key=state.first_seq.__getitem__)
+            if cid not in known and cid not in self.deleted
+        ]
+        start = max((c.index for c in cells), default=-1) + 1
+        cells.extend(NotebookCell(cid, start + k, None) for k, cid in enumerate(extra))
+        return NotebookOrder(tuple(cells), source)
+
+    def _read_file(self) -> tuple[list[tuple[str, int, str]], float] | None:
+        path = self.notebook_path
+        assert path is not None
+        try:
+            st = path.stat()
+        except OSError as exc:
+            self.file_error = str(exc)
+            return None
+        key = (st.st_mtime, st.st_size)
+        if self._file_cache is not None and self._file_cache[0] == key:
+            return self._file_cache[1], self._file_cache[2]
+        try:
+            nb = read_notebook(path)
+        except NotebookReadError as exc:
+            self.file_error = str(exc)
+            return None
+        entries = [
+            (str(cell.get("id")), index, cell.source)
+            for index, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and cell.get("id")
+        ]
+        self._file_cache = (key, entries, st.st_mtime)
+        self.file_error = None
+        return entries, st.st_mtime

@@ -1,0 +1,309 @@
+"""One tracking session per shell: hooks, notices, report, comm and export, glued together.
+
+The IPython objects arrive by duck typing (``info.raw_cell``, ``result.error_in_exec``);
+nothing here imports IPython, so :mod:`.magic` stays a thin argument parser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import __version__
+from ..verdicts import Verdict
+from . import comm as protocol
+from .export import export_notebook, export_script
+from .judge import TrackReport, judge
+from .order import OrderBook, notebook_path_from_env
+from .record import RECORD_VERSION, ExecutionEvent, RecordWriter, record_path
+from .tracker import Tracker
+
+#: A comment that silences notices for the cell it is in.
+QUIET_MARK = re.compile(r"^\s*#\s*track:\s*quiet\b", re.MULTILINE)
+_TRACK_LINE = re.compile(r"^\s*%track\b")
+_SERIOUS = (Verdict.OUT_OF_ORDER, Verdict.STALE, Verdict.HIDDEN_STATE, Verdict.UNDEFINED_NAME)
+
+_ORDER_PHRASES = {
+    "frontend": "the frontend's cells (comm)",
+    "file": "the saved notebook {path}",
+    "execution_order": "execution order only (no frontend comm, no notebook path): "
+    "'below', 'deleted' and 'edited' verdicts are limited",
+}
+
+
+class TrackSession:
+    """State of ``%track`` in one shell.
+
+    Attributes:
+        enabled: whether the hooks are registered.
+        notices: whether one-line notices are printed under cells (``%track notices``).
+        quiet_cells: cell ids whose notices are silenced (from the comm).
+        tracker: the current :class:`Tracker` (None until the first ``%track on``).
+        order: where the notebook order comes from.
+        last_report: the verdicts after the latest tracked execution.
+    """
+
+    def __init__(self, shell: Any, env: Mapping[str, str] | None = None) -> None:
+        self.shell = shell
+        self.enabled = False
+        self.notices = True
+        self.quiet_cells: set[str] = set()
+        self.tracker: Tracker | None = None
+        self.record_file: Path | None = None
+        self.order = OrderBook(notebook_path_from_env(env))
+        self.last_report: TrackReport | None = None
+        self.out: TextIO | None = None  # None: sys.stdout at print time (captured per cell)
+        self.channel = protocol.CommChannel(
+            {
+                "hello": self._on_hello,
+                "notebook": self._on_notebook,
+                "request_report": lambda _data: self._report_message(None),
+                "set_notices": self._on_set_notices,
+            }
+        )
+        self.comm_registered = self.channel.register()
+
+    # -- switching ------------------------------------------------------------------------
+    def enable(self) -> str:
+        """Register the hooks (idempotent) and return the one-line status."""
+        if self.tracker is None:
+            self._new_tracker()
+        if not self.enabled:
+            self.shell.events.register("pre_run_cell", self.pre_run_cell)
+            self.shell.events.register("post_run_cell", self.post_run_cell)
+            self.enabled = True
+            self._broadcast_status()
+        return self.status_line()
+
+    def disable(self) -> str:
+        """Unregister the hooks; the record and the state are kept."""
+        if self.enabled:
+            self.shell.events.unregister("pre_run_cell", self.pre_run_cell)
+            self.shell.events.unregister("post_run_cell", self.post_run_cell)
+            self.enabled = False
+            self._broadcast_status()
+        return "%track off: hooks removed; the record and verdicts so far are kept"
+
+    def reset(self) -> str:
+        """Forget the state (not the record file): the next runs start a fresh history."""
+        self._new_tracker()
+        self.last_report = None
+        return "%track reset: history forgotten; verdicts start from the next execution"
+
+    def close(self) -> None:
+        """Unload: remove hooks, close comms and the record file."""
+        self.disable()
+        self.channel.unregister()
+        if self.tracker is not None and self.tracker.writer is not None:
+            self.tracker.writer.close()
+
+    def _new_tracker(self) -> None:
+        started = time.time()
+        nb = self.order.notebook_path
+        self.record_file = record_path(nb, os.getcwd(), started)
+        if self.tracker is not None and self.tracker.writer is not None:
+            self.tracker.writer.close()
+        writer = RecordWriter(self.record_file)
+        writer.append(
+            {
+                "type": "session",
+                "v": RECORD_VERSION,
+                "started": started,
+                "pid": os.getpid(),
+                "notebook": str(nb) if nb else None,
+                "cwd": os.getcwd(),
+                "jupyter_repro": __version__,
+                "python": platform.python_version(),
+            }
+        )
+        self.tracker = Tracker(writer)
+
+    # -- hooks ------------------------------------------------------------------------
+    def pre_run_cell(self, info: Any) -> None:
+        """``pre_run_cell`` hook: note ``deletedCells``, snapshot what the cell touches."""
+        meta = getattr(info, "cell_meta", None)
+        self.order.note_request_metadata(meta if isinstance(meta, Mapping) else None)
+        raw = info.raw_cell or ""
+        if info.silent or not info.store_history or _TRACK_LINE.match(raw):
+            return
+        assert self.tracker is not None
+        self.tracker.before(
+            raw,
+            self.shell.user_ns,
+            cell_id=getattr(info, "cell_id", None),
+            execution_count=self.shell.execution_count,
+            transformed=getattr(info, "transformed_cell", None),
+        )
+
+    def post_run_cell(self, result: Any) -> None:
+        """``post_run_cell`` hook: finish the event, judge, notify, push to frontends."""
+        assert self.tracker is not None
+        error = result.error_in_exec or result.error_before_exec
+        event = self.tracker.after(self.shell.user_ns, error, result.execution_count)
+        if event is None:
+            return
+        previous = self.last_report
+        report = self.judge()
+        if self.notices and event.cell_id not in self.quiet_cells and not QUIET_MARK.search(event.source):
+            for line in notice_lines(report, event, previous):
+                print(line, file=self.out or sys.stdout)
+        if self.channel.comms:
+            self.channel.broadcast(self._report_message(event))
+
+    # -- verdicts ---------------------------------------------------------------------
+    def judge(self) -> TrackReport:
+        """Judge the current state against the best known notebook order."""
+        assert self.tracker is not None
+        report = judge(self.tracker.state, self.order.current(self.tracker.state))
+        self.last_report = report
+        return report
+
+    def status_line(self) -> str:
+        """The one-line status of ``%track on`` / ``%track status``."""
+        state = "on" if self.enabled else "off"
+        source = self.order.source
+        phrase = _ORDER_PHRASES[source].format(
+            path=self.order.notebook_path.name if self.order.notebook_path else ""
+        )
+        deleted = "; deleted cells from the execute requests" if self.order.saw_deleted_cells else ""
+        runs = len(self.tracker.state.events) if self.tracker else 0
+        where = f"; record: {self.record_file}" if self.record_file else ""
+        writer = self.tracker.writer if self.tracker else None
+        if writer is not None and writer.error:
+            where += f" (not writable: {writer.error}; tracking in memory only)"
+        return f"%track {state}: {runs} runs tracked; notebook order from {phrase}{deleted}{where}"
+
+    def report_text(self) -> str:
+        """``%track report``: a table of cells and their verdicts, then the findings."""
+        report = self.judge()
+        return format_report(report)
+
+    def report_json(self) -> str:
+        """``%track report --json``."""
+        return json.dumps(self.judge().to_json(), indent=2)
+
+    def export(self, script: str | None, notebook: str | None) -> str:
+        """``%track export``: write what ran, in the order it ran."""
+        assert self.tracker is not None
+        events = [self.tracker.state.events[k] for k in sorted(self.tracker.state.events)]
+        done = []
+        if script:
+            done.append(str(export_script(events, script)))
+        if notebook:
+            done.append(str(export_notebook(events, notebook)))
+        return f"%track export: {len(events)} runs written to {', '.join(done)}"
+
+    # -- comm handlers --------------------------------------------------------------------
+    def _on_hello(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return protocol.envelope(
+            "welcome",
+            kernel=protocol.kernel_info(),
+            tracking=self.enabled,
+            order_source=self.order.source,
+            record_path=str(self.record_file) if self.record_file else None,
+        )
+
+    def _on_notebook(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
+        self.order.set_frontend_cells(protocol.parse_cells(data))
+        if self.tracker is None:
+            return None
+        return self._report_message(None)
+
+    def _on_set_notices(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        enabled = data.get("enabled")
+        if not isinstance(enabled, bool):
+            raise protocol.ProtocolError("'enabled' must be true or false", "set_notices")
+        cell_ids = data.get("cell_ids")
+        if cell_ids is None:
+            self.notices = enabled
+        elif isinstance(cell_ids, list) and all(isinstance(c, str) for c in cell_ids):
+            if enabled:
+                self.quiet_cells.difference_update(cell_ids)
+            else:
+                self.quiet_cells.update(cell_ids)
+        else:
+            raise protocol.ProtocolError("'cell_ids' must be a list of strings", "set_notices")
+        return self._status_message()
+
+    def _report_message(self, event: ExecutionEvent | None) -> dict[str, Any]:
+        if self.tracker is None:
+            return self._status_message()
+        report = self.judge() if event is None or self.last_report is None else self.last_report
+        trigger = (
+            {"cell_id": event.cell_id, "seq": event.seq, "execution_count": event.execution_count}
+            if event is not None
+            else None
+        )
+        return protocol.envelope("report", trigger=trigger, **report.to_json())
+
+    def _status_message(self) -> dict[str, Any]:
+        return protocol.envelope(
+            "status",
+            tracking=self.enabled,
+            order_source=self.order.source,
+            notices=self.notices,
+            quiet_cells=sorted(self.quiet_cells),
+        )
+
+    def _broadcast_status(self) -> None:
+        if self.channel.comms:
+            self.channel.broadcast(self._status_message())
+
+
+def notice_lines(report: TrackReport, event: ExecutionEvent, previous: TrackReport | None) -> list[str]:
+    """The one-line notices under the cell that just ran: its own serious findings, and
+    the cells this run has just made stale."""
+    lines = [
+        f"%track: {f.message} [{f.verdict.value}]"
+        for f in report.for_cell(event.cell_id)
+        if f.verdict in _SERIOUS
+    ]
+    before = {(f.cell_id, f.verdict) for f in previous.findings} if previous else set()
+    me = next((c.index for c in report.order.cells if c.id == event.cell_id), None)
+    made = sorted(
+        {
+            f.cell_index + 1
+            for f in report.findings
+            if f.verdict is Verdict.STALE
+            and f.cell_id != event.cell_id
+            and (f.cell_id, f.verdict) not in before
+            and me in f.related_cells
+        }
+    )
+    if made:
+        cells = ", ".join(f"#{n}" for n in made)
+        lines.append(f"%track: this run made cell(s) {cells} stale: they read what it changed [stale]")
+    return lines
+
+
+def format_report(report: TrackReport) -> str:
+    """The readable table of ``%track report``."""
+    rows = [("cell", "In", "id", "verdicts")]
+    for cell in report.order.cells:
+        event = report.latest.get(cell.id)
+        verdicts = ", ".join(sorted({f.verdict.value for f in report.for_cell(cell.id)})) or "ok"
+        if event is None and verdicts == "ok":
+            verdicts = "not run"
+        count = f"[{event.execution_count}]" if event and event.execution_count else "[ ]"
+        rows.append((f"#{cell.index + 1}", count, cell.id[:12], verdicts))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    if report.findings:
+        lines.append("")
+        for f in report.findings:
+            lines.append(f"#{f.cell_index + 1} {f.verdict.value}: {f.message}")
+    s = report.summary
+    lines.append("")
+    if s.consistent:
+        lines.append(f"state equals a clean top-to-bottom run (order from {s.order_source})")
+    else:
+        lines.append(f"state differs from a clean top-to-bottom run (order from {s.order_source}):")
+        lines.extend(f"  - {r}" for r in s.reasons)
+    return "\n".join(lines)
