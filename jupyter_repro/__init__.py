@@ -6,13 +6,17 @@ Public API:
   registers the ``%track`` magic (see ``docs/tracking.md``).
 - :mod:`jupyter_repro.verdicts`: the verdict vocabulary shared by every tool.
 - :func:`jupyter_repro.smoke.run.smoke_notebooks`: nb-smoke as a function.
+- ``record(name, value, step=None, timestamp=None)``: record a metric from a notebook;
+  ``jupyter-repro batch`` logs it to the run's MLflow metrics (``docs/batch.md``).
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["__version__", "load_ipython_extension", "record", "unload_ipython_extension"]
+
+from .metrics import record
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised through real kernels

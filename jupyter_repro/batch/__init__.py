@@ -1,0 +1,1 @@
+"""``jupyter-repro batch``: papermill-parameterized runs, each logged to MLflow."""

@@ -1,0 +1,125 @@
+"""``jupyter-repro batch`` and ``jupyter-repro gc``: thin shells over :mod:`.runner` and
+:mod:`jupyter_repro.provenance.gc`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import ReproError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``batch`` and ``gc`` subcommands to the umbrella parser."""
+    b = subparsers.add_parser(
+        "batch",
+        help="run a notebook over a parameter grid, each run logged to MLflow",
+        description="Run NOTEBOOK once per parameter set with papermill, in a fresh kernel "
+        "each time, and log every run to MLflow with its code, data, parameters, "
+        "environment and execution.",
+    )
+    b.add_argument("notebook", help=".ipynb or jupytext .py/.md notebook")
+    b.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        dest="params",
+        help="override a parameter (typed: 1e-3, [16, 16], null)",
+    )
+    b.add_argument("-f", "--parameters-file", metavar="FILE.yaml", help="parameters mapping")
+    b.add_argument(
+        "--grid", metavar="FILE.yaml", help="grid: product of lists and/or a list of sets"
+    )
+    b.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="run even if a name is not in the parameters cell (runs are flagged)",
+    )
+    b.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (default 1)")
+    b.add_argument("--timeout", type=float, default=None, help="seconds allowed per run")
+    b.add_argument("--kernel", default=None, help="kernelspec to use instead of the notebook's")
+    b.add_argument("--experiment", default=None, help="MLflow experiment (default: notebook name)")
+    b.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<project>/mlruns/mlflow.db)",
+    )
+    b.add_argument(
+        "--output-dir", default="runs", help="executed notebooks go to DIR/<experiment>/"
+    )
+    b.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="declared input file or folder (hashed, logged as an MLflow dataset)",
+    )
+    b.add_argument("--heartbeat-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_batch_command)
+
+    g = subparsers.add_parser(
+        "gc",
+        help="mark RUNNING runs whose process is gone as KILLED",
+        description="Find MLflow runs left RUNNING by a batch process that is gone (SIGKILL, "
+        "crash, reboot) or whose heartbeat is stale, and end them as KILLED.",
+    )
+    g.add_argument("--tracking-uri", default=None, help="as for batch")
+    g.add_argument("--experiment", action="append", default=[], help="limit to this experiment")
+    g.add_argument(
+        "--stale-after",
+        type=float,
+        default=600.0,
+        help="seconds without a heartbeat before a run counts as dead (default 600)",
+    )
+    g.add_argument(
+        "--include-foreign",
+        action="store_true",
+        help="also end runs of other tools (no heartbeat) started before --stale-after",
+    )
+    g.add_argument("--dry-run", action="store_true", help="only list what would be ended")
+    g.set_defaults(func=gc_command)
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    """``jupyter-repro batch``: exit 0 all finished, 1 a run failed, 2 bad input."""
+    from .grid import parameter_sets
+    from .runner import BatchOptions, format_table, run_batch
+
+    sets = parameter_sets(args.params, args.parameters_file, args.grid)
+    if args.timeout is not None and args.timeout <= 0:
+        raise ReproError(f"--timeout must be positive, not {args.timeout:g}")
+    options = BatchOptions(
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        kernel=args.kernel,
+        output_dir=args.output_dir,
+        allow_unknown=args.allow_unknown,
+        data=tuple(args.data),
+        heartbeat_interval=args.heartbeat_interval,
+        progress=not args.no_progress,
+    )
+    report = run_batch(args.notebook, sets, options)
+    print(format_table(report), flush=True)
+    return report.exit_code
+
+
+def gc_command(args: argparse.Namespace) -> int:
+    """``jupyter-repro gc``: exit 0 (runs ended or listed), 2 bad input."""
+    from ..provenance.gc import find_dangling, mark_killed
+    from ..provenance.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    runs = find_dangling(uri, args.experiment or None, args.stale_after, args.include_foreign)
+    verb = "would mark KILLED" if args.dry_run else "marked KILLED"
+    for run in runs:
+        print(f"{run.run_id}  {run.run_name}  {verb}: {run.reason}")
+    if not args.dry_run:
+        mark_killed(uri, runs)
+    print(f"{len(runs)} dangling run(s) {verb} in {uri}", file=sys.stderr)
+    return 0

@@ -1,0 +1,337 @@
+"""One batch run: a fresh kernel under papermill, logged to MLflow, ended cleanly.
+
+:func:`execute_run` is what executors call (a top-level function of picklable
+arguments, so a process pool or a dask cluster can run it). It never raises for a
+notebook's own failure: every outcome becomes a :class:`RunResult` and an MLflow status.
+
+Signals: the executor asks a worker to stop with SIGTERM (:func:`worker_init` installs
+the handler). The handler kills this worker's kernel processes at once; papermill then
+fails fast with a dead kernel, and the run is closed as KILLED with its partial notebook.
+A per-run timeout uses the same path and closes the run as FAILED.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..provenance.gc import Heartbeat, heartbeat_tags
+from ..provenance.mlflow_log import (
+    FinishedRun,
+    Provenance,
+    close_run,
+    open_run,
+    source_cell_index,
+)
+
+BATCH_TAG = "jupyter_repro.batch.id"
+
+
+@dataclass
+class RunSpec:
+    """Everything one run needs, computed by the batch before any run starts.
+
+    Attributes:
+        params: the overrides to inject (already validated against the notebook).
+        defaults: parameters-cell names not overridden -> default as written.
+        output_path: final place of the executed notebook (written atomically).
+        timeout: seconds for the whole run, or None.
+        cwd: the kernel's working directory (the notebook's folder, as in Jupyter).
+    """
+
+    index: int
+    run_name: str
+    notebook: str
+    params: dict[str, Any]
+    defaults: dict[str, str]
+    output_path: str
+    kernel_name: str
+    cwd: str
+    timeout: float | None
+    start_timeout: float
+    uri: str
+    experiment_id: str
+    batch_id: str
+    provenance: Provenance
+    heartbeat_interval: float = 30.0
+    flags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """How a run ended, for the batch's table and exit code."""
+
+    index: int
+    run_name: str
+    params: dict[str, Any]
+    status: str
+    run_id: str | None
+    duration: float
+    reason: str = ""
+    output_path: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _WorkerState:
+    """Per-process state shared with the signal handler and the timeout timer."""
+
+    def __init__(self) -> None:
+        self.stopping = False  # SIGTERM/SIGINT received: finish the current run as KILLED
+        self.timed_out = False
+
+
+_STATE = _WorkerState()
+
+
+def kill_kernels() -> None:
+    """Kill every child process of this process (a worker's children are its kernels)."""
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            continue
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    _STATE.stopping = True
+    kill_kernels()
+
+
+def worker_init() -> None:
+    """Run once in each worker process: signal handlers, parent-death signal, warm imports.
+
+    SIGINT is ignored (Ctrl-C reaches the whole process group; the batch process decides);
+    SIGTERM means "stop now, close runs as KILLED". On Linux the worker also gets SIGTERM
+    when its parent dies, so a SIGKILLed batch still ends its runs.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    warm_imports()
+
+
+def warm_imports() -> None:
+    """Import the heavy modules once per worker instead of once per run."""
+    import mlflow.tracking  # noqa: F401
+    import nbconvert  # noqa: F401
+    import papermill  # noqa: F401
+
+
+def _classify(exc: BaseException, executed: Any) -> tuple[str, dict[str, Any]]:
+    """A one-line reason and the failing cell's facts for an execution exception."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        index = source_cell_index(executed, exc.cell_index) if executed else exc.cell_index
+        cell_id = None
+        if executed is not None and exc.cell_index < len(executed.get("cells", [])):
+            cell_id = executed["cells"][exc.cell_index].get("id")
+        error = {
+            "cell_index": index,
+            "cell_id": cell_id,
+            "execution_count": exc.exec_count,
+            "ename": exc.ename,
+            "evalue": exc.evalue,
+            "traceback": [str(line) for line in (exc.traceback or [])][-30:],
+        }
+        return f"cell {index} raised {exc.ename}: {exc.evalue}", error
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if name == "DeadKernelError":
+        return f"the kernel died ({first or 'DeadKernelError'})", {"ename": name, "evalue": first}
+    if name == "CellTimeoutError":
+        return f"a cell timed out: {first}", {"ename": name, "evalue": first}
+    return f"{name}: {first}", {"ename": name, "evalue": first}
+
+
+def _running_cell(executed: Any) -> int | None:
+    """The source index of the cell papermill marked running (for kills and timeouts)."""
+    if executed is None:
+        return None
+    for index, cell in enumerate(executed.get("cells", [])):
+        status = cell.get("metadata", {}).get("papermill", {}).get("status")
+        if status == "running":
+            return source_cell_index(executed, index)
+    return None
+
+
+def papermill_ready(nb: Any) -> Any:
+    """The metadata papermill's own loader adds (tags lists, ``papermill`` dicts).
+
+    Notebooks read by :func:`~jupyter_repro.notebook.read_notebook` (including jupytext
+    ones) lack them, and papermill's parameterize step fails with AttributeError without.
+    """
+    import nbformat
+
+    nb = nbformat.from_dict(nb)
+    nb.metadata.setdefault(
+        "papermill",
+        {"default_parameters": {}, "parameters": {}, "environment_variables": {}},
+    )
+    for cell in nb.cells:
+        cell.setdefault("metadata", {}).setdefault("tags", [])
+        cell.metadata.setdefault("papermill", {})
+    return nbformat.from_dict(nb)
+
+
+def execute_run(spec: RunSpec) -> RunResult:
+    """Run one parameter set: MLflow run, papermill in a fresh kernel, artifacts, status.
+
+    Returns a result for every outcome (FINISHED, FAILED, KILLED). A run not started
+    because the batch is stopping has status KILLED and no MLflow run.
+    """
+    import nbformat
+    import papermill
+
+    from ..notebook import read_notebook
+    from ..parameters import inject_parameters
+
+    t0 = time.time()
+    timings: dict[str, float] = {}
+    if _STATE.stopping:
+        return RunResult(
+            spec.index,
+            spec.run_name,
+            spec.params,
+            "KILLED",
+            None,
+            0.0,
+            "batch stopped before this run started",
+        )
+    _STATE.timed_out = False
+    nb = inject_parameters(papermill_ready(read_notebook(spec.notebook)), spec.params)
+    extra = {
+        **heartbeat_tags(),
+        BATCH_TAG: spec.batch_id,
+        "jupyter_repro.batch.index": str(spec.index),
+        **spec.flags,
+    }
+    run_id = open_run(
+        spec.uri,
+        spec.experiment_id,
+        spec.run_name,
+        spec.params,
+        spec.defaults,
+        spec.provenance,
+        extra,
+    )
+    start_ms = int(time.time() * 1000)
+    timings["open_run"] = time.time() - t0
+    out = Path(spec.output_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.partial.ipynb")
+    env_keys = {
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_TRACKING_URI": spec.uri,
+        "MLFLOW_EXPERIMENT_ID": spec.experiment_id,
+    }
+    saved_env = {k: os.environ.get(k) for k in env_keys}
+    os.environ.update(env_keys)
+
+    def on_timeout() -> None:
+        _STATE.timed_out = True
+        kill_kernels()
+
+    timer = threading.Timer(spec.timeout, on_timeout) if spec.timeout else None
+    executed = None
+    status, reason, error = "FINISHED", "", {}
+    t1 = time.time()
+    with Heartbeat(spec.uri, run_id, spec.heartbeat_interval):
+        try:
+            if timer:
+                timer.start()
+            if _STATE.stopping:
+                raise RuntimeError("batch stopped")
+            executed = papermill.execute_notebook(
+                nb,
+                str(tmp),
+                kernel_name=spec.kernel_name,
+                cwd=spec.cwd,
+                progress_bar=False,
+                start_timeout=spec.start_timeout,
+                execution_timeout=spec.timeout,
+                request_save_on_cell_execute=True,
+            )
+        except BaseException as exc:  # every outcome is recorded; re-raised only if not ours
+            if tmp.exists():
+                try:
+                    executed = nbformat.read(str(tmp), as_version=4)
+                except Exception:
+                    executed = None
+            status = "FAILED"
+            reason, error = _classify(exc, executed)
+            if not isinstance(exc, Exception):
+                _STATE.stopping = True
+        finally:
+            if timer:
+                timer.cancel()
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    timings["execute"] = time.time() - t1
+    if _STATE.stopping:
+        status = "KILLED"
+        cell = _running_cell(executed)
+        reason = "batch interrupted (SIGTERM/SIGINT): kernel shut down" + (
+            f" while cell {cell} was running" if cell is not None else ""
+        )
+        error = {"cell_index": cell} if cell is not None else {}
+    elif _STATE.timed_out:
+        status = "FAILED"
+        cell = _running_cell(executed)
+        reason = f"timed out after {spec.timeout:g}s" + (
+            f" in cell {cell}" if cell is not None else ""
+        )
+        error = {"cell_index": cell, "ename": "Timeout", "evalue": reason}
+    if tmp.exists():
+        os.replace(tmp, out)  # atomic: a reader sees the old file or the whole new one
+    output_path = str(out) if out.exists() and executed is not None else None
+    t2 = time.time()
+    finished = FinishedRun(
+        spec.run_name,
+        status,
+        executed,
+        output_path,
+        reason,
+        error,
+        start_ms,
+        int(time.time() * 1000),
+    )
+    close_run(spec.uri, run_id, finished, spec.provenance)
+    timings["close_run"] = time.time() - t2
+    from ..metrics import read_metrics
+
+    metrics = {m.name: m.value for m in read_metrics(executed)} if executed is not None else {}
+    return RunResult(
+        spec.index,
+        spec.run_name,
+        spec.params,
+        status,
+        run_id,
+        time.time() - t0,
+        reason,
+        output_path,
+        metrics,
+        timings,
+    )

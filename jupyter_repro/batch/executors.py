@@ -1,0 +1,96 @@
+"""Where runs happen. Today: a local pool of worker processes; a dask executor can be
+added by implementing :class:`Executor` (submit a picklable function, stop on request).
+
+Workers are long-lived: each imports papermill/MLflow/nbconvert once and then runs many
+notebooks, each in its own fresh kernel. They start from a ``forkserver`` (a clean
+process that has pre-imported those modules), never by forking the batch process, which
+holds sqlite connections and threads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Protocol
+
+
+class Executor(Protocol):
+    """What the batch needs from a place that runs :func:`execute_run`."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Schedule ``fn(*args)``; the future holds its return value."""
+        ...
+
+    def stop(self) -> None:
+        """Ask every in-flight run to end now as KILLED (their kernels shut down)."""
+        ...
+
+    def shutdown(self, cancel_pending: bool = False) -> None:
+        """Release the workers; with ``cancel_pending`` drop runs not yet started."""
+        ...
+
+
+class LocalProcessExecutor:
+    """``-j N``: N worker processes on this machine, each running one notebook at a time."""
+
+    def __init__(self, jobs: int) -> None:
+        from .execute import worker_init
+
+        methods = multiprocessing.get_all_start_methods()
+        if "forkserver" in methods:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(
+                ["jupyter_repro.batch.execute", "papermill", "mlflow.tracking"]
+            )
+        else:  # pragma: no cover - non-POSIX
+            ctx = multiprocessing.get_context("spawn")
+        self.jobs = max(1, int(jobs))
+        self._pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=worker_init)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Schedule ``fn(*args)`` on the next free worker."""
+        return self._pool.submit(fn, *args)
+
+    def warm_up(self) -> list[Future]:
+        """Start every worker now (each imports the heavy modules once)."""
+        from .execute import warm_imports
+
+        return [self._pool.submit(warm_imports) for _ in range(self.jobs)]
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        return [p.pid for p in list(procs.values()) if p.pid and p.is_alive()]
+
+    def stop(self) -> None:
+        """SIGTERM every worker: each kills its kernel and closes its run as KILLED."""
+        for pid in self.worker_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+
+    def kill(self) -> None:
+        """Last resort after :meth:`stop`'s grace period: SIGKILL workers and kernels."""
+        import psutil
+
+        for pid in self.worker_pids():
+            try:
+                proc = psutil.Process(pid)
+                for child in proc.children(recursive=True):
+                    child.kill()
+                proc.kill()
+            except psutil.Error:
+                continue
+
+    def shutdown(self, cancel_pending: bool = False) -> None:
+        """Wait for running work (unless stopped) and release the pool."""
+        self._pool.shutdown(wait=True, cancel_futures=cancel_pending)
+
+
+def make_executor(jobs: int) -> LocalProcessExecutor:
+    """The executor for ``-j jobs`` (the place a ``--dask`` option would plug in)."""
+    return LocalProcessExecutor(jobs)

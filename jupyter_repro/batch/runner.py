@@ -1,0 +1,330 @@
+"""The batch as a function: validate everything, then run every parameter set.
+
+Order matters and is the contract: the notebook is read, its kernelspec checked, every
+parameter set validated and every ``--data`` input hashed *before* the MLflow store is
+touched, so bad input (exit 2) never leaves a run behind (field cases F08, F10).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import KernelNotFoundError, ReproError
+from ..notebook import kernelspec_name, read_notebook
+from ..parameters import find_parameters_cell, notebook_parameters, validate_parameters
+from ..provenance.data import digest_input
+from ..provenance.mlflow_log import collect_provenance
+from ..provenance.store import ensure_experiment, prepare_store, resolve_tracking_uri, retry_locked
+from .execute import BATCH_TAG, RunResult, RunSpec, execute_run
+from .executors import make_executor
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Every knob of ``jupyter-repro batch``; defaults live here and nowhere else.
+
+    Attributes:
+        experiment: MLflow experiment name (default: the notebook's file stem).
+        tracking_uri: overrides ``MLFLOW_TRACKING_URI`` and the local default store.
+        jobs: runs at a time on this machine (``-j``).
+        timeout: seconds allowed for each whole run (None: no limit).
+        kernel: kernelspec to use instead of the notebook's own.
+        output_dir: executed notebooks go to ``<output_dir>/<experiment>/<run>.ipynb``.
+        allow_unknown: run even with unknown names / no parameters cell (runs flagged).
+        data: declared inputs (files or folders), hashed and logged as datasets.
+        heartbeat_interval: seconds between heartbeat refreshes of a running run.
+        stop_grace: seconds to wait for in-flight runs to close after SIGTERM/SIGINT.
+        start_timeout: seconds to wait for a kernel to start.
+        progress: show a progress bar on stderr (when it is a terminal).
+    """
+
+    experiment: str | None = None
+    tracking_uri: str | None = None
+    jobs: int = 1
+    timeout: float | None = None
+    kernel: str | None = None
+    output_dir: str = "runs"
+    allow_unknown: bool = False
+    data: tuple[str, ...] = ()
+    heartbeat_interval: float = 30.0
+    stop_grace: float = 20.0
+    start_timeout: float = 60.0
+    progress: bool = True
+
+
+@dataclass
+class BatchReport:
+    """The outcome of a batch: one result per parameter set, in grid order."""
+
+    results: list[RunResult]
+    experiment: str
+    tracking_uri: str
+    interrupted: int = 0  # the signal number that stopped the batch, or 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 every run FINISHED; 1 some run failed or was killed; 128+signal if stopped."""
+        if self.interrupted:
+            return 128 + self.interrupted
+        return 0 if all(r.status == "FINISHED" for r in self.results) else 1
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def check_kernel(path: str | Path, name: str) -> None:
+    """Raise :class:`KernelNotFoundError` unless kernelspec ``name`` is installed."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = KernelSpecManager().find_kernel_specs()
+    if name not in installed:
+        raise KernelNotFoundError(path, name, list(installed))
+
+
+def _render_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(defaults)"
+
+
+def plan_batch(
+    notebook: str | Path, param_sets: list[dict[str, Any]], options: BatchOptions
+) -> tuple[Any, str, list[str]]:
+    """Validate without side effects: returns (notebook, kernel name, warnings).
+
+    Raises:
+        NotebookReadError, KernelNotFoundError, ParameterError, ReproError: bad input.
+    """
+    nb = read_notebook(notebook)
+    kernel = options.kernel or kernelspec_name(nb) or "python3"
+    check_kernel(notebook, kernel)
+    warnings: list[str] = []
+    for params in param_sets:
+        for line in validate_parameters(notebook, nb, params, options.allow_unknown):
+            if line not in warnings:
+                warnings.append(line)
+    if options.jobs < 1:
+        raise ReproError(f"-j must be at least 1, not {options.jobs}")
+    return nb, kernel, warnings
+
+
+def run_batch(
+    notebook: str | Path,
+    param_sets: list[dict[str, Any]],
+    options: BatchOptions = BatchOptions(),
+    echo: Any = None,
+) -> BatchReport:
+    """Run ``notebook`` once per parameter set and log each run to MLflow.
+
+    Args:
+        echo: a callable taking one line (warnings, progress notes); default stderr.
+
+    Raises:
+        ReproError: bad input, raised before any MLflow run exists.
+    """
+    say = echo or (lambda line: print(line, file=sys.stderr))
+    path = Path(notebook)
+    nb, kernel, warnings = plan_batch(path, param_sets, options)
+    for line in warnings:
+        say(f"warning: {line}")
+    data = [digest_input(p) for p in options.data]
+    known = notebook_parameters(nb)
+    flags: dict[str, str] = {}
+    if find_parameters_cell(nb) is None and any(param_sets):
+        flags["jupyter_repro.params.unverified"] = (
+            "no cell tagged 'parameters': papermill injected at the top and the notebook's "
+            "own assignments may have overwritten the logged values (--allow-unknown)"
+        )
+    elif any(name not in known for params in param_sets for name in params):
+        flags["jupyter_repro.params.unverified"] = (
+            "some logged parameters are not assigned by the parameters cell (--allow-unknown)"
+        )
+
+    # Workers start (and import papermill/MLflow) while this process prepares the store
+    # and the provenance shared by every run.
+    executor = make_executor(min(options.jobs, len(param_sets)))
+    warmups = executor.warm_up()
+    uri = resolve_tracking_uri(options.tracking_uri, path.parent)
+    experiment = options.experiment or path.stem
+    prepare_store(uri)
+    experiment_id = ensure_experiment(uri, experiment)
+    provenance = collect_provenance(path, data)
+    batch_id = uuid.uuid4().hex
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(options.output_dir) / experiment
+    specs = []
+    for index, params in enumerate(param_sets):
+        run_name = f"{path.stem}-{stamp}-{index:03d}"
+        defaults = {n: info.default_source for n, info in known.items() if n not in params}
+        specs.append(
+            RunSpec(
+                index=index,
+                run_name=run_name,
+                notebook=str(path.resolve()),
+                params=params,
+                defaults=defaults,
+                output_path=str((out_dir / f"{run_name}.ipynb").resolve()),
+                kernel_name=kernel,
+                cwd=str(path.resolve().parent),
+                timeout=options.timeout,
+                start_timeout=options.start_timeout,
+                uri=uri,
+                experiment_id=experiment_id,
+                batch_id=batch_id,
+                provenance=provenance,
+                heartbeat_interval=options.heartbeat_interval,
+                flags=flags,
+            )
+        )
+    report = BatchReport([], experiment, uri, warnings=warnings)
+    results: dict[int, RunResult] = {}
+    cf.wait(warmups)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise _Stop(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    futures: dict[cf.Future, RunSpec] = {}
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(specs),
+        desc="runs",
+        unit="run",
+        file=sys.stderr,
+        disable=None if options.progress else True,
+    )
+    try:
+        try:
+            for spec in specs:
+                futures[executor.submit(execute_run, spec)] = spec
+            for fut in cf.as_completed(futures):
+                results[futures[fut].index] = _result_of(fut, futures[fut])
+                bar.update(1)
+                r = results[futures[fut].index]
+                bar.set_postfix_str(f"{r.run_name}: {r.status}")
+        except _Stop as stop:
+            report.interrupted = stop.signum
+            say(f"jupyter-repro batch: {stop}: stopping {len(futures) - len(results)} run(s)")
+            for s in previous:
+                signal.signal(s, signal.SIG_IGN)
+            executor.stop()
+            executor._pool.shutdown(wait=False, cancel_futures=True)
+            done, _ = cf.wait(futures, timeout=options.stop_grace)
+            executor.kill()
+            for fut, spec in futures.items():
+                if spec.index not in results:
+                    if fut in done and not fut.cancelled():
+                        results[spec.index] = _result_of(fut, spec)
+                    else:
+                        results[spec.index] = RunResult(
+                            spec.index,
+                            spec.run_name,
+                            spec.params,
+                            "KILLED",
+                            None,
+                            0.0,
+                            "batch interrupted",
+                        )
+    finally:
+        bar.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if not report.interrupted:
+        executor.shutdown()
+    _close_orphans(uri, experiment_id, batch_id, "KILLED" if report.interrupted else "FAILED")
+    report.results = [results[i] for i in sorted(results)]
+    return report
+
+
+def _result_of(fut: cf.Future, spec: RunSpec) -> RunResult:
+    try:
+        return fut.result()
+    except cf.CancelledError:
+        return RunResult(
+            spec.index,
+            spec.run_name,
+            spec.params,
+            "KILLED",
+            None,
+            0.0,
+            "batch interrupted before this run started",
+        )
+    except Exception as exc:  # the worker process died or logging failed: say so per run
+        text = str(exc).strip().splitlines()
+        return RunResult(
+            spec.index,
+            spec.run_name,
+            spec.params,
+            "FAILED",
+            None,
+            0.0,
+            f"{type(exc).__name__}: {text[0] if text else ''}",
+        )
+
+
+def _close_orphans(uri: str, experiment_id: str, batch_id: str, status: str) -> None:
+    """Backstop: a run of this batch still RUNNING now has no owner left; end it."""
+    from mlflow.entities import RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = retry_locked(
+        client.search_runs,
+        [experiment_id],
+        filter_string=f"tags.`{BATCH_TAG}` = '{batch_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in runs:
+        reason = (
+            "worker process ended without closing the run"
+            if status == "FAILED"
+            else "batch interrupted: run closed by the batch process"
+        )
+        retry_locked(
+            client.log_batch,
+            run.info.run_id,
+            tags=[
+                RunTag("jupyter_repro.status", status),
+                RunTag("jupyter_repro.status_reason", reason),
+            ],
+        )
+        retry_locked(client.set_terminated, run.info.run_id, status, int(time.time() * 1000))
+
+
+def format_table(report: BatchReport) -> str:
+    """The end-of-batch table: run, parameters, status, key metrics, duration, run id."""
+    rows = [("run", "parameters", "status", "metrics", "time", "mlflow run id")]
+    for r in report.results:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(r.metrics.items())[:3])
+        status = r.status if not r.reason else f"{r.status} ({r.reason[:60]})"
+        rows.append(
+            (
+                r.run_name,
+                _render_params(r.params)[:50],
+                status,
+                metrics,
+                f"{r.duration:.1f}s",
+                r.run_id or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    ok = sum(r.status == "FINISHED" for r in report.results)
+    lines.append(
+        f"{ok}/{len(report.results)} runs finished; experiment '{report.experiment}' "
+        f"in {report.tracking_uri}"
+    )
+    return "\n".join(lines)

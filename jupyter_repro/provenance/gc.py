@@ -1,0 +1,189 @@
+"""Heartbeats, and the clean-up of runs left RUNNING by a process that is gone.
+
+Every batch run carries heartbeat tags: host, pid and process start time of the process
+that owns it, and a last-seen time refreshed while it runs. ``jupyter-repro gc`` marks a
+RUNNING run KILLED when its owner is provably gone (same host, no such process: after a
+SIGKILL, a crash or a reboot), or when its heartbeat is older than a threshold (another
+host, or a process that stopped beating). A run whose process is alive on this host is
+never touched. Runs made by other tools (no heartbeat) are left alone unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from .store import retry_locked
+
+HB = "jupyter_repro.heartbeat."
+HOST, PID, PID_START, LAST_SEEN = HB + "host", HB + "pid", HB + "pid_start", HB + "last_seen"
+
+
+def heartbeat_tags() -> dict[str, str]:
+    """The tags that identify this process as a run's owner, with last-seen = now."""
+    import psutil
+
+    return {
+        HOST: socket.gethostname(),
+        PID: str(os.getpid()),
+        PID_START: f"{psutil.Process().create_time():.3f}",
+        LAST_SEEN: f"{time.time():.3f}",
+    }
+
+
+class Heartbeat:
+    """A daemon thread refreshing ``last_seen`` on a run every ``interval`` seconds."""
+
+    def __init__(self, uri: str, run_id: str, interval: float) -> None:
+        self.uri, self.run_id, self.interval = uri, run_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="jrepro-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        from .mlflow_log import set_tags
+
+        while not self._stop.wait(self.interval):
+            try:
+                set_tags(self.uri, self.run_id, {LAST_SEEN: f"{time.time():.3f}"})
+            except Exception:  # a missed beat only makes the run look older, never wrong
+                continue
+
+
+def pid_alive(pid: int, create_time: float | None = None) -> bool:
+    """Whether process ``pid`` exists here (and, if given, started at ``create_time``).
+
+    The start time guards against pid reuse after a reboot or a long time.
+    """
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(proc.create_time() - create_time) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+@dataclass(frozen=True)
+class DanglingRun:
+    """A RUNNING run judged dead: its id, experiment, name and why."""
+
+    run_id: str
+    experiment_id: str
+    run_name: str
+    reason: str
+
+
+def find_dangling(
+    uri: str,
+    experiment_names: list[str] | None = None,
+    stale_after: float = 600.0,
+    include_foreign: bool = False,
+    now: float | None = None,
+) -> list[DanglingRun]:
+    """RUNNING runs whose owner is gone or whose heartbeat is older than ``stale_after`` s.
+
+    Args:
+        experiment_names: limit to these experiments (default: all active experiments).
+        include_foreign: also judge runs without a heartbeat (made by other tools): they
+            are dangling when they started more than ``stale_after`` seconds ago.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    now = time.time() if now is None else now
+    if experiment_names:
+        exps = []
+        for name in experiment_names:
+            exp = retry_locked(client.get_experiment_by_name, name)
+            if exp is not None:
+                exps.append(exp)
+    else:
+        exps = retry_locked(client.search_experiments)
+    if not exps:
+        return []
+    here = socket.gethostname()
+    found: list[DanglingRun] = []
+    runs = retry_locked(
+        client.search_runs,
+        [e.experiment_id for e in exps],
+        filter_string="attributes.status = 'RUNNING'",
+        max_results=50000,
+    )
+    for run in runs:
+        tags = run.data.tags
+        name = run.info.run_name or ""
+        if PID not in tags:
+            if include_foreign and now - run.info.start_time / 1000 > stale_after:
+                found.append(
+                    DanglingRun(
+                        run.info.run_id,
+                        run.info.experiment_id,
+                        name,
+                        f"no heartbeat (other tool), started over {stale_after:.0f}s ago",
+                    )
+                )
+            continue
+        if tags.get(HOST) == here:
+            try:
+                pid = int(tags[PID])
+                start = float(tags[PID_START]) if tags.get(PID_START) else None
+            except ValueError:
+                pid, start = -1, None
+            if pid > 0 and pid_alive(pid, start):
+                continue  # its process is alive here: never touched
+            found.append(
+                DanglingRun(
+                    run.info.run_id,
+                    run.info.experiment_id,
+                    name,
+                    f"process {tags[PID]} on {here} is gone",
+                )
+            )
+            continue
+        try:
+            age = now - float(tags.get(LAST_SEEN, "0"))
+        except ValueError:
+            age = float("inf")
+        if age > stale_after:
+            found.append(
+                DanglingRun(
+                    run.info.run_id,
+                    run.info.experiment_id,
+                    name,
+                    f"heartbeat from {tags.get(HOST)} last seen {age:.0f}s ago",
+                )
+            )
+    return found
+
+
+def mark_killed(uri: str, runs: list[DanglingRun]) -> None:
+    """End each run as KILLED now, recording why in ``jupyter_repro.status_reason``."""
+    from mlflow.entities import RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    for run in runs:
+        retry_locked(
+            client.log_batch,
+            run.run_id,
+            tags=[
+                RunTag("jupyter_repro.status", "KILLED"),
+                RunTag("jupyter_repro.status_reason", f"jupyter-repro gc: {run.reason}"),
+            ],
+        )
+        retry_locked(client.set_terminated, run.run_id, "KILLED")

@@ -1,0 +1,394 @@
+"""Turn a run into an MLflow run with all five coordinates.
+
+``open_run`` creates the run before the notebook executes (so the kernel can log to it
+through ``MLFLOW_RUN_ID`` and a heartbeat can be kept); ``close_run`` logs what the run
+produced and sets its final status; ``log_run`` does both for a run that has already
+happened (nb-smoke). Every call is retried on sqlite's "database is locked".
+
+What is logged (names are stable; ``docs/batch.md`` lists them):
+
+- params: every injected parameter, plus the parameters cell's defaults that were not
+  overridden; tag ``jupyter_repro.params.defaults`` names the latter.
+- metrics: values recorded with :func:`jupyter_repro.record` (step + timestamp kept).
+- tags: ``mlflow.source.*`` (git commit/branch/repoURL, name, type NOTEBOOK), the dirty
+  flag, the notebook's path/sha256/git status, the toolkit version, failure facts.
+- artifacts: ``notebook/`` executed ``.ipynb`` + ``.html``; ``diff/`` nbdime diff as
+  ``nbdiff.json``/``nbdiff.txt``/``nbdiff.html``; ``outputs/`` images and
+  ``manifest.json`` of output hashes; ``environment.json``; ``data.json``; ``error.json``.
+- inputs: each ``--data`` path as an MLflow dataset with its digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import DataInput
+from .env import environment_fingerprint
+from .git import OUTSIDE_REPO, GitInfo, git_info
+from .nbdiff import NotebookDiff, diff_against_head, render_html
+from .store import retry_locked
+
+TAG = "jupyter_repro."
+IMAGE_MIMETYPES = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/svg+xml": "svg",
+    "image/gif": "gif",
+}
+
+
+@dataclass
+class Provenance:
+    """The coordinates shared by every run of one notebook in one batch (computed once).
+
+    Attributes:
+        notebook_path: absolute path of the source notebook.
+        notebook_sha256: hash of its bytes on disk.
+        git: the code coordinate from git.
+        diff: the notebook's diff against HEAD.
+        environment: :func:`~jupyter_repro.provenance.env.environment_fingerprint`.
+        data: the declared inputs with their digests.
+    """
+
+    notebook_path: str
+    notebook_sha256: str
+    git: GitInfo
+    diff: NotebookDiff
+    environment: dict[str, Any]
+    data: list[DataInput] = field(default_factory=list)
+
+    def tags(self) -> dict[str, str]:
+        """MLflow tags for the code coordinate (standard ``mlflow.source.*`` + ours)."""
+        from .. import __version__
+
+        g = self.git
+        tags = {
+            "mlflow.source.type": "NOTEBOOK",
+            "mlflow.source.name": g.notebook_relpath or self.notebook_path,
+            TAG + "notebook.path": self.notebook_path,
+            TAG + "notebook.sha256": self.notebook_sha256,
+            TAG + "notebook.git_status": g.notebook_status,
+            TAG + "notebook.sources_match_head": str(self.diff.sources_match_head).lower(),
+            TAG + "git.dirty": str(g.dirty).lower() if g.repo_root else "unknown",
+            TAG + "version": __version__,
+        }
+        if g.commit:
+            tags["mlflow.source.git.commit"] = g.commit
+        if g.branch:
+            tags["mlflow.source.git.branch"] = g.branch
+        if g.repo_url:
+            tags["mlflow.source.git.repoURL"] = g.repo_url
+        for item in self.data:
+            tags[f"{TAG}data.{item.name}.sha256"] = item.sha256
+        return tags
+
+
+def collect_provenance(
+    notebook_path: str | Path, data: list[DataInput] | None = None
+) -> Provenance:
+    """Compute the code, environment and data coordinates of ``notebook_path`` once."""
+    from ..notebook import read_notebook
+
+    path = Path(notebook_path).resolve()
+    info = git_info(path)
+    current = read_notebook(path)
+    head_nb = None
+    if info.head_text is not None:
+        head_nb = _parse_head(path, info.head_text)
+    hint = OUTSIDE_REPO if info.notebook_status == OUTSIDE_REPO else ""
+    diff = diff_against_head(head_nb, current, hint)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    # head_text is large and every run carries this object: keep only what is needed
+    slim = GitInfo(**{**asdict(info), "head_text": None})
+    return Provenance(str(path), sha, slim, diff, environment_fingerprint(), list(data or []))
+
+
+def _parse_head(path: Path, text: str) -> dict | None:
+    import nbformat
+
+    try:
+        if path.suffix.lower() in (".py", ".md"):
+            import jupytext
+
+            return jupytext.reads(text, fmt="md" if path.suffix.lower() == ".md" else "py:percent")
+        return nbformat.reads(text, as_version=4)
+    except Exception:  # HEAD holds something that is not a notebook: treat as all new
+        return None
+
+
+@dataclass
+class FinishedRun:
+    """What one run produced, as the logger needs it.
+
+    Attributes:
+        status: ``FINISHED``, ``FAILED`` or ``KILLED``.
+        executed: the executed (possibly partial) notebook, or None if it never started.
+        output_path: where the executed notebook was written, if anywhere.
+        reason: one line saying why the run failed or was killed ("" when finished).
+        error: failing cell facts: ``cell_index`` (in the source notebook), ``cell_id``,
+            ``ename``, ``evalue``, ``traceback`` (list of lines).
+    """
+
+    run_name: str
+    status: str
+    executed: Any = None
+    output_path: str | None = None
+    reason: str = ""
+    error: dict[str, Any] = field(default_factory=dict)
+    start_ms: int = 0
+    end_ms: int = 0
+
+
+def format_param(value: Any) -> str:
+    """How a parameter value appears in MLflow: strings as is, anything else as ``repr``.
+
+    So ``lr = 1e-3`` is ``0.001`` and ``layers = [16, 16]`` is ``[16, 16]``.
+    """
+    return value if isinstance(value, str) else repr(value)
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def open_run(
+    uri: str,
+    experiment_id: str,
+    run_name: str,
+    params: dict[str, Any],
+    defaults: dict[str, str],
+    provenance: Provenance,
+    extra_tags: dict[str, str] | None = None,
+) -> str:
+    """Create the MLflow run (status RUNNING) with params and tags; return its id.
+
+    Args:
+        params: the injected values.
+        defaults: parameters-cell names not overridden, with their default as written.
+    """
+    from mlflow.entities import Param
+
+    client = _client(uri)
+    tags = {**provenance.tags(), **(extra_tags or {}), "mlflow.runName": run_name}
+    if defaults:
+        tags[TAG + "params.defaults"] = ",".join(sorted(defaults))
+    run = retry_locked(client.create_run, experiment_id, tags=tags, run_name=run_name)
+    run_id = run.info.run_id
+    all_params = {**{k: v[:6000] for k, v in defaults.items()}}
+    all_params.update({k: format_param(v)[:6000] for k, v in params.items()})
+    if all_params:
+        retry_locked(client.log_batch, run_id, params=[Param(k, v) for k, v in all_params.items()])
+    return run_id
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Set several tags in one call (used by heartbeats)."""
+    from mlflow.entities import RunTag
+
+    retry_locked(_client(uri).log_batch, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def close_run(uri: str, run_id: str, finished: FinishedRun, provenance: Provenance) -> None:
+    """Log what the run produced (metrics, artifacts, datasets, failure facts) and end it.
+
+    The final status is written last, after the kernel has exited, so a notebook's own
+    ``mlflow.start_run()`` (ended FINISHED by MLflow's exit hook, MLflow issue #3932)
+    can never turn a failed run into a finished one.
+    """
+    from mlflow.entities import Metric, RunTag
+
+    from ..metrics import read_metrics
+
+    client = _client(uri)
+    metrics = read_metrics(finished.executed) if finished.executed is not None else []
+    tags = {TAG + "status": finished.status}
+    if finished.reason:
+        tags[TAG + "status_reason"] = finished.reason[:5000]
+    for key in ("cell_index", "cell_id", "ename", "evalue"):
+        if finished.error.get(key) is not None:
+            tags[f"{TAG}error.{key}"] = str(finished.error[key])[:5000]
+    batch_metrics = [Metric(m.name, m.value, m.timestamp, m.step) for m in metrics]
+    for start in range(0, max(len(batch_metrics), 1), 900):
+        retry_locked(
+            client.log_batch,
+            run_id,
+            metrics=batch_metrics[start : start + 900],
+            tags=[RunTag(k, v) for k, v in tags.items()] if start == 0 else [],
+        )
+    with tempfile.TemporaryDirectory(prefix="jrepro-art-") as tmp:
+        write_artifacts(Path(tmp), finished, provenance)
+        retry_locked(client.log_artifacts, run_id, tmp)
+    if provenance.data:
+        _log_datasets(client, run_id, provenance.data)
+    end = finished.end_ms or int(time.time() * 1000)
+    retry_locked(client.set_terminated, run_id, finished.status, end)
+
+
+def _log_datasets(client: Any, run_id: str, data: list[DataInput]) -> None:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = [
+        DatasetInput(
+            Dataset(
+                name=item.name,
+                digest=item.sha256[:32],
+                source_type="local",
+                source=json.dumps({"uri": Path(item.path).as_uri()}),
+                profile=json.dumps(
+                    {"sha256": item.sha256, "files": item.files, "bytes": item.size}
+                ),
+            ),
+            tags=[InputTag("mlflow.data.context", "input")],
+        )
+        for item in data
+    ]
+    retry_locked(client.log_inputs, run_id, datasets=inputs)
+
+
+def log_run(
+    uri: str,
+    experiment_id: str,
+    finished: FinishedRun,
+    provenance: Provenance,
+    params: dict[str, Any] | None = None,
+    defaults: dict[str, str] | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> str:
+    """Log a run that has already happened (open + close in one); return the run id."""
+    run_id = open_run(
+        uri, experiment_id, finished.run_name, params or {}, defaults or {}, provenance, extra_tags
+    )
+    close_run(uri, run_id, finished, provenance)
+    return run_id
+
+
+# --- artifacts ------------------------------------------------------------------------
+
+_HTML_EXPORTER = None
+
+
+def _html(nb: Any) -> str:
+    """HTML render of a notebook; the exporter (templates) is built once per process."""
+    global _HTML_EXPORTER
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    if _HTML_EXPORTER is None:
+        _HTML_EXPORTER = HTMLExporter()
+    with warnings.catch_warnings():  # recorded metrics have no HTML form, by design
+        warnings.simplefilter("ignore", UserWarning)
+        body, _ = _HTML_EXPORTER.from_notebook_node(nbformat.from_dict(nb))
+    return body
+
+
+def _write(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def source_cell_index(nb: Any, index: int) -> int:
+    """Map a cell index of the executed notebook to the source notebook's index.
+
+    papermill inserts one ``injected-parameters`` cell; cells after it shift by one.
+    """
+    before = nb.get("cells", [])[:index]
+    injected = any(
+        "injected-parameters" in (c.get("metadata", {}).get("tags") or []) for c in before
+    )
+    return index - 1 if injected else index
+
+
+def output_manifest(nb: Any, image_dir: Path | None = None) -> list[dict[str, Any]]:
+    """sha256 of every output (images hashed as their decoded bytes), saving images.
+
+    Images are saved as ``cell-<index>-<id>-<n>.<ext>`` (index in the source notebook),
+    so the file a user holds hashes to the same digest as its manifest entry.
+    """
+    entries: list[dict[str, Any]] = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        src_index = source_cell_index(nb, index)
+        cell_id = cell.get("id") or "noid"
+        n_image = 0
+        for o_index, output in enumerate(cell.get("outputs", [])):
+            kind = output.get("output_type")
+            items: list[tuple[str, bytes]] = []
+            if kind == "stream":
+                text = output.get("text", "")
+                items.append(("text/" + str(output.get("name")), "".join(text).encode()))
+            elif kind == "error":
+                items.append(("error", f"{output.get('ename')}: {output.get('evalue')}".encode()))
+            else:
+                for mime, value in (output.get("data") or {}).items():
+                    if mime in IMAGE_MIMETYPES and mime != "image/svg+xml":
+                        raw = base64.b64decode("".join(value) if isinstance(value, list) else value)
+                    elif isinstance(value, (dict, list)) and not mime.startswith("text/"):
+                        raw = json.dumps(value, sort_keys=True).encode()
+                    else:
+                        raw = ("".join(value) if isinstance(value, list) else str(value)).encode()
+                    items.append((mime, raw))
+            for mime, raw in items:
+                entry = {
+                    "cell_index": src_index,
+                    "cell_id": cell.get("id"),
+                    "output_index": o_index,
+                    "mimetype": mime,
+                    "sha256": hashlib.sha256(raw).hexdigest(),
+                }
+                if mime in IMAGE_MIMETYPES:
+                    name = f"cell-{src_index:03d}-{cell_id}-{n_image}.{IMAGE_MIMETYPES[mime]}"
+                    n_image += 1
+                    entry["file"] = f"outputs/images/{name}"
+                    if image_dir is not None:
+                        _write(image_dir / name, raw)
+                entries.append(entry)
+    return entries
+
+
+def write_artifacts(folder: Path, finished: FinishedRun, provenance: Provenance) -> None:
+    """Lay out a run's artifacts in ``folder`` (see the module docstring)."""
+    import nbformat
+
+    stem = Path(provenance.notebook_path).stem
+    if finished.executed is not None:
+        nb = finished.executed
+        _write(
+            folder / "notebook" / f"{finished.run_name}.ipynb",
+            nbformat.writes(nbformat.from_dict(nb)),
+        )
+        try:
+            _write(folder / "notebook" / f"{finished.run_name}.html", _html(nb))
+        except Exception as exc:  # a render failure must not lose the run
+            _write(folder / "notebook" / "html_render_error.txt", f"{type(exc).__name__}: {exc}\n")
+        manifest = output_manifest(nb, folder / "outputs" / "images")
+        _write(folder / "outputs" / "manifest.json", json.dumps(manifest, indent=1))
+    diff = provenance.diff
+    _write(folder / "diff" / "nbdiff.json", json.dumps(diff.summary(), indent=1, default=str))
+    _write(folder / "diff" / "nbdiff.txt", diff.text)
+    _write(folder / "diff" / "nbdiff.html", render_html(diff, f"{stem}: diff against HEAD"))
+    _write(folder / "environment.json", json.dumps(provenance.environment, indent=1))
+    if provenance.data:
+        _write(folder / "data.json", json.dumps([asdict(d) for d in provenance.data], indent=1))
+    if finished.status != "FINISHED":
+        _write(
+            folder / "error.json",
+            json.dumps(
+                {"status": finished.status, "reason": finished.reason, **finished.error},
+                indent=1,
+                default=str,
+            ),
+        )
