@@ -19,7 +19,7 @@ above ``c`` whose current source writes ``n`` (binds, deletes or mutates it):
   on its own result); or a cell ``R`` between ``W``'s cell and ``c`` also writes ``n`` and
   did not run between them — in each case a top-to-bottom run gives ``c`` another value.
 - ``edited``: ``c``'s source differs from what last ran.
-- ``never_run``: a code cell above the last executed cell that never ran.
+- ``never_run``: a code cell that never ran, between cells that did.
 - ``multiple_definitions``: a name bound in several current cells and read by another one;
   reported on each binding cell.
 
@@ -257,12 +257,12 @@ class _Judge:
     def run(self) -> TrackReport:
         cells = self.order.cells
         latest = self.state.latest
-        last_executed = max((i for i, c in enumerate(cells) if c.id in latest), default=-1)
+        executed = [i for i, c in enumerate(cells) if c.id in latest]
         for i, cell in enumerate(cells):
             event = latest.get(cell.id)
             if event is None:
-                if i < last_executed and self.sources[i].strip():
-                    self.add(Verdict.NEVER_RUN, i, "never ran, but cells below it did")
+                if executed and executed[0] < i < executed[-1] and self.sources[i].strip():
+                    self.add(Verdict.NEVER_RUN, i, "never ran, but cells above and below it did")
                 continue
             if cell.source is not None and source_hash(cell.source) != event.source_hash:
                 self.add(Verdict.EDITED, i, "source differs from what last ran; re-run it")

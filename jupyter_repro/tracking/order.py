@@ -14,7 +14,7 @@ at the end in the order they first ran.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import NotebookReadError
 from ..notebook import read_notebook
 from .judge import NotebookCell, NotebookOrder, TrackState
+from .record import ExecutionEvent
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class OrderBook:
 
     def __init__(self, notebook_path: Path | None = None) -> None:
         self.frontend_cells: list[FrontendCell] | None = None
+        self.frontend_seq = 0
         self.notebook_path = notebook_path
         self.deleted: set[str] = set()
         self.saw_deleted_cells = False
@@ -79,9 +81,14 @@ class OrderBook:
         if isinstance(deleted, (list, tuple)):
             self.deleted.update(str(d) for d in deleted)
 
-    def set_frontend_cells(self, cells: Iterable[FrontendCell]) -> None:
-        """The frontend's current cells, in order (replaces what was there)."""
+    def set_frontend_cells(self, cells: Iterable[FrontendCell], next_seq: int = 1) -> None:
+        """The frontend's current cells, in order (replaces what was there).
+
+        ``next_seq`` is the sequence number the next tracked run will get: a cell whose
+        last run came before this message and is missing from it was deleted.
+        """
         self.frontend_cells = list(cells)
+        self.frontend_seq = next_seq
         ids = {c.id for c in self.frontend_cells}
         self.deleted -= ids  # undo / cut-and-paste brings a cell back
 
@@ -98,11 +105,16 @@ class OrderBook:
     def current(self, state: TrackState) -> NotebookOrder:
         """The notebook's code cells now, top to bottom, with their sources when known."""
         cells: list[NotebookCell] = []
+        # A cell that ran but is missing from the source was deleted if its last run is
+        # older than the source; else it is new (not yet sent or saved) and goes at the end.
+        source_newer_than_run: Callable[[ExecutionEvent], bool] = lambda _e: False  # noqa: E731
         if self.frontend_cells is not None:
             for index, c in enumerate(self.frontend_cells):
                 if c.cell_type == "code" and c.id not in self.deleted:
                     cells.append(NotebookCell(c.id, index, c.source))
             source = "frontend"
+            frontend_seq = self.frontend_seq
+            source_newer_than_run = lambda e: e.seq < frontend_seq  # noqa: E731
         else:
             saved = self._read_file() if self.notebook_path is not None else None
             if saved is not None:
@@ -115,13 +127,16 @@ class OrderBook:
                     newer_run = event is not None and event.started > mtime
                     cells.append(NotebookCell(cid, index, None if newer_run else src))
                 source = "file"
+                source_newer_than_run = lambda e: e.started < mtime  # noqa: E731
             else:
                 source = "execution_order"
         known = {c.id for c in cells}
         extra = [
             cid
             for cid in sorted(state.first_seq, key=state.first_seq.__getitem__)
-            if cid not in known and cid not in self.deleted
+            if cid not in known
+            and cid not in self.deleted
+            and not source_newer_than_run(state.latest[cid])
         ]
         start = max((c.index for c in cells), default=-1) + 1
         cells.extend(NotebookCell(cid, start + k, None) for k, cid in enumerate(extra))

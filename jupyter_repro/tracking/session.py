@@ -211,7 +211,8 @@ class TrackSession:
         )
 
     def _on_notebook(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
-        self.order.set_frontend_cells(protocol.parse_cells(data))
+        next_seq = self.tracker.state.next_seq if self.tracker is not None else 1
+        self.order.set_frontend_cells(protocol.parse_cells(data), next_seq)
         if self.tracker is None:
             return None
         return self._report_message(None)
