@@ -26,6 +26,7 @@ the strings they were written as; if neither parses, the text is a string.
 from __future__ import annotations
 
 import ast
+import copy
 import datetime as _dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -272,8 +273,15 @@ def inject_parameters(nb, params: Mapping[str, Any]):
     and dicts as Python literals because the values here are already typed), so the
     notebook runs exactly as ``papermill -p`` would run it. The input is not modified.
     """
+    import nbformat
     from papermill.parameterize import parameterize_notebook
 
     if not params:
         return nb
+    nb = nbformat.from_dict(copy.deepcopy(dict(nb)))
+    nb.metadata.setdefault("papermill", {})
+    for cell in nb.cells:  # papermill expects every cell to have a tags list
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if not isinstance(tags, list):
+            cell["metadata"]["tags"] = []
     return parameterize_notebook(nb, dict(params), kernel_name="python3", language="python")

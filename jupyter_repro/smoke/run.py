@@ -135,6 +135,9 @@ def check_notebook(
     except (NotebookReadError, ParameterError, ReproError) as exc:
         result.status = ERROR
         result.error = str(exc)
+    except Exception as exc:  # a bug of ours must not hide the other notebooks' results
+        result.status = ERROR
+        result.error = f"{path}: internal error in nb-smoke: {type(exc).__name__}: {exc}"
     if options.strict and result.status == PASSED:
         result.strict_failed = bool(result.findings) or any(n.strict for n in result.notices)
     result.seconds = time.monotonic() - started
