@@ -128,9 +128,10 @@ def diff_against_head(
         return result
 
     from nbdime.diffing.notebooks import diff_notebooks
+    from nbformat import from_dict
 
     old = normalise(head_nb)
-    diff = _to_jsonable(diff_notebooks(old, cur))
+    diff = _to_jsonable(diff_notebooks(from_dict(old), from_dict(cur)))
     cell_ops = next((d["diff"] for d in diff if d.get("key") == "cells"), [])
     adds: dict[int, int] = {}
     removes: set[int] = set()

@@ -1,0 +1,126 @@
+"""Helpers for the batch / provenance / gc tests: notebooks, stores, the CLI, processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import nbformat
+from helpers import cli, make_notebook
+
+PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def sqlite_uri(folder: Path) -> str:
+    """An sqlite store in ``folder`` (not created yet)."""
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def runs_of(uri: str, experiment: str) -> list:
+    """Every run of ``experiment`` (none if the store or experiment does not exist)."""
+    path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else None
+    if path is not None and not Path(path).exists():
+        return []
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return c.search_runs([exp.experiment_id], max_results=1000)
+
+
+def batch(*args, cwd: Path, uri: str | None = None, timeout: float = 240, env: dict | None = None):
+    """Run the installed ``jupyter-repro batch`` for real; returns the completed process."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    if uri:
+        full_env["MLFLOW_TRACKING_URI"] = uri
+    return subprocess.run(
+        [cli("jupyter-repro"), "batch", *map(str, args), "--no-progress"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def gc(*args, uri: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the installed ``jupyter-repro gc``."""
+    return subprocess.run(
+        [cli("jupyter-repro"), "gc", "--tracking-uri", uri, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_batch(*args, cwd: Path, uri: str, log: Path) -> subprocess.Popen:
+    """Start ``jupyter-repro batch`` in its own process group (for signal tests)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    fh = log.open("w")
+    return subprocess.Popen(
+        [cli("jupyter-repro"), "batch", *map(str, args), "--no-progress"],
+        cwd=cwd,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pid_running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_pids(pids) -> None:
+    """Clean-up for tests that leave kernels behind on purpose (SIGKILL scenario)."""
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            continue
+
+
+def sleeper_notebook(path: Path, pid_dir: Path, seconds: int = 120) -> Path:
+    """Cell 0 params; cell 1 writes the kernel pid to ``pid_dir`` then sleeps (F12)."""
+    return make_notebook(
+        path,
+        ("i = 0", ["parameters"]),
+        f"import os, time\nopen(os.path.join({str(pid_dir)!r}, str(os.getpid())), 'w').close()\n"
+        f"time.sleep({seconds})",
+    )
+
+
+def read_executed(path: str | Path):
+    return nbformat.read(str(path), as_version=4)
+
+
+__all__ = ["PNG_1PX", "make_notebook"]
