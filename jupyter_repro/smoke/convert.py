@@ -8,6 +8,7 @@ failure is reported at its cell and line, and magics need no ``get_ipython()`` s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,3 +82,36 @@ def build_cells(nb: NotebookNode, parameters: dict[str, Any] | None = None) -> l
     finally:
         for cell in nb.cells:
             cell["metadata"].pop("_nb_smoke_index", None)
+
+
+#: Code a plain IPython process cannot run as a kernel does (docs/nb-smoke.md, "Script
+#: mode and kernel mode"). Each pattern comes with the reason nb-smoke prints.
+SCRIPT_MODE_LIMITS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"get_ipython\(\)\.kernel\b|\bipykernel\b"),
+        "uses the kernel object (get_ipython().kernel / ipykernel)",
+    ),
+    (
+        re.compile(r"\bipywidgets\b|\binteract(ive)?\("),
+        "uses ipywidgets, which need a frontend's comms",
+    ),
+    (
+        re.compile(r"^\s*%matplotlib\s+(widget|ipympl|notebook|nbagg)\b", re.M),
+        "uses an interactive matplotlib backend (run with inline here)",
+    ),
+)
+
+
+def script_mode_limits(cells: list[SpecCell]) -> list[tuple[int | None, str]]:
+    """Cells whose code a plain IPython process may run differently from a kernel.
+
+    Returns ``(cell index, reason)`` pairs, at most one per reason; nb-smoke shows them
+    as notes in script mode and suggests ``--mode kernel``.
+    """
+    found: list[tuple[int | None, str]] = []
+    for pattern, reason in SCRIPT_MODE_LIMITS:
+        for cell in cells:
+            if cell.action == "run" and pattern.search(cell.source):
+                found.append((cell.index, reason))
+                break
+    return found

@@ -33,7 +33,7 @@ from ..notebook import (
     read_notebook,
 )
 from ..parameters import validate_parameters
-from .convert import SpecCell, build_cells
+from .convert import SpecCell, build_cells, script_mode_limits
 from .lint import lint_notebook
 from .options import RAISES_TAG, SmokeOptions
 from .results import (
@@ -192,6 +192,16 @@ def _execute(
     mode, kernel_name = _resolve_mode(path, nb, options, kernels, result)
     result.mode = mode
     cells = build_cells(nb, params)
+    if mode == "script":
+        for index, reason in script_mode_limits(cells):
+            result.notices.append(
+                Notice(
+                    "script_mode_limit",
+                    f"{reason}: script mode may differ from a kernel; check with --mode kernel",
+                    cell_index=index,
+                    strict=False,
+                )
+            )
     spec = {
         "path": str(path),
         "mode": mode,
