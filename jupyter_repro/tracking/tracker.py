@@ -158,7 +158,16 @@ class Tracker:
         event.duration = time.perf_counter() - pending.t0
         if execution_count is not None:
             event.execution_count = execution_count
-        changed = {n for n, old in pending.watched.items() if namespace.get(n, _MISSING) is not old}
+        # A binding to the very same object (re-running an import or `x = 0`) is no change,
+        # so readers do not turn stale; unless no tracked run has set the name yet, so that
+        # the record learns where it comes from.
+        last_write = self.state.last_write
+        changed = {
+            n
+            for n, old in pending.watched.items()
+            if namespace.get(n, _MISSING) is not old
+            or (n in pending.analysis.defines and n not in last_write and old is not _MISSING)
+        }
         resized = {
             n
             for n, size in pending.sizes.items()
