@@ -595,6 +595,10 @@ class _CellVisitor(ast.NodeVisitor):
             self._store(node.name)
         for stmt in node.body:
             self.visit(stmt)
+        if node.name and not self.shadows:
+            # Python deletes the `as` name when the handler ends.
+            self.bound.discard(node.name)
+            self.defines.discard(node.name)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:

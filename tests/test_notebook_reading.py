@@ -6,17 +6,19 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from helpers import make_notebook, run_cli
 
 from jupyter_repro.errors import NotebookReadError
 from jupyter_repro.notebook import discover_notebooks, read_notebook
-
-from helpers import make_notebook, run_cli
 
 BAD_INPUTS = {
     "invalid.ipynb": (b'{"cells": [', "invalid JSON at line 1"),
     "empty.ipynb": (b"", "empty file"),
     "binary.ipynb": (bytes(range(256)) * 4, "binary file"),
-    "wrong_format.ipynb": (b'{"cells": [], "metadata": {}, "nbformat": 99, "nbformat_minor": 0}', "unsupported nbformat 99"),
+    "wrong_format.ipynb": (
+        b'{"cells": [], "metadata": {}, "nbformat": 99, "nbformat_minor": 0}',
+        "unsupported nbformat 99",
+    ),
     "not_a_notebook.ipynb": (b'{"hello": "world"}', "not a notebook"),
     "list.ipynb": (b"[1, 2]", "not a notebook"),
 }

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import make_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +104,8 @@ def test_hooks_install_from_the_repository(repo, tmp_path):
     git(hook_repo, "init", "-q", "-b", "main")
     git(hook_repo, "add", "-A")
     git(hook_repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "x")
-    proc = pre_commit(repo, "try-repo", str(hook_repo), "nb-smoke-lint", "--all-files",
-                      home=tmp_path / "pc")  # fmt: skip
+    proc = pre_commit(
+        repo, "try-repo", str(hook_repo), "nb-smoke-lint", "--all-files", home=tmp_path / "pc"
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "nb-smoke lint" in proc.stdout and "Passed" in proc.stdout

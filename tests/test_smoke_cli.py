@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from helpers import by_name, cli, make_notebook, run_cli, smoke_json
 
 MODES = ["script", "kernel"]
@@ -92,10 +91,12 @@ def test_f07_raises_exception_tag_that_does_not_raise_is_a_warning(tmp_path, nb,
     path = nb(
         "f_raises.ipynb",
         "values = [1, 2, 3]",
-        ("# the author expects an IndexError here, but the list grew since\nvalues[2]",
-         ["raises-exception"]),
+        (
+            "# the author expects an IndexError here, but the list grew since\nvalues[2]",
+            ["raises-exception"],
+        ),
         "print('end')",
-    )  # fmt: skip
+    )
     proc, report = smoke_json(tmp_path, path, "--mode", mode)
     assert proc.returncode == 0
     assert "cell 1" in proc.stdout and "raised nothing" in proc.stdout
@@ -147,8 +148,23 @@ SHOW = "for k in ['lr', 'layers', 'opts', 'offset', 'tag']:\n    print(k, repr(g
 @pytest.mark.parametrize("mode", MODES)
 def test_f09_parameter_values_keep_their_types(tmp_path, nb, mode):
     path = nb("f_pm.ipynb", (PARAMS_CELL, ["parameters"]), SHOW)
-    args = ["-p", "lr", "1e-3", "-p", "layers", "[16, 16]", "-p", "opts", '{"seed": 1}',
-            "-p", "offset", "-1", "-p", "tag", "null"]  # fmt: skip
+    args = [
+        "-p",
+        "lr",
+        "1e-3",
+        "-p",
+        "layers",
+        "[16, 16]",
+        "-p",
+        "opts",
+        '{"seed": 1}',
+        "-p",
+        "offset",
+        "-1",
+        "-p",
+        "tag",
+        "null",
+    ]
     proc, report = smoke_json(tmp_path, path, "--mode", mode, *args)
     assert proc.returncode == 0, proc.stdout
     printed = report["notebooks"][0]["output"]["1"]
@@ -180,8 +196,11 @@ def test_f09_type_mismatch_warns_naming_the_parameter(tmp_path, nb):
 
 def test_f10_notebook_without_parameters_cell_is_an_error_before_running(tmp_path, nb):
     marker = tmp_path / "ran.txt"
-    path = nb("f_noparam.ipynb", f"alpha = 0.5\nopen({str(marker)!r}, 'w').write('x')",
-              "print('alpha =', alpha)")  # fmt: skip
+    path = nb(
+        "f_noparam.ipynb",
+        f"alpha = 0.5\nopen({str(marker)!r}, 'w').write('x')",
+        "print('alpha =', alpha)",
+    )
     proc = run_cli("nb-smoke", path, "-p", "alpha", "0.1")
     assert proc.returncode == 2
     assert "f_noparam.ipynb" in proc.stdout and "no cell tagged 'parameters'" in proc.stdout
@@ -193,7 +212,7 @@ def test_f10_misspelt_parameter_lists_the_known_names(tmp_path, nb):
     proc = run_cli("nb-smoke", path, "-p", "alpah", "0.1")
     assert proc.returncode == 2
     assert "'alpah'" in proc.stdout and "alpha" in proc.stdout.split("'alpah'")[1]
-    allowed, report = smoke_json(tmp_path, path, "-p", "alpah", "0.1", "--allow-unknown")
+    allowed, _report = smoke_json(tmp_path, path, "-p", "alpah", "0.1", "--allow-unknown")
     assert allowed.returncode == 0
 
 
@@ -239,11 +258,17 @@ def test_exception_in_a_rich_repr_fails_as_in_jupyter(tmp_path, nb, mode):
     proc, report = smoke_json(tmp_path, path, "--mode", mode)
     failure = report["notebooks"][0]["failure"]
     assert proc.returncode == 1
-    assert (failure["cell_index"], failure["ename"], failure["evalue"]) == (0, "ValueError", "bad html")
+    assert (failure["cell_index"], failure["ename"], failure["evalue"]) == (
+        0,
+        "ValueError",
+        "bad html",
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("call", ["import sys\nsys.exit(0)", "import sys\nsys.exit(1)", "exit()", "quit()"])
+@pytest.mark.parametrize(
+    "call", ["import sys\nsys.exit(0)", "import sys\nsys.exit(1)", "exit()", "quit()"]
+)
 def test_exit_in_a_cell_is_reported_not_mistaken_for_success(tmp_path, nb, mode, call):
     path = nb("exit.ipynb", "x = 1", call, "print('after exit')")
     proc, report = smoke_json(tmp_path, path, "--mode", mode)
@@ -278,9 +303,11 @@ def test_matplotlib_show_does_not_block_and_gui_backends_fall_back(tmp_path, nb)
 
 
 def test_nothing_is_inherited_from_a_running_kernel(tmp_path, nb):
-    path = nb("env.ipynb", "import os\nprint(sorted(k for k in os.environ if k.startswith('JPY_')))")
+    path = nb(
+        "env.ipynb", "import os\nprint(sorted(k for k in os.environ if k.startswith('JPY_')))"
+    )
     env = {"JPY_PARENT_PID": "1", "JPY_SESSION_NAME": "/somewhere/else.ipynb"}
-    proc, report = smoke_json(tmp_path, path, env=env)
+    _proc, report = smoke_json(tmp_path, path, env=env)
     assert report["notebooks"][0]["output"]["0"].strip() == "[]"
 
 
@@ -373,7 +400,7 @@ def test_notebooks_are_never_modified_and_no_temp_files_land_beside_them(tmp_pat
 def test_parallel_jobs_check_every_notebook(tmp_path):
     for i in range(6):
         make_notebook(tmp_path / f"n{i}.ipynb", f"print({i})", *(["1/0"] if i == 3 else []))
-    proc, report = smoke_json(tmp_path, tmp_path, "-j", "3")
+    _proc, report = smoke_json(tmp_path, tmp_path, "-j", "3")
     statuses = {n: e["status"] for n, e in by_name(report).items()}
     assert statuses == {f"n{i}.ipynb": "failed" if i == 3 else "passed" for i in range(6)}
 
@@ -383,7 +410,9 @@ def test_umbrella_command_runs_smoke_too(tmp_path, nb):
     proc = run_cli("jupyter-repro", "smoke", path)
     assert proc.returncode == 0 and "PASS" in proc.stdout
     jupyter = subprocess.run(
-        [cli("jupyter"), "repro", "smoke", str(path)], capture_output=True, text=True,
+        [cli("jupyter"), "repro", "smoke", str(path)],
+        capture_output=True,
+        text=True,
         env={**os.environ, "PATH": f"{Path(cli('jupyter')).parent}:{os.environ['PATH']}"},
-    )  # fmt: skip
+    )
     assert jupyter.returncode == 0, jupyter.stderr

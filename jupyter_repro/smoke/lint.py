@@ -106,12 +106,9 @@ def check_names(cells: list, analyses: Mapping[int, CellAnalysis]) -> list[Findi
     """Names read before any cell above defines them, and names defined in several cells."""
     findings: list[Finding] = []
     definers: dict[str, list[int]] = defaultdict(list)
-    import_only: dict[str, set[str]] = defaultdict(set)
     for i, a in analyses.items():
         for name in a.defines:
             definers[name].append(i)
-            if name in a.imports:
-                import_only[name].add(_source(cells[i]).strip())
     functions: dict[str, frozenset[str]] = {}
     defined_above: set[str] = set()
     star_above = False
@@ -162,8 +159,8 @@ def check_names(cells: list, analyses: Mapping[int, CellAnalysis]) -> list[Findi
         cells_defining = sorted(set(where))
         if len(cells_defining) < 2:
             continue
-        if len(import_only[name]) == 1 and all(name in analyses[i].imports for i in where):
-            continue  # the same import repeated: same value whichever ran last
+        if all(name in analyses[i].imports for i in where):
+            continue  # an import repeated: the same module whichever ran last
         outside = [r for r in readers.get(name, []) if r not in cells_defining]
         if not outside:
             continue

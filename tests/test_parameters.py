@@ -1,0 +1,90 @@
+"""One value parser for every command; the parameters cell read with ast."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import make_notebook
+
+from jupyter_repro.errors import ParameterError, ReproError
+from jupyter_repro.parameters import (
+    load_parameters_file,
+    parameters_cell_names,
+    parse_value,
+    validate_parameters,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e-3", 0.001),  # PyYAML (YAML 1.1) says "1e-3"
+        ("1.0e-2", 0.01),
+        ("-1", -1),
+        ("0", 0),
+        ("null", None),
+        ("None", None),
+        ("true", True),
+        ("False", False),
+        ("[16, 16]", [16, 16]),  # papermill -p says "[16, 16]" (issue #396)
+        ('{"seed": 1}', {"seed": 1}),
+        ("{seed: 1}", {"seed": 1}),
+        ('"007"', "007"),
+        ("no", "no"),  # YAML 1.1 says False
+        ("2026-11-30", "2026-11-30"),  # no implicit dates
+        ("adam", "adam"),
+        ("two words", "two words"),
+        ("", ""),
+    ],
+)
+def test_parse_value_keeps_types(text, value):
+    parsed = parse_value(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_parameters_file_is_yaml_1_2(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("lr: 1e-3\nflag: no\nwhen: 2026-11-30\nlayers: [8, 8]\n")
+    assert load_parameters_file(p) == {
+        "lr": 0.001,
+        "flag": "no",
+        "when": "2026-11-30",
+        "layers": [8, 8],
+    }
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1, 2\n")
+    with pytest.raises(ReproError, match=r"bad\.yaml: invalid YAML"):
+        load_parameters_file(bad)
+    with pytest.raises(ReproError, match="no such file"):
+        load_parameters_file(tmp_path / "missing.yaml")
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ReproError, match="must be a mapping"):
+        load_parameters_file(listing)
+
+
+def test_parameters_cell_names_are_parsed_not_grepped():
+    names = parameters_cell_names(
+        "# comment: x = 1\nlr: float = 0.1\na, b = 1, 2\nlayers = [\n    8,\n    8,\n]\n"
+        "workers = os.cpu_count()\nif False:\n    hidden = 1\n"
+    )
+    assert list(names) == ["lr", "a", "b", "layers", "workers"]
+    assert names["lr"].default == 0.1 and names["layers"].default == [8, 8]
+    assert not names["workers"].has_literal_default
+    assert names["workers"].default_source == "os.cpu_count()"
+
+
+def test_validation_errors_and_warnings(tmp_path):
+    import nbformat
+
+    path = make_notebook(tmp_path / "n.ipynb", ("alpha = 0.5\nn = 3", ["parameters"]))
+    nb = nbformat.read(path, as_version=4)
+    with pytest.raises(ParameterError) as info:
+        validate_parameters(path, nb, {"alpah": 0.1})
+    assert info.value.unknown == ["alpah"] and info.value.known == ["alpha", "n"]
+    warnings = validate_parameters(path, nb, {"alpha": "high", "n": 4})
+    assert len(warnings) == 1 and "parameter 'alpha' gets a str" in warnings[0]
+    assert validate_parameters(path, nb, {"n": 2.5})  # float for an int default warns
+    assert not validate_parameters(path, nb, {"alpha": 1})  # int for a float is fine
+    plain = make_notebook(tmp_path / "p.ipynb", "alpha = 0.5")
+    with pytest.raises(ParameterError, match="no cell tagged 'parameters'"):
+        validate_parameters(plain, nbformat.read(plain, as_version=4), {"alpha": 1.0})
