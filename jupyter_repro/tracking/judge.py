@@ -86,11 +86,18 @@ class TrackState:
         self.last_write: dict[str, int] = {}
         self.function_reads: dict[str, frozenset[str]] = {}
         self.function_mutates: dict[str, frozenset[int]] = {}
+        self.readers: dict[str, set[str]] = {}  # name -> cells whose latest run read it
         self.next_seq = 1
 
     def apply(self, event: ExecutionEvent) -> None:
         """Fold one finished run into the state (events must come in ``seq`` order)."""
         self.events[event.seq] = event
+        previous = self.latest.get(event.cell_id)
+        if previous is not None:
+            for name in previous.reads:
+                self.readers.get(name, set()).discard(event.cell_id)
+        for name in event.reads:
+            self.readers.setdefault(name, set()).add(event.cell_id)
         self.latest[event.cell_id] = event
         self.first_seq.setdefault(event.cell_id, event.seq)
         for name in event.writes:
@@ -181,39 +188,56 @@ def static_effects(source: str) -> tuple[frozenset[str], frozenset[str], frozens
     return frozenset(a.defines | a.deletes | a.mutates | files_w), binds, reads
 
 
+@lru_cache(maxsize=4096)
+def _effective_writes(source: str, runtime: tuple[str, ...]) -> frozenset[str]:
+    return static_effects(source)[0].union(runtime) if runtime else static_effects(source)[0]
+
+
 class _Judge:
-    """One judging pass; holds the indexes built from the order."""
+    """One judging pass. Indexes over all cells are built only when a rule needs them, so
+    judging one cell (:func:`judge_cell`, for the notices) stays cheap."""
 
     def __init__(self, state: TrackState, order: NotebookOrder) -> None:
         self.state = state
         self.order = order
         self.pos = {cell.id: i for i, cell in enumerate(order.cells)}
-        self.sources: list[str] = []
-        for cell in order.cells:
-            event = state.latest.get(cell.id)
-            self.sources.append(cell.source if cell.source is not None else event.source if event else "")
-        self.writers: dict[str, list[int]] = {}
-        self.binders: dict[str, list[int]] = {}
-        self.readers: dict[str, list[int]] = {}
-        # What each cell writes: its current source, statically, plus what its latest run
-        # wrote at runtime (aliases, sizes changed through calls) while the code is unchanged.
-        self.cell_writes: list[frozenset[str]] = []
-        for i, src in enumerate(self.sources):
-            writes, binds, reads = static_effects(src)
-            event = state.latest.get(order.cells[i].id)
-            if event is not None and (
-                order.cells[i].source is None or source_hash(src) == event.source_hash
-            ):
-                writes = writes | frozenset(event.writes)
-            self.cell_writes.append(writes)
-            for n in writes:
-                self.writers.setdefault(n, []).append(i)
-            for n in binds:
-                self.binders.setdefault(n, []).append(i)
-            for n in reads:
-                self.readers.setdefault(n, []).append(i)
+        self._effects: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._writers: dict[str, list[int]] | None = None
         self.findings: list[Finding] = []
         self.flagged: set[str] = set()  # cells with stale / out_of_order / hidden_state
+
+    def _cell(self, i: int) -> tuple[str, tuple[str, ...]]:
+        """(current source, names its latest run wrote at runtime) of position ``i``.
+
+        The runtime writes (aliases, sizes changed through calls) count as the cell's own
+        effect only while its code is unchanged. Computed on first use.
+        """
+        found = self._effects.get(i)
+        if found is None:
+            cell = self.order.cells[i]
+            event = self.state.latest.get(cell.id)
+            src = cell.source if cell.source is not None else event.source if event else ""
+            same_code = event is not None and (cell.source is None or src == event.source)
+            found = self._effects[i] = (src, tuple(event.writes) if same_code else ())
+        return found
+
+    def source(self, i: int) -> str:
+        """The current source of the cell at position ``i`` (what last ran, if unknown)."""
+        return self._cell(i)[0]
+
+    def cell_writes(self, i: int) -> frozenset[str]:
+        """What the cell at position ``i`` writes: its current source plus runtime effects."""
+        return _effective_writes(*self._cell(i))
+
+    @property
+    def writers(self) -> dict[str, list[int]]:
+        """name -> positions of the cells that write it, top to bottom (built once)."""
+        if self._writers is None:
+            self._writers = {}
+            for i in range(len(self.order.cells)):
+                for n in self.cell_writes(i):
+                    self._writers.setdefault(n, []).append(i)
+        return self._writers
 
     # -- helpers -------------------------------------------------------------------------
     def label(self, cell_id: str) -> str:
@@ -231,10 +255,15 @@ class _Judge:
     def writes_now(self, cell_id: str, name: str) -> bool:
         """Whether the cell's code as it is now writes ``name`` (False for deleted cells)."""
         i = self.pos.get(cell_id)
-        return i is not None and name in self.cell_writes[i]
+        return i is not None and name in self.cell_writes(i)
 
     def reaching(self, i: int, name: str) -> int | None:
         """Position of the nearest cell above position ``i`` whose source writes ``name``."""
+        if self._writers is None and i < 64:  # a short scan beats building the index
+            for j in range(i - 1, -1, -1):
+                if name in self.cell_writes(j):
+                    return j
+            return None
         ws = self.writers.get(name)
         if not ws:
             return None
@@ -261,21 +290,25 @@ class _Judge:
         for i, cell in enumerate(cells):
             event = latest.get(cell.id)
             if event is None:
-                if executed and executed[0] < i < executed[-1] and self.sources[i].strip():
+                if executed and executed[0] < i < executed[-1] and self.source(i).strip():
                     self.add(Verdict.NEVER_RUN, i, "never ran, but cells above and below it did")
                 continue
-            if cell.source is not None and source_hash(cell.source) != event.source_hash:
-                self.add(Verdict.EDITED, i, "source differs from what last ran; re-run it")
-            if event.missing_name:
-                self.add(
-                    Verdict.UNDEFINED_NAME, i,
-                    f"raised NameError: `{event.missing_name}` is not defined",
-                    [event.missing_name],
-                )  # fmt: skip
-            self.check_reads(i, event)
+            self.check_cell(i, event)
         self.propagate()
         self.multiple_definitions()
         return TrackReport(tuple(self.findings), self.summary(), self.order, dict(latest))
+
+    def check_cell(self, i: int, event: ExecutionEvent) -> None:
+        """The verdicts on one executed cell that need no other cell's verdicts."""
+        if self.order.cells[i].source is not None and self.source(i) != event.source:
+            self.add(Verdict.EDITED, i, "source differs from what last ran; re-run it")
+        if event.missing_name:
+            self.add(
+                Verdict.UNDEFINED_NAME, i,
+                f"raised NameError: `{event.missing_name}` is not defined",
+                [event.missing_name],
+            )  # fmt: skip
+        self.check_reads(i, event)
 
     def check_reads(self, i: int, e: ExecutionEvent) -> None:
         me = self.order.cells[i].id
@@ -377,10 +410,18 @@ class _Judge:
 
     def multiple_definitions(self) -> None:
         cells = self.order.cells
-        for name, positions in sorted(self.binders.items()):
+        binders: dict[str, list[int]] = {}
+        readers_of: dict[str, list[int]] = {}
+        for i in range(len(cells)):
+            _, binds, reads = static_effects(self.source(i))
+            for n in binds:
+                binders.setdefault(n, []).append(i)
+            for n in reads:
+                readers_of.setdefault(n, []).append(i)
+        for name, positions in sorted(binders.items()):
             if len(positions) < 2 or name.startswith(FILE_PREFIX):
                 continue
-            readers = [p for p in self.readers.get(name, ()) if p not in positions]
+            readers = [p for p in readers_of.get(name, ()) if p not in positions]
             if not readers:
                 continue
             others = [cells[p].id for p in positions] + [cells[p].id for p in readers]
@@ -402,7 +443,7 @@ class _Judge:
         if serious:
             kinds = sorted({f.verdict.value for f in serious})
             reasons.append(f"{len({f.cell_id for f in serious})} cell(s) flagged: {', '.join(kinds)}")
-        not_run = [c for i, c in enumerate(cells) if c.id not in latest and self.sources[i].strip()]
+        not_run = [c for i, c in enumerate(cells) if c.id not in latest and self.source(i).strip()]
         if not_run:
             reasons.append(f"{len(not_run)} cell(s) never ran: " + ", ".join(self.label(c.id) for c in not_run[:5]))
         for cell in cells:
@@ -437,6 +478,30 @@ class _Judge:
 def judge(state: TrackState, order: NotebookOrder) -> TrackReport:
     """Verdicts for every current cell, and the notebook summary (see the module docs)."""
     return _Judge(state, order).run()
+
+
+def judge_cell(state: TrackState, order: NotebookOrder, cell_id: str) -> list[Finding]:
+    """The direct verdicts on one cell (no transitive staleness, no notebook-wide
+    ``multiple_definitions``): what a notice under that cell needs, in time proportional
+    to what the cell read rather than to the notebook."""
+    j = _Judge(state, order)
+    i = j.pos.get(cell_id)
+    event = state.latest.get(cell_id)
+    if i is not None and event is not None:
+        j.check_cell(i, event)
+    return j.findings
+
+
+def made_stale(state: TrackState, order: NotebookOrder, event: ExecutionEvent) -> list[int]:
+    """0-based notebook indices of the cells whose latest run read something ``event``
+    wrote afterwards: the cells this run has just made stale."""
+    pos = {cell.id: cell.index for cell in order.cells}
+    out: set[int] = set()
+    for name in event.writes:
+        for cid in state.readers.get(name, ()):
+            if cid != event.cell_id and cid in pos and state.latest[cid].seq < event.seq:
+                out.add(pos[cid])
+    return sorted(out)
 
 
 def execution_order(state: TrackState) -> NotebookOrder:

@@ -70,6 +70,8 @@ class OrderBook:
         self.saw_deleted_cells = False
         self._file_cache: tuple[tuple[float, int], list[tuple[str, int, str]], float] | None = None
         self.file_error: str | None = None
+        self._base: tuple[tuple, list[NotebookCell]] | None = None
+        self._missing: tuple[tuple, list[str]] | None = None
 
     # -- inputs --------------------------------------------------------------------------
     def note_request_metadata(self, meta: Mapping[str, Any] | None) -> None:
@@ -103,20 +105,29 @@ class OrderBook:
         return "execution_order"
 
     def current(self, state: TrackState) -> NotebookOrder:
-        """The notebook's code cells now, top to bottom, with their sources when known."""
-        cells: list[NotebookCell] = []
+        """The notebook's code cells now, top to bottom, with their sources when known.
+
+        Cached between calls while nothing it depends on changed, so asking after every
+        execution costs a few dictionary lookups, not a pass over the notebook.
+        """
         # A cell that ran but is missing from the source was deleted if its last run is
         # older than the source; else it is new (not yet sent or saved) and goes at the end.
         source_newer_than_run: Callable[[ExecutionEvent], bool] = lambda _e: False  # noqa: E731
         if self.frontend_cells is not None:
-            for index, c in enumerate(self.frontend_cells):
-                if c.cell_type == "code" and c.id not in self.deleted:
-                    cells.append(NotebookCell(c.id, index, c.source))
-            source = "frontend"
+            key: tuple = ("frontend", id(self.frontend_cells), len(self.deleted))
+            if self._base is None or self._base[0] != key:
+                base = [
+                    NotebookCell(c.id, index, c.source)
+                    for index, c in enumerate(self.frontend_cells)
+                    if c.cell_type == "code" and c.id not in self.deleted
+                ]
+                self._base = (key, base)
+            cells, source = list(self._base[1]), "frontend"
             frontend_seq = self.frontend_seq
             source_newer_than_run = lambda e: e.seq < frontend_seq  # noqa: E731
         else:
             saved = self._read_file() if self.notebook_path is not None else None
+            cells = []
             if saved is not None:
                 entries, mtime = saved
                 for cid, index, src in entries:
@@ -128,16 +139,22 @@ class OrderBook:
                     cells.append(NotebookCell(cid, index, None if newer_run else src))
                 source = "file"
                 source_newer_than_run = lambda e: e.started < mtime  # noqa: E731
+                key = ("file", mtime, len(self.deleted))
             else:
                 source = "execution_order"
-        known = {c.id for c in cells}
-        extra = [
-            cid
-            for cid in sorted(state.first_seq, key=state.first_seq.__getitem__)
-            if cid not in known
-            and cid not in self.deleted
-            and not source_newer_than_run(state.latest[cid])
-        ]
+                key = ("execution_order", len(self.deleted))
+        known_key = (key, len(state.first_seq))
+        if self._missing is None or self._missing[0] != known_key:
+            known = {c.id for c in cells}
+            self._missing = (
+                known_key,
+                [
+                    cid
+                    for cid in sorted(state.first_seq, key=state.first_seq.__getitem__)
+                    if cid not in known and cid not in self.deleted
+                ],
+            )
+        extra = [cid for cid in self._missing[1] if not source_newer_than_run(state.latest[cid])]
         start = max((c.index for c in cells), default=-1) + 1
         cells.extend(NotebookCell(cid, start + k, None) for k, cid in enumerate(extra))
         return NotebookOrder(tuple(cells), source)

@@ -19,7 +19,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ class ExecutionEvent:
 
     def to_json(self) -> dict[str, Any]:
         """The event as one JSONL object (``"type": "execution"``)."""
-        return {"type": "execution", "v": RECORD_VERSION, **asdict(self)}
+        return {"type": "execution", "v": RECORD_VERSION, **self.__dict__}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExecutionEvent:

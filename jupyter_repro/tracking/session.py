@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
-from ..verdicts import Verdict
+from ..verdicts import Finding, Verdict
 from . import comm as protocol
 from .export import export_notebook, export_script
-from .judge import TrackReport, judge
+from .judge import NotebookOrder, TrackReport, judge, judge_cell, made_stale
 from .order import OrderBook, notebook_path_from_env
 from .record import RECORD_VERSION, ExecutionEvent, RecordWriter, record_path
 from .tracker import Tracker
@@ -149,19 +149,29 @@ class TrackSession:
         event = self.tracker.after(self.shell.user_ns, error, result.execution_count)
         if event is None:
             return
-        previous = self.last_report
-        report = self.judge()
-        if self.notices and event.cell_id not in self.quiet_cells and not QUIET_MARK.search(event.source):
-            for line in notice_lines(report, event, previous):
-                print(line, file=self.out or sys.stdout)
-        if self.channel.comms:
+        wants_notice = (
+            self.notices and event.cell_id not in self.quiet_cells and not QUIET_MARK.search(event.source)
+        )
+        if not (wants_notice or self.channel.comms):
+            return
+        state = self.tracker.state
+        order = self.order.current(state)
+        if self.channel.comms:  # a frontend wants the whole picture after every run
+            report = self.judge(order)
+            findings = report.for_cell(event.cell_id)
             self.channel.broadcast(self._report_message(event))
+        else:  # only the notice: judge just this cell, in time independent of the notebook
+            findings = judge_cell(state, order, event.cell_id)
+        if wants_notice:
+            for line in notice_lines(findings, made_stale(state, order, event)):
+                print(line, file=self.out or sys.stdout)
 
     # -- verdicts ---------------------------------------------------------------------
-    def judge(self) -> TrackReport:
+    def judge(self, order: NotebookOrder | None = None) -> TrackReport:
         """Judge the current state against the best known notebook order."""
         assert self.tracker is not None
-        report = judge(self.tracker.state, self.order.current(self.tracker.state))
+        state = self.tracker.state
+        report = judge(state, order if order is not None else self.order.current(state))
         self.last_report = report
         return report
 
@@ -258,28 +268,12 @@ class TrackSession:
             self.channel.broadcast(self._status_message())
 
 
-def notice_lines(report: TrackReport, event: ExecutionEvent, previous: TrackReport | None) -> list[str]:
+def notice_lines(findings: list[Finding], stale_indices: list[int]) -> list[str]:
     """The one-line notices under the cell that just ran: its own serious findings, and
-    the cells this run has just made stale."""
-    lines = [
-        f"%track: {f.message} [{f.verdict.value}]"
-        for f in report.for_cell(event.cell_id)
-        if f.verdict in _SERIOUS
-    ]
-    before = {(f.cell_id, f.verdict) for f in previous.findings} if previous else set()
-    me = next((c.index for c in report.order.cells if c.id == event.cell_id), None)
-    made = sorted(
-        {
-            f.cell_index + 1
-            for f in report.findings
-            if f.verdict is Verdict.STALE
-            and f.cell_id != event.cell_id
-            and (f.cell_id, f.verdict) not in before
-            and me in f.related_cells
-        }
-    )
-    if made:
-        cells = ", ".join(f"#{n}" for n in made)
+    the cells (0-based notebook indices) this run has just made stale."""
+    lines = [f"%track: {f.message} [{f.verdict.value}]" for f in findings if f.verdict in _SERIOUS]
+    if stale_indices:
+        cells = ", ".join(f"#{i + 1}" for i in stale_indices)
         lines.append(f"%track: this run made cell(s) {cells} stale: they read what it changed [stale]")
     return lines
 
