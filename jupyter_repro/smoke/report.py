@@ -70,9 +70,10 @@ def render_details(result: NotebookResult, show_output: bool = False) -> str:
     lines: list[str] = []
     f = result.failure
     if f is not None:
-        lines.append(f"    {f.label}: {f.first_lines}")
-        if f.cell_id:
-            lines.append(f"    cell id: {f.cell_id}")
+        cell_id = f" (id {f.cell_id})" if f.cell_id else ""
+        lines.append(f"    {f.label}{cell_id}: {f.first_lines}")
+        if f.source_line:
+            lines.append(f"    line {f.line}: {f.source_line}")
         if f.output.strip():
             lines.append("    output before the error:")
             lines += ["      " + ln for ln in f.output.rstrip().splitlines()[-10:]]

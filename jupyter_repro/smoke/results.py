@@ -31,6 +31,7 @@ class CellFailure:
         line: 1-based line within the cell, when known.
         traceback: plain-text traceback (no ANSI colours), possibly cut.
         output: what the cell printed before failing (stdout and stderr), possibly cut.
+        source_line: the cell's source line where it failed, when ``line`` is known.
     """
 
     cell_index: int | None
@@ -42,6 +43,7 @@ class CellFailure:
     line: int | None = None
     traceback: str = ""
     output: str = ""
+    source_line: str = ""
 
     @property
     def label(self) -> str:
@@ -63,6 +65,7 @@ class CellFailure:
             "line": self.line,
             "traceback": self.traceback,
             "output": self.output,
+            "source_line": self.source_line,
         }
 
 

@@ -403,7 +403,15 @@ def _failure(cell: SpecCell, error: dict[str, Any], output: str) -> CellFailure:
         line=error.get("line"),
         traceback=error.get("traceback", ""),
         output=output[-4000:],
+        source_line=_source_line(cell.source, error.get("line")),
     )
+
+
+def _source_line(source: str, line: int | None) -> str:
+    lines = source.splitlines()
+    if not line or not 0 < line <= len(lines):
+        return ""
+    return lines[line - 1].strip()
 
 
 __all__ = ["check_notebook", "installed_kernelspecs", "smoke_notebooks"]

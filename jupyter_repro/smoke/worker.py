@@ -70,6 +70,7 @@ def _make_shell():
         """
 
         shown_errors: list[BaseException]
+        shown_tracebacks: list[str]
         asked_exit = False
 
         def showtraceback(self, exc_tuple=None, *args, **kwargs):
@@ -79,6 +80,11 @@ def _make_shell():
             except ValueError:
                 pass
             return super().showtraceback(exc_tuple, *args, **kwargs)
+
+        def _showtraceback(self, etype, evalue, stb):
+            # Keep the formatted traceback for the report instead of printing it, so a
+            # cell's output is what the cell printed (as in kernel mode).
+            self.shown_tracebacks.append(self.InteractiveTB.stb2text(stb))
 
         def ask_exit(self):
             self.asked_exit = True
@@ -95,6 +101,7 @@ def _make_shell():
 
     shell = SmokeShell.instance(colors="nocolor")
     shell.shown_errors = []
+    shell.shown_tracebacks = []
 
     def no_input(*_args: Any, **_kwargs: Any) -> str:
         raise StdinNotImplementedError(_INPUT_MESSAGE)
@@ -139,6 +146,7 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
             stderr=_offset(2),
         )
         shell.shown_errors = []
+        shell.shown_tracebacks = []
         count = shell.execution_count
         result = shell.run_cell(cell["source"], store_history=True)
         sys.stdout.flush()
@@ -148,7 +156,9 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
             exc = shell.shown_errors[0]
         error = None
         if exc is not None:
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            tb = shell.shown_tracebacks[0] if shell.shown_tracebacks else "".join(
+                traceback.format_exception(type(exc), exc, exc.__traceback__)
+            )
             message = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
             error = _error(type(exc).__name__, message, _cell_line(exc, count), tb)
         elif shell.asked_exit:
@@ -269,8 +279,6 @@ def _outputs_text(cell) -> str:
             text = out.get("data", {}).get("text/plain")
             if text:
                 parts.append(text + "\n")
-        elif out.get("output_type") == "error":
-            parts.append(_strip_ansi("\n".join(out.get("traceback", []))) + "\n")
     return "".join(parts)[-20000:]
 
 
