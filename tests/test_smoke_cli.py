@@ -416,3 +416,16 @@ def test_umbrella_command_runs_smoke_too(tmp_path, nb):
         env={**os.environ, "PATH": f"{Path(cli('jupyter')).parent}:{os.environ['PATH']}"},
     )
     assert jupyter.returncode == 0, jupyter.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_process_that_dies_mid_cell_fails_at_that_cell(tmp_path, nb, mode):
+    path = nb("die.ipynb", "x = 1", "import os\nos._exit(3)", "print('never')")
+    other = nb("ok.ipynb", "print('fine')")
+    proc, report = smoke_json(tmp_path, path, other, "--mode", mode)
+    entries = by_name(report)
+    assert entries["die.ipynb"]["status"] == "failed"
+    assert entries["die.ipynb"]["failure"]["cell_index"] == 1
+    assert entries["die.ipynb"]["failure"]["ename"] == "DeadKernelError"
+    assert entries["ok.ipynb"]["status"] == "passed"
+    assert proc.returncode == 1

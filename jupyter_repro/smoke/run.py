@@ -371,12 +371,14 @@ def _interpret(
         detail = (
             f"{crash['ename']}: {crash['evalue']}"
             if crash
-            else "the process ended without finishing (killed, or the interpreter crashed)"
+            else "the Python process running the notebook died during this cell "
+            "(os._exit, a crash in native code, or killed)"
         )
         if running is not None and running not in ends:
+            # Named like nbclient's error for a kernel that dies, so both modes agree.
             result.failure = _failure(
                 cells[running],
-                {"ename": crash["ename"] if crash else "ProcessDied", "evalue": detail},
+                {"ename": crash["ename"] if crash else "DeadKernelError", "evalue": detail},
                 outputs.get(running, ""),
             )
         else:

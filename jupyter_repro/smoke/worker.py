@@ -156,8 +156,10 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
             exc = shell.shown_errors[0]
         error = None
         if exc is not None:
-            tb = shell.shown_tracebacks[0] if shell.shown_tracebacks else "".join(
-                traceback.format_exception(type(exc), exc, exc.__traceback__)
+            tb = (
+                shell.shown_tracebacks[0]
+                if shell.shown_tracebacks
+                else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             )
             message = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
             error = _error(type(exc).__name__, message, _cell_line(exc, count), tb)
@@ -230,7 +232,12 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
                     event="cell_end",
                     position=position,
                     ok=False,
-                    error=_error("DeadKernelError", f"the kernel died: {exc}", None, ""),
+                    error=_error(
+                        "DeadKernelError",
+                        f"the kernel died during this cell ({exc})",
+                        None,
+                        "",
+                    ),
                     output=_outputs_text(cell),
                 )
                 return
