@@ -124,3 +124,26 @@ def read_executed(path: str | Path):
 
 
 __all__ = ["PNG_1PX", "make_notebook"]
+
+
+_TEMPLATE: list[Path] = []
+
+
+def ready_store(folder: Path) -> str:
+    """A copy of a pre-initialised sqlite store in ``folder``; returns its URI.
+
+    Creating MLflow's schema takes seconds; tests that are not about store creation
+    (F14 is) start from a copy of one store made once per test process.
+    """
+    import shutil
+    import tempfile
+
+    from jupyter_repro.provenance.store import prepare_store
+
+    if not _TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="jrepro-store-")) / "mlflow.db"
+        prepare_store(f"sqlite:///{template}")
+        _TEMPLATE.append(template)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(_TEMPLATE[0], folder / "mlflow.db")
+    return sqlite_uri(folder)

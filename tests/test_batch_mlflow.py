@@ -8,7 +8,15 @@ from pathlib import Path
 
 import git
 import pytest
-from batch_support import PNG_1PX, batch, client, make_notebook, read_executed, runs_of, sqlite_uri
+from batch_support import (
+    PNG_1PX,
+    batch,
+    client,
+    make_notebook,
+    read_executed,
+    ready_store,
+    runs_of,
+)
 
 PARAMS = ('lr = 0.1\nlayers = [8, 8]\nopts = {"seed": 0}\noffset = 0\ntag = None', ["parameters"])
 BODY = (
@@ -37,7 +45,7 @@ def grid_run(tmp_path_factory):
     (root / "data" / "small.csv").write_text("a,b\n1,2\n")
     repo.index.add(["nbs/f_pm.ipynb"])
     repo.index.commit("notebook")
-    uri = sqlite_uri(root / "store")
+    # no --tracking-uri and no MLFLOW_TRACKING_URI: the default store under the project
     proc = batch(
         nb,
         "--grid",
@@ -49,9 +57,9 @@ def grid_run(tmp_path_factory):
         root / "data",
         "--experiment",
         "f09",
-        cwd=root,
-        uri=uri,
+        cwd=root / "nbs",
     )
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     return proc, uri, root, repo
 
 
@@ -60,7 +68,8 @@ def _by_lr(uri):
 
 
 def test_grid_gives_two_finished_runs_with_typed_params(grid_run):
-    proc, uri, _root, _ = grid_run
+    proc, uri, root, _ = grid_run
+    assert (root / "mlruns" / "mlflow.db").exists(), "default store: <project>/mlruns/mlflow.db"
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = _by_lr(uri)
     assert set(runs) == {"0.001", "0.01"}
@@ -75,7 +84,7 @@ def test_grid_gives_two_finished_runs_with_typed_params(grid_run):
 
 def test_kernel_received_real_python_types(grid_run):
     _, _uri, root, _ = grid_run
-    outputs = sorted((root / "runs" / "f09").glob("*.ipynb"))
+    outputs = sorted((root / "nbs" / "runs" / "f09").glob("*.ipynb"))
     assert len(outputs) == 2
     seen = []
     for path in outputs:
@@ -162,7 +171,7 @@ def test_data_input_is_a_searchable_dataset_with_digest(grid_run):
 
 def test_output_notebooks_are_written_atomically(grid_run):
     _, _, root, _ = grid_run
-    leftovers = [p.name for p in (root / "runs" / "f09").iterdir() if "partial" in p.name]
+    leftovers = [p.name for p in (root / "nbs" / "runs" / "f09").iterdir() if "partial" in p.name]
     assert leftovers == []
 
 
@@ -173,7 +182,7 @@ def test_jupytext_notebook_runs(tmp_path):
         '#     language: python\n# ---\n\n# %% tags=["parameters"]\nn = 1\n\n'
         "# %%\nimport jupyter_repro\njupyter_repro.record('n2', n * 2)\n"
     )
-    uri = sqlite_uri(tmp_path)
+    uri = ready_store(tmp_path / "store")
     proc = batch(nb, "-p", "n", "21", cwd=tmp_path, uri=uri)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run,) = runs_of(uri, "t")

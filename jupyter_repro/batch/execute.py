@@ -140,10 +140,14 @@ def _classify(exc: BaseException, executed: Any) -> tuple[str, dict[str, Any]]:
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        index = source_cell_index(executed, exc.cell_index) if executed else exc.cell_index
-        cell_id = None
-        if executed is not None and exc.cell_index < len(executed.get("cells", [])):
-            cell_id = executed["cells"][exc.cell_index].get("id")
+        # papermill's index is into the notebook before it added its error-marker cells
+        cells = [
+            c
+            for c in (executed or {}).get("cells", [])
+            if "papermill-error-cell-tag" not in (c.get("metadata", {}).get("tags") or [])
+        ]
+        index = source_cell_index({"cells": cells}, exc.cell_index)
+        cell_id = cells[exc.cell_index].get("id") if exc.cell_index < len(cells) else None
         error = {
             "cell_index": index,
             "cell_id": cell_id,
@@ -164,14 +168,18 @@ def _classify(exc: BaseException, executed: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _running_cell(executed: Any) -> int | None:
-    """The source index of the cell papermill marked running (for kills and timeouts)."""
+    """Source index of the cell that was running when the kernel was stopped.
+
+    papermill marks every cell "completed" when it gives up, so the running cell is the
+    last one that has a start time.
+    """
     if executed is None:
         return None
+    last = None
     for index, cell in enumerate(executed.get("cells", [])):
-        status = cell.get("metadata", {}).get("papermill", {}).get("status")
-        if status == "running":
-            return source_cell_index(executed, index)
-    return None
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
+            last = index
+    return source_cell_index(executed, last) if last is not None else None
 
 
 def papermill_ready(nb: Any) -> Any:
@@ -268,7 +276,7 @@ def execute_run(spec: RunSpec) -> RunResult:
                 cwd=spec.cwd,
                 progress_bar=False,
                 start_timeout=spec.start_timeout,
-                execution_timeout=spec.timeout,
+                execution_timeout=None,  # the run-wide watchdog below ends it
                 request_save_on_cell_execute=True,
             )
         except BaseException as exc:  # every outcome is recorded; re-raised only if not ours

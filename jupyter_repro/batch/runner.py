@@ -21,7 +21,7 @@ from ..errors import KernelNotFoundError, ReproError
 from ..notebook import kernelspec_name, read_notebook
 from ..parameters import find_parameters_cell, notebook_parameters, validate_parameters
 from ..provenance.data import digest_input
-from ..provenance.mlflow_log import collect_provenance
+from ..provenance.mlflow_log import collect_provenance, format_param
 from ..provenance.store import ensure_experiment, prepare_store, resolve_tracking_uri, retry_locked
 from .execute import BATCH_TAG, RunResult, RunSpec, execute_run
 from .executors import make_executor
@@ -165,7 +165,11 @@ def run_batch(
     specs = []
     for index, params in enumerate(param_sets):
         run_name = f"{path.stem}-{stamp}-{index:03d}"
-        defaults = {n: info.default_source for n, info in known.items() if n not in params}
+        defaults = {
+            n: format_param(info.default) if info.has_literal_default else info.default_source
+            for n, info in known.items()
+            if n not in params
+        }
         specs.append(
             RunSpec(
                 index=index,

@@ -299,16 +299,22 @@ def _write(path: Path, text: str | bytes) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+#: Cells papermill adds to an executed notebook that are not in the source notebook.
+ADDED_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
+
+
 def source_cell_index(nb: Any, index: int) -> int:
     """Map a cell index of the executed notebook to the source notebook's index.
 
-    papermill inserts one ``injected-parameters`` cell; cells after it shift by one.
+    papermill inserts an ``injected-parameters`` cell and, on failure, error-marker
+    cells; cells after them shift.
     """
-    before = nb.get("cells", [])[:index]
-    injected = any(
-        "injected-parameters" in (c.get("metadata", {}).get("tags") or []) for c in before
-    )
-    return index - 1 if injected else index
+    added = 0
+    for cell in nb.get("cells", [])[:index]:
+        tags = cell.get("metadata", {}).get("tags") or []
+        if any(tag in tags for tag in ADDED_CELL_TAGS):
+            added += 1
+    return index - added
 
 
 def output_manifest(nb: Any, image_dir: Path | None = None) -> list[dict[str, Any]]:
