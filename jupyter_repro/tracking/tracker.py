@@ -100,13 +100,14 @@ class Tracker:
         execution_count: int | None = None,
         transformed: str | None = None,
     ) -> None:
-        """Call just before a cell runs. ``transformed`` is IPython's transformed source,
-        when known (saves re-running IPython's input transformers)."""
-        analysis = (
-            analyze_cell(transformed, transformed=True)
-            if transformed is not None
-            else analyze_cell(source)
-        )
+        """Call just before a cell runs.
+
+        The raw source is analysed (not IPython's ``transformed`` one, which is accepted
+        for callers that only have that): the judge analyses the notebook's raw sources,
+        so both share one cached analysis, and plain-Python cells skip IPython's
+        transformers entirely.
+        """
+        analysis = analyze_cell(source if source or transformed is None else transformed)
         state = self.state
         reads = set(analysis.reads)
         if analysis.calls:
