@@ -162,6 +162,8 @@ class CellAnalysis:
             to a mutating function (``function_mutates``) changes.
         deletes_existing: names ``del``-eted before the cell bound them itself: the cell
             needs them to exist (``del x`` raises NameError otherwise), like a read.
+        method_call_names: ``(name, method)`` for the calls behind ``method_calls``, so a
+            caller can apply its own list of in-place methods (``model.fit``).
     """
 
     reads: frozenset[str] = frozenset()
@@ -181,6 +183,7 @@ class CellAnalysis:
     function_mutates: Mapping[str, frozenset[int]] = field(default_factory=dict)
     call_args: tuple[tuple[str, int, str], ...] = ()
     deletes_existing: frozenset[str] = frozenset()
+    method_call_names: frozenset[tuple[str, str]] = frozenset()
 
 
 #: Call names (a function or a method, whatever the receiver) that read the file named by
@@ -452,6 +455,7 @@ class _CellVisitor(ast.NodeVisitor):
         self.strings: list[str] = []
         self.aliases: list[tuple[str, str]] = []
         self.deletes_existing: set[str] = set()
+        self.method_call_names: set[tuple[str, str]] = set()
         self.file_reads: set[str] = set()
         self.file_writes: set[str] = set()
         self.function_mutates: dict[str, frozenset[int]] = {}
@@ -477,6 +481,7 @@ class _CellVisitor(ast.NodeVisitor):
             function_mutates=dict(self.function_mutates),
             call_args=tuple(self.call_args),
             deletes_existing=frozenset(self.deletes_existing),
+            method_call_names=frozenset(self.method_call_names),
         )
 
     # -- names -------------------------------------------------------------------------
@@ -732,6 +737,7 @@ class _CellVisitor(ast.NodeVisitor):
                     self._mutated(func.value)
                 elif not any(root in s for s in self.shadows):
                     self.method_calls.add(root)
+                    self.method_call_names.add((root, func.attr))
             if func.attr == "copyto" and node.args:  # np.copyto(dst, src)
                 self._mutated(node.args[0])
             if _is_get_ipython_call(func.value):

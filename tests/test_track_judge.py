@@ -118,6 +118,17 @@ def test_a_size_change_is_seen_at_runtime_even_without_a_static_signal():
     assert nb.verdicts() == {"B": {"stale"}}
 
 
+def test_fitting_a_model_in_place_makes_earlier_predictions_stale():
+    nb = Notebook(
+        "class Model:\n    w = 0\n    def fit(self, x):\n        self.w = x\n    def predict(self):\n        return self.w",
+        "m = Model()\nm.fit(1)",
+        "p = m.predict()",
+        "m.fit(2)",
+    )
+    assert nb.run("A", "B", "C", "D").verdicts() == {"C": {"stale"}}
+    assert nb.run("C").verdicts() == {"C": {"out_of_order"}}  # now it reads D's fit, below
+
+
 def test_files_link_the_writer_and_the_reader(tmp_path):
     path = tmp_path / "out.txt"
     nb = Notebook(

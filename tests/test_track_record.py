@@ -126,3 +126,9 @@ def test_deleting_a_name_the_cell_did_not_bind_needs_it_to_exist():
     assert analyze_cell("del x").deletes_existing == {"x"}
     assert analyze_cell("x = 1\ndel x").deletes_existing == frozenset()
     assert analyze_cell("open('a/../b.txt')").file_reads == {"b.txt"}  # normalised
+
+
+def test_method_calls_keep_the_method_name():
+    a = analyze_cell("model.fit(X, y)\ndf.head()\nxs.append(1)")
+    assert a.method_call_names == {("model", "fit"), ("df", "head")}
+    assert a.mutates == {"xs"}  # unchanged: fit is a hint, not an analysis mutation

@@ -38,7 +38,7 @@ from functools import lru_cache
 from hashlib import sha1
 from typing import Any
 
-from ..analysis import analyze_cell
+from ..analysis import CellAnalysis, analyze_cell
 from ..verdicts import Finding, Verdict
 from .record import ExecutionEvent
 
@@ -173,6 +173,26 @@ class TrackReport:
         }
 
 
+#: Methods that change their object in place beyond the analysis' container mutators:
+#: estimators, optimisers and models (``model.fit(X, y)``, ``opt.step()``), seeding.
+STATEFUL_METHODS = frozenset(
+    {
+        "fit", "partial_fit", "fit_transform", "fit_predict", "train", "step", "zero_grad",
+        "load_state_dict", "set_params", "compile", "seed", "shuffle", "reset",
+        "add_", "mul_", "sub_", "div_", "copy_", "zero_", "fill_", "clip_", "normal_",
+        "uniform_", "requires_grad_",
+    }
+)  # fmt: skip
+
+
+def possibly_mutated(analysis: CellAnalysis) -> set[str]:
+    """Names whose object the cell may change in place: the analysis' ``mutates`` plus
+    the receivers of :data:`STATEFUL_METHODS`."""
+    out = set(analysis.mutates)
+    out.update(root for root, method in analysis.method_call_names if method in STATEFUL_METHODS)
+    return out
+
+
 @lru_cache(maxsize=4096)
 def static_effects(source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(writes, binds, reads) of a source: what a run of it would write, bind and read.
@@ -185,7 +205,7 @@ def static_effects(source: str) -> tuple[frozenset[str], frozenset[str], frozens
     files_r = {FILE_PREFIX + p for p in a.file_reads}
     binds = frozenset(a.defines - a.imports)
     reads = frozenset(a.reads | a.deletes_existing | files_r)
-    return frozenset(a.defines | a.deletes | a.mutates | files_w), binds, reads
+    return frozenset(a.defines | a.deletes | possibly_mutated(a) | files_w), binds, reads
 
 
 @lru_cache(maxsize=4096)

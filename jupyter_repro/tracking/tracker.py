@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..analysis import CellAnalysis, analyze_cell
-from .judge import FILE_PREFIX, TrackState, source_hash
+from .judge import FILE_PREFIX, TrackState, possibly_mutated, source_hash
 from .record import ExecutionEvent, RecordWriter
 
 _MISSING = object()
@@ -114,7 +114,7 @@ class Tracker:
             reads |= _called_globals(analysis, state.function_reads)
         reads.update(FILE_PREFIX + p for p in analysis.file_reads)
         reads |= analysis.deletes_existing
-        mutates = set(analysis.mutates)
+        mutates = possibly_mutated(analysis)
         for fn, position, arg in analysis.call_args:
             mutated = analysis.function_mutates.get(fn, state.function_mutates.get(fn))
             if mutated and position in mutated:
