@@ -1,0 +1,85 @@
+import {
+  BADGE_CLASS,
+  decorateCell,
+  FLAGGED_CLASS,
+  metadataFor
+} from '../decorations';
+import { cellViews } from '../verdicts';
+import { EXAMPLE_REPORT, report } from './fixtures';
+
+function cell(): { node: HTMLElement; anchor: HTMLElement } {
+  const node = document.createElement('div');
+  node.className = 'jp-Cell jp-CodeCell';
+  const anchor = document.createElement('div');
+  anchor.className = 'jp-InputArea';
+  node.appendChild(anchor);
+  document.body.appendChild(node);
+  return { node, anchor };
+}
+
+describe('cell decorations', () => {
+  it('puts a labelled badge with the reason by the prompt and classes on the cell', () => {
+    const { node, anchor } = cell();
+    decorateCell(node, anchor, cellViews(EXAMPLE_REPORT).get('b2')!);
+    expect(node.classList).toContain(FLAGGED_CLASS);
+    expect(node.classList).toContain('jp-repro-verdict-out_of_order');
+    const badges = anchor.querySelectorAll(`.${BADGE_CLASS}`);
+    expect(badges).toHaveLength(1);
+    const badge = badges[0] as HTMLElement;
+    expect(badge.textContent).toBe('order');
+    expect(badge.title).toContain('reads `x` from cell #3 (In [1]) below');
+    expect(badge.getAttribute('aria-label')).toBe(badge.title);
+    expect(badge.getAttribute('aria-label')).toMatch(/^Out of order: /);
+    expect(badge.dataset.verdict).toBe('out_of_order');
+  });
+
+  it('replaces the previous badges instead of adding to them', () => {
+    const { node, anchor } = cell();
+    const two = report([['a', ['stale', 'edited'], 1]]);
+    decorateCell(node, anchor, cellViews(two).get('a')!);
+    decorateCell(node, anchor, cellViews(two).get('a')!);
+    expect(anchor.querySelectorAll(`.${BADGE_CLASS}`)).toHaveLength(2);
+    const one = report([['a', ['edited'], 1]]);
+    decorateCell(node, anchor, cellViews(one).get('a')!);
+    expect(
+      [...anchor.querySelectorAll(`.${BADGE_CLASS}`)].map(b => b.textContent)
+    ).toEqual(['edited']);
+    expect(node.classList).not.toContain('jp-repro-verdict-stale');
+  });
+
+  it('clears everything when the cell was re-run cleanly', () => {
+    const { node, anchor } = cell();
+    decorateCell(node, anchor, cellViews(EXAMPLE_REPORT).get('b2')!);
+    decorateCell(node, anchor, null);
+    expect(anchor.querySelector(`.${BADGE_CLASS}`)).toBeNull();
+    expect(node.className).toBe('jp-Cell jp-CodeCell');
+  });
+
+  it('marks warning badges so that they are styled apart', () => {
+    const { node, anchor } = cell();
+    const r = report([['a', ['multiple_definitions'], 1]]);
+    decorateCell(node, anchor, cellViews(r).get('a')!);
+    expect(anchor.querySelector(`.${BADGE_CLASS}`)!.classList).toContain(
+      `${BADGE_CLASS}-warning`
+    );
+  });
+});
+
+describe('saved verdicts', () => {
+  it('stores verdict names and the kernel messages', () => {
+    expect(metadataFor(cellViews(EXAMPLE_REPORT).get('b2')!)).toEqual({
+      verdicts: ['out_of_order'],
+      findings: [
+        {
+          verdict: 'out_of_order',
+          message:
+            'reads `x` from cell #3 (In [1]) below — a top-to-bottom run would fail here'
+        }
+      ]
+    });
+  });
+
+  it('stores nothing for a clean cell', () => {
+    expect(metadataFor(null)).toBeNull();
+  });
+});

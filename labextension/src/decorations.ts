@@ -1,0 +1,85 @@
+/**
+ * Cell decorations: a badge per verdict by the cell's prompt, and a class per verdict on
+ * the cell node. Plain DOM, so that jest can check what a user would see.
+ */
+import { ICellView } from './verdicts';
+
+/** Class on a cell that has at least one verdict. */
+export const FLAGGED_CLASS = 'jp-repro-flagged';
+/** Prefix of the per-verdict class on the cell: `jp-repro-verdict-stale`, ... */
+export const VERDICT_CLASS_PREFIX = 'jp-repro-verdict-';
+/** Class of the badge container (one per decorated cell). */
+export const BADGES_CLASS = 'jp-repro-badges';
+/** Class of one badge. */
+export const BADGE_CLASS = 'jp-repro-badge';
+
+/** Build the badge container for one cell. */
+export function renderBadges(view: ICellView, doc: Document = document): HTMLElement {
+  const box = doc.createElement('div');
+  box.className = BADGES_CLASS;
+  box.setAttribute('role', 'group');
+  box.setAttribute('aria-label', '%track verdicts');
+  for (const badge of view.badges) {
+    const el = doc.createElement('span');
+    el.className = `${BADGE_CLASS} ${BADGE_CLASS}-${badge.verdict}`;
+    if (badge.info.warning) {
+      el.classList.add(`${BADGE_CLASS}-warning`);
+    }
+    el.dataset.verdict = badge.verdict;
+    el.textContent = badge.info.badge;
+    el.title = badge.tooltip;
+    el.setAttribute('role', 'note');
+    el.setAttribute('aria-label', badge.tooltip);
+    el.tabIndex = 0;
+    box.appendChild(el);
+  }
+  return box;
+}
+
+/**
+ * Show `view` on a cell: `cellNode` receives the classes, `anchor` (the element the
+ * badges are placed in, by the prompt) receives the badge container. `view` null
+ * removes every decoration. Calling it again replaces what was there.
+ */
+export function decorateCell(
+  cellNode: HTMLElement,
+  anchor: HTMLElement,
+  view: ICellView | null
+): void {
+  for (const cls of [...cellNode.classList]) {
+    if (cls.startsWith(VERDICT_CLASS_PREFIX)) {
+      cellNode.classList.remove(cls);
+    }
+  }
+  cellNode.classList.remove(FLAGGED_CLASS);
+  for (const old of [...anchor.querySelectorAll(`:scope > .${BADGES_CLASS}`)]) {
+    old.remove();
+  }
+  if (!view || !view.badges.length) {
+    return;
+  }
+  cellNode.classList.add(FLAGGED_CLASS);
+  for (const badge of view.badges) {
+    cellNode.classList.add(`${VERDICT_CLASS_PREFIX}${badge.verdict}`);
+  }
+  anchor.appendChild(renderBadges(view, anchor.ownerDocument));
+}
+
+/** What "Save verdicts in cell metadata" stores under `jupyter_repro`. */
+export interface ISavedVerdicts {
+  verdicts: string[];
+  findings: { verdict: string; message: string }[];
+}
+
+/** The metadata value for a cell, or null when the cell has no verdict. */
+export function metadataFor(view: ICellView | null): ISavedVerdicts | null {
+  if (!view || !view.badges.length) {
+    return null;
+  }
+  return {
+    verdicts: view.badges.map(b => b.verdict),
+    findings: view.badges.flatMap(b =>
+      b.messages.map(message => ({ verdict: b.verdict, message }))
+    )
+  };
+}

@@ -1,0 +1,198 @@
+/**
+ * What each verdict is called on screen. The names are those of
+ * jupyter_repro/verdicts.py (docs/protocol.md, "Verdict names"); a verdict this table
+ * does not know is still shown, by its name and the kernel's message.
+ */
+import type { ICellReport, IFinding, IReport } from './protocol';
+
+export interface IVerdictInfo {
+  /** Short text on the badge. */
+  badge: string;
+  /** Full name, read by screen readers and shown first in the tooltip. */
+  label: string;
+  /** Why it matters, when the kernel sent no message for the cell. */
+  description: string;
+  /** A warning does not make the notebook "need attention" on its own. */
+  warning: boolean;
+}
+
+export const VERDICTS: { [name: string]: IVerdictInfo } = {
+  out_of_order: {
+    badge: 'order',
+    label: 'Out of order',
+    description:
+      'ran out of order, or reads a name defined only in a cell below',
+    warning: false
+  },
+  stale: {
+    badge: 'stale',
+    label: 'Stale',
+    description: 'reads a name that another cell changed after this cell ran',
+    warning: false
+  },
+  hidden_state: {
+    badge: 'hidden',
+    label: 'Hidden state',
+    description: 'depends on a name that no code in the notebook defines',
+    warning: false
+  },
+  edited: {
+    badge: 'edited',
+    label: 'Edited',
+    description: 'source differs from what last ran',
+    warning: false
+  },
+  never_run: {
+    badge: 'unrun',
+    label: 'Never run',
+    description: 'code cell never executed, between executed cells',
+    warning: false
+  },
+  undefined_name: {
+    badge: 'undef',
+    label: 'Undefined name',
+    description: 'reads a name that nothing defines',
+    warning: false
+  },
+  multiple_definitions: {
+    badge: 'multi',
+    label: 'Multiple definitions',
+    description:
+      'a name assigned in several cells; its value depends on run order',
+    warning: true
+  }
+};
+
+/** Display information for any verdict name, known or not. */
+export function verdictInfo(name: string): IVerdictInfo {
+  return (
+    VERDICTS[name] ?? {
+      badge: name.replace(/_/g, ' ').slice(0, 8),
+      label: name.replace(/_/g, ' '),
+      description: name.replace(/_/g, ' '),
+      warning: false
+    }
+  );
+}
+
+/** One badge: a verdict on one cell, with the plain-words reasons behind it. */
+export interface IBadge {
+  verdict: string;
+  info: IVerdictInfo;
+  /** The kernel's messages for this verdict on this cell (shown as is). */
+  messages: string[];
+  /** The tooltip: label, then each reason on its own line. */
+  tooltip: string;
+}
+
+/** Everything to show on one cell. */
+export interface ICellView {
+  cellId: string;
+  index: number;
+  executionCount: number | null;
+  badges: IBadge[];
+}
+
+function findingsFor(
+  report: IReport,
+  cell: ICellReport
+): IFinding[] {
+  return report.findings.filter(f =>
+    f.cell_id !== null && f.cell_id !== undefined
+      ? f.cell_id === cell.cell_id
+      : f.cell_index === cell.index
+  );
+}
+
+/** The badges of one cell of a report, in the order the verdicts are listed. */
+export function badgesFor(report: IReport, cell: ICellReport): IBadge[] {
+  const findings = findingsFor(report, cell);
+  const names = [...cell.verdicts];
+  for (const finding of findings) {
+    if (!names.includes(finding.verdict)) {
+      names.push(finding.verdict);
+    }
+  }
+  return names.map(verdict => {
+    const info = verdictInfo(verdict);
+    const messages = findings
+      .filter(f => f.verdict === verdict)
+      .map(f => f.message)
+      .filter((m, i, all) => all.indexOf(m) === i);
+    const reasons = messages.length ? messages : [info.description];
+    return {
+      verdict,
+      info,
+      messages,
+      tooltip: `${info.label}: ${reasons.join('\n')}`
+    };
+  });
+}
+
+/** The view of every cell that has at least one verdict, keyed by cell id. */
+export function cellViews(report: IReport | null): Map<string, ICellView> {
+  const views = new Map<string, ICellView>();
+  if (!report) {
+    return views;
+  }
+  for (const cell of report.cells) {
+    const badges = badgesFor(report, cell);
+    if (badges.length) {
+      views.set(cell.cell_id, {
+        cellId: cell.cell_id,
+        index: cell.index,
+        executionCount: cell.execution_count,
+        badges
+      });
+    }
+  }
+  return views;
+}
+
+/** The cells that need attention: any verdict that is not only a warning. */
+export function cellsNeedingAttention(report: IReport | null): ICellView[] {
+  return [...cellViews(report).values()]
+    .filter(view => view.badges.some(b => !b.info.warning))
+    .sort((a, b) => a.index - b.index);
+}
+
+/** The status-bar sentence for a report. */
+export function summaryText(report: IReport | null): string {
+  if (!report) {
+    return 'tracking';
+  }
+  const n = cellsNeedingAttention(report).length;
+  if (n === 0) {
+    return 'in order';
+  }
+  return n === 1 ? '1 cell needs attention' : `${n} cells need attention`;
+}
+
+/** Verdicts whose value came from code other than what a top-to-bottom run would use. */
+const REPLAY_ABOVE = new Set(['out_of_order', 'hidden_state']);
+
+/**
+ * The code cells "Run stale cells in order" runs, as 0-based notebook indices, top to
+ * bottom: every cell needing attention. A cell that is `out_of_order` or has
+ * `hidden_state` read a value from code below it or from code that is gone; re-running it
+ * alone would read the same value again, so the cells above it that ran are replayed
+ * first, in order: the only way to rebuild that value from the code above without a
+ * restart. (A name that only a cell below sets stays out of order: move the cell.)
+ */
+export function cellsToRerun(report: IReport | null): number[] {
+  if (!report) {
+    return [];
+  }
+  const indices = new Set<number>();
+  for (const view of cellsNeedingAttention(report)) {
+    indices.add(view.index);
+    if (view.badges.some(b => REPLAY_ABOVE.has(b.verdict))) {
+      for (const cell of report.cells) {
+        if (cell.last_run_seq !== null && cell.index < view.index) {
+          indices.add(cell.index);
+        }
+      }
+    }
+  }
+  return [...indices].sort((a, b) => a - b);
+}
