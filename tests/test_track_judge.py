@@ -149,6 +149,13 @@ def test_reading_a_file_nobody_writes_is_fine(tmp_path):
     assert nb.run("A", "B").verdicts() == {}
 
 
+def test_names_from_a_star_import_come_from_that_cell():
+    nb = Notebook("from math import *", "r = sqrt(4) + pi")
+    assert nb.run("A", "B").verdicts() == {}
+    assert nb.tracker.state.latest["B"].seen == {"pi": 1, "sqrt": 1}
+    assert nb.run("A").verdicts() == {}  # re-imported, same objects: nothing changed
+
+
 def test_a_name_from_before_tracking_is_hidden_state():
     nb = Notebook("y = pre + 1")
     nb.ns["pre"] = 1

@@ -87,6 +87,8 @@ class TrackState:
         self.function_reads: dict[str, frozenset[str]] = {}
         self.function_mutates: dict[str, frozenset[int]] = {}
         self.readers: dict[str, set[str]] = {}  # name -> cells whose latest run read it
+        # (cell id, source hash) -> everything runs of that code wrote, seen at runtime
+        self.code_writes: dict[tuple[str, str], frozenset[str]] = {}
         self.next_seq = 1
 
     def apply(self, event: ExecutionEvent) -> None:
@@ -99,6 +101,8 @@ class TrackState:
         for name in event.reads:
             self.readers.setdefault(name, set()).add(event.cell_id)
         self.latest[event.cell_id] = event
+        key = (event.cell_id, event.source_hash)
+        self.code_writes[key] = self.code_writes.get(key, frozenset()).union(event.writes)
         self.first_seq.setdefault(event.cell_id, event.seq)
         for name in event.writes:
             self.last_write[name] = event.seq
@@ -209,7 +213,7 @@ def static_effects(source: str) -> tuple[frozenset[str], frozenset[str], frozens
 
 
 @lru_cache(maxsize=4096)
-def _effective_writes(source: str, runtime: tuple[str, ...]) -> frozenset[str]:
+def _effective_writes(source: str, runtime: frozenset[str]) -> frozenset[str]:
     return static_effects(source)[0].union(runtime) if runtime else static_effects(source)[0]
 
 
@@ -221,24 +225,26 @@ class _Judge:
         self.state = state
         self.order = order
         self.pos = {cell.id: i for i, cell in enumerate(order.cells)}
-        self._effects: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._effects: dict[int, tuple[str, frozenset[str]]] = {}
         self._writers: dict[str, list[int]] | None = None
         self.findings: list[Finding] = []
         self.flagged: set[str] = set()  # cells with stale / out_of_order / hidden_state
 
-    def _cell(self, i: int) -> tuple[str, tuple[str, ...]]:
-        """(current source, names its latest run wrote at runtime) of position ``i``.
+    def _cell(self, i: int) -> tuple[str, frozenset[str]]:
+        """(current source, names runs of that very code were seen to write) at ``i``.
 
-        The runtime writes (aliases, sizes changed through calls) count as the cell's own
-        effect only while its code is unchanged. Computed on first use.
+        The runtime writes (aliases, sizes changed through calls, star imports) count as
+        the cell's own effect only while its code is what ran. Computed on first use.
         """
         found = self._effects.get(i)
         if found is None:
             cell = self.order.cells[i]
             event = self.state.latest.get(cell.id)
             src = cell.source if cell.source is not None else event.source if event else ""
-            same_code = event is not None and (cell.source is None or src == event.source)
-            found = self._effects[i] = (src, tuple(event.writes) if same_code else ())
+            runtime: frozenset[str] = frozenset()
+            if event is not None and (cell.source is None or src == event.source):
+                runtime = self.state.code_writes.get((cell.id, event.source_hash), runtime)
+            found = self._effects[i] = (src, runtime)
         return found
 
     def source(self, i: int) -> str:

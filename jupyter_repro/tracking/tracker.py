@@ -120,7 +120,14 @@ class Tracker:
             if mutated and position in mutated:
                 mutates.add(arg)
         names = reads | analysis.defines | analysis.deletes | mutates
-        watched = {n: namespace.get(n, _MISSING) for n in names if not n.startswith(FILE_PREFIX)}
+        if analysis.star_import:
+            # `from m import *`, `%run`: the names it binds cannot be known statically, so
+            # this (rare) cell pays for watching the whole namespace
+            watched = {n: v for n, v in namespace.items() if not n.startswith("_")}
+            watched.update((n, namespace.get(n, _MISSING)) for n in names)
+        else:
+            watched = {n: namespace.get(n, _MISSING) for n in names}
+        watched = {n: v for n, v in watched.items() if not n.startswith(FILE_PREFIX)}
         sizes = {}
         for n in reads | mutates:
             value = watched.get(n, _MISSING)
@@ -169,6 +176,8 @@ class Tracker:
             if namespace.get(n, _MISSING) is not old
             or (n in pending.analysis.defines and n not in last_write and old is not _MISSING)
         }
+        if pending.analysis.star_import:  # names it bound that did not exist before
+            changed.update(n for n in namespace if n not in pending.watched and not n.startswith("_"))
         resized = {
             n
             for n, size in pending.sizes.items()
