@@ -164,6 +164,8 @@ class CellAnalysis:
             needs them to exist (``del x`` raises NameError otherwise), like a read.
         method_call_names: ``(name, method)`` for the calls behind ``method_calls``, so a
             caller can apply its own list of in-place methods (``model.fit``).
+        function_global_writes: for each function the cell defines that declares
+            ``global x`` and assigns ``x``, those names: a call rebinds them.
     """
 
     reads: frozenset[str] = frozenset()
@@ -184,6 +186,7 @@ class CellAnalysis:
     call_args: tuple[tuple[str, int, str], ...] = ()
     deletes_existing: frozenset[str] = frozenset()
     method_call_names: frozenset[tuple[str, str]] = frozenset()
+    function_global_writes: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 #: Call names (a function or a method, whatever the receiver) that read the file named by
@@ -456,6 +459,7 @@ class _CellVisitor(ast.NodeVisitor):
         self.aliases: list[tuple[str, str]] = []
         self.deletes_existing: set[str] = set()
         self.method_call_names: set[tuple[str, str]] = set()
+        self.function_global_writes: dict[str, frozenset[str]] = {}
         self.file_reads: set[str] = set()
         self.file_writes: set[str] = set()
         self.function_mutates: dict[str, frozenset[int]] = {}
@@ -482,6 +486,7 @@ class _CellVisitor(ast.NodeVisitor):
             call_args=tuple(self.call_args),
             deletes_existing=frozenset(self.deletes_existing),
             method_call_names=frozenset(self.method_call_names),
+            function_global_writes=dict(self.function_global_writes),
         )
 
     # -- names -------------------------------------------------------------------------
@@ -660,6 +665,11 @@ class _CellVisitor(ast.NodeVisitor):
                 self.function_mutates.pop(node.name, None)
         for _name in assigned_globals:  # `global x; x = ...` binds x when called
             self.function_reads.setdefault(node.name, frozenset())
+        if not self.shadows:
+            if assigned_globals:
+                self.function_global_writes[node.name] = frozenset(assigned_globals)
+            else:
+                self.function_global_writes.pop(node.name, None)
         self._store(node.name)
 
     visit_AsyncFunctionDef = visit_FunctionDef

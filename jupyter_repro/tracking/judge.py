@@ -86,6 +86,7 @@ class TrackState:
         self.last_write: dict[str, int] = {}
         self.function_reads: dict[str, frozenset[str]] = {}
         self.function_mutates: dict[str, frozenset[int]] = {}
+        self.function_global_writes: dict[str, frozenset[str]] = {}
         self.readers: dict[str, set[str]] = {}  # name -> cells whose latest run read it
         # (cell id, source hash) -> everything runs of that code wrote, seen at runtime
         self.code_writes: dict[tuple[str, str], frozenset[str]] = {}

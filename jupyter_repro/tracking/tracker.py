@@ -19,6 +19,10 @@ from .judge import FILE_PREFIX, TrackState, possibly_mutated, source_hash
 from .record import ExecutionEvent, RecordWriter
 
 _MISSING = object()
+#: Functions known to change their argument in place, by position, when called by name
+#: (``setattr(obj, ...)``, ``shuffle(xs)`` after ``from random import shuffle``).
+_MUTATING_FUNCTIONS = {"setattr": frozenset({0}), "delattr": frozenset({0}),
+                       "shuffle": frozenset({0})}  # fmt: skip
 _SIZED = (list, dict, set, bytearray)
 _SHAPED_MODULES = ("numpy", "pandas")
 
@@ -117,9 +121,13 @@ class Tracker:
         mutates = possibly_mutated(analysis)
         for fn, position, arg in analysis.call_args:
             mutated = analysis.function_mutates.get(fn, state.function_mutates.get(fn))
+            if mutated is None:
+                mutated = _MUTATING_FUNCTIONS.get(fn)
             if mutated and position in mutated:
                 mutates.add(arg)
         names = reads | analysis.defines | analysis.deletes | mutates
+        for fn in analysis.calls:  # `def g(): global k; k = 2` then `g()` rebinds k
+            names |= analysis.function_global_writes.get(fn, state.function_global_writes.get(fn, set()))
         if analysis.star_import:
             # `from m import *`, `%run`: the names it binds cannot be known statically, so
             # this (rare) cell pays for watching the whole namespace
@@ -199,6 +207,9 @@ class Tracker:
             if fn in changed:
                 self.state.function_reads[fn] = analysis.function_reads[fn]
                 self.state.function_mutates[fn] = analysis.function_mutates.get(fn, frozenset())
+                self.state.function_global_writes[fn] = analysis.function_global_writes.get(
+                    fn, frozenset()
+                )
         self.state.apply(event)
         if self.writer is not None:
             self.writer.append(event.to_json())
