@@ -175,3 +175,20 @@ def test_the_record_answers_what_ran_after_the_kernel_is_gone(tmp_path):
     nb = nbformat.read(str(tmp_path / "ran.ipynb"), as_version=4)
     assert [c.source for c in nb.cells] == [e.source for e in events]
     assert [c.metadata["jupyter_repro"]["cell_id"] for c in nb.cells[:3]] == ["c1", "c2", "c3"]
+
+
+def test_the_documented_profile_configuration_loads_and_starts_tracking(tmp_path):
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_config.py").write_text(
+        'c.InteractiveShellApp.extensions = ["jupyter_repro"]\n'
+        'c.InteractiveShellApp.exec_lines = ["%track on"]\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JPY_SESSION_NAME"}
+    env["IPYTHONDIR"] = str(tmp_path / "ipython")
+    fe = Frontend(env=env, cwd=str(tmp_path))
+    try:
+        fe.execute("x = 1", "a")
+        assert fe.execute("%track status").stdout.startswith("%track on: 1 runs tracked")
+    finally:
+        fe.close()
