@@ -222,17 +222,20 @@ def test_judging_time_does_not_grow_with_history():
     nb = Notebook(*[f"v{i} = {i}" if i % 2 == 0 else f"v{i} = v{i - 1} + 1" for i in range(20)])
     nb.run(*nb.names)
 
-    def judge_time() -> float:
-        t0 = time.perf_counter()
-        for _ in range(20):
-            judge(nb.tracker.state, nb.order())
-        return (time.perf_counter() - t0) / 20
+    def judge_time() -> float:  # CPU time, best of 5: other load on the machine cancels out
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.thread_time()
+            for _ in range(10):
+                judge(nb.tracker.state, nb.order())
+            best = min(best, (time.thread_time() - t0) / 10)
+        return best
 
     early = judge_time()
     for _ in range(50):
         nb.run(*nb.names)
-    late = judge_time()
-    assert late < early * 3 + 0.0005
+    assert len(nb.tracker.state.events) == 1020
+    assert judge_time() < early * 2 + 0.0002
 
 
 # -- the property ----------------------------------------------------------------------
@@ -297,8 +300,7 @@ def namespace(ns: dict) -> dict:
 def test_a_notebook_reported_consistent_equals_a_top_to_bottom_run(seed):
     rng = random.Random(seed)
     clean = flagged = 0
-    deadline = time.monotonic() + 4
-    while time.monotonic() < deadline and clean + flagged < 2000:
+    for _ in range(2000):
         cells = random_program(rng, rng.randint(2, 5))
         ids = [f"c{i}" for i in range(len(cells))]
         tracker, ns = Tracker(), {}

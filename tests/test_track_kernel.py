@@ -138,6 +138,7 @@ def test_silent_and_history_free_requests_are_not_tracked(saved):
     assert _runs(fe) == 2
 
 
+@pytest.mark.slow  # starts its own kernel, to read the record after it is gone
 def test_the_record_answers_what_ran_after_the_kernel_is_gone(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JPY_SESSION_NAME"}
     fe = Frontend(env=env, cwd=str(tmp_path))
@@ -177,6 +178,7 @@ def test_the_record_answers_what_ran_after_the_kernel_is_gone(tmp_path):
     assert [c.metadata["jupyter_repro"]["cell_id"] for c in nb.cells[:3]] == ["c1", "c2", "c3"]
 
 
+@pytest.mark.slow  # starts its own kernel with a fresh IPython profile
 def test_the_documented_profile_configuration_loads_and_starts_tracking(tmp_path):
     profile = tmp_path / "ipython" / "profile_default"
     profile.mkdir(parents=True)
