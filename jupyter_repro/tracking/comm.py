@@ -21,10 +21,6 @@ TARGET = "jupyter_repro.track"
 #: ignore fields and message types it does not know within the same MAJOR.
 PROTOCOL_VERSION = "1.0"
 
-#: Message types a frontend may send.
-CLIENT_TYPES = ("hello", "notebook", "request_report", "set_notices")
-#: Message types the kernel sends.
-KERNEL_TYPES = ("welcome", "report", "status", "error")
 
 
 class ProtocolError(ValueError):

@@ -44,10 +44,6 @@ from .record import ExecutionEvent
 
 FILE_PREFIX = "file:"
 
-#: Order sources, best first; also the ``order_source`` values of the protocol.
-ORDER_SOURCES = ("frontend", "file", "execution_order")
-
-
 def source_hash(source: str) -> str:
     """The hash the record and the protocol use to compare sources (sha1, hex)."""
     return sha1(source.encode("utf-8", "surrogatepass")).hexdigest()
@@ -108,10 +104,6 @@ class TrackState:
         for name in event.writes:
             self.last_write[name] = event.seq
         self.next_seq = max(self.next_seq, event.seq + 1)
-
-    def writer_of(self, name: str) -> int | None:
-        """``seq`` of the run that last wrote ``name``, or None."""
-        return self.last_write.get(name)
 
     @classmethod
     def from_events(cls, events: Iterable[ExecutionEvent]) -> TrackState:

@@ -139,7 +139,6 @@ class TrackSession:
             self.shell.user_ns,
             cell_id=getattr(info, "cell_id", None),
             execution_count=self.shell.execution_count,
-            transformed=getattr(info, "transformed_cell", None),
         )
 
     def post_run_cell(self, result: Any) -> None:
@@ -182,6 +181,8 @@ class TrackSession:
         phrase = _ORDER_PHRASES[source].format(
             path=self.order.notebook_path.name if self.order.notebook_path else ""
         )
+        if self.order.notebook_path is not None and source != "file" and self.order.file_error:
+            phrase += f" (the saved notebook is unreadable: {self.order.file_error})"
         deleted = "; deleted cells from the execute requests" if self.order.saw_deleted_cells else ""
         runs = len(self.tracker.state.events) if self.tracker else 0
         where = f"; record: {self.record_file}" if self.record_file else ""

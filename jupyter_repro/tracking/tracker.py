@@ -102,22 +102,13 @@ class Tracker:
         namespace: Mapping[str, Any],
         cell_id: str | None = None,
         execution_count: int | None = None,
-        transformed: str | None = None,
     ) -> None:
-        """Call just before a cell runs.
-
-        The raw source is analysed (not IPython's ``transformed`` one, which is accepted
-        for callers that only have that): the judge analyses the notebook's raw sources,
-        so both share one cached analysis, and plain-Python cells skip IPython's
-        transformers entirely.
-        """
-        analysis = analyze_cell(source if source or transformed is None else transformed)
+        """Call just before a cell runs, with its raw source (magics included)."""
+        analysis = analyze_cell(source)
         state = self.state
-        reads = set(analysis.reads)
+        reads = set(analysis.reads) | analysis.deletes_existing
         if analysis.calls:
             reads |= _called_globals(analysis, state.function_reads)
-        reads.update(FILE_PREFIX + p for p in analysis.file_reads)
-        reads |= analysis.deletes_existing
         mutates = possibly_mutated(analysis)
         for fn, position, arg in analysis.call_args:
             mutated = analysis.function_mutates.get(fn, state.function_mutates.get(fn))
@@ -135,14 +126,14 @@ class Tracker:
             watched.update((n, namespace.get(n, _MISSING)) for n in names)
         else:
             watched = {n: namespace.get(n, _MISSING) for n in names}
-        watched = {n: v for n, v in watched.items() if not n.startswith(FILE_PREFIX)}
         sizes = {}
         for n in reads | mutates:
-            value = watched.get(n, _MISSING)
+            value = watched[n]
             if value is not _MISSING:
                 size = _size(value)
                 if size is not None:
                     sizes[n] = size
+        reads.update(FILE_PREFIX + p for p in analysis.file_reads)
         event = ExecutionEvent(
             seq=state.next_seq,
             cell_id=cell_id or content_cell_id(source),
