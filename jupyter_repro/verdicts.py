@@ -42,6 +42,12 @@ class Verdict(str, Enum):
     HOME_PATH = "home_path"
     """An absolute path into a user's home folder: the notebook runs only on that machine."""
 
+    UNSEEDED_RANDOM = "unseeded_random"
+    """A random generator used with no seed set earlier: results change on every run."""
+
+    UNTRUSTED_PICKLE = "untrusted_pickle"
+    """A pickle loaded from a file the notebook does not write: unpickling runs code."""
+
     @property
     def description(self) -> str:
         """One sentence for humans, used in reports and tooltips."""
@@ -57,6 +63,8 @@ _DESCRIPTIONS = {
     Verdict.UNDEFINED_NAME: "reads a name that nothing defines",
     Verdict.MULTIPLE_DEFINITIONS: "a name assigned in several cells; its value depends on run order",
     Verdict.HOME_PATH: "absolute path into a user's home folder",
+    Verdict.UNSEEDED_RANDOM: "random generator used with no seed set earlier",
+    Verdict.UNTRUSTED_PICKLE: "loads a pickle the notebook did not write itself",
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import threading
 from typing import Any
@@ -22,6 +23,7 @@ from .report import (
     summary_line,
     to_json_text,
     to_junit_xml,
+    write_image_pairs,
 )
 from .results import NotebookResult
 
@@ -84,6 +86,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jupytext", action="store_true", help="also find jupytext .py/.md notebooks in folders"
     )
+    parser.add_argument(
+        "--check-outputs",
+        action="store_true",
+        help="compare fresh outputs with the saved ones (nbval's rules and tags)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=d.repeat,
+        metavar="N",
+        help="run each notebook N times and report cells whose outputs differ",
+    )
+    parser.add_argument(
+        "--sanitize-with", metavar="FILE", help="nbval sanitizer file (regex/replace pairs)"
+    )
+    parser.add_argument(
+        "--save-images",
+        action="store_true",
+        help="with --json: write differing images (saved and fresh) beside the report",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the JSON report here")
     parser.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report here")
     parser.add_argument("--show-output", action="store_true", help="print every cell's output")
@@ -101,6 +123,17 @@ def options_from_args(args: argparse.Namespace) -> SmokeOptions:
         raise ReproError("--jobs must be at least 1")
     if args.timeout is not None and args.timeout <= 0:
         raise ReproError("--timeout must be positive")
+    if args.repeat < 1:
+        raise ReproError("--repeat must be at least 1")
+    if args.save_images and not args.json:
+        raise ReproError("--save-images needs --json FILE (images go beside the report)")
+    if args.sanitize_with:
+        from ..outputs import load_sanitizers
+
+        try:
+            load_sanitizers(args.sanitize_with)
+        except (OSError, re.error) as exc:
+            raise ReproError(f"{args.sanitize_with}: cannot use as a sanitizer file: {exc}")
     return SmokeOptions(
         mode=args.mode,
         kernel_name=args.kernel_name,
@@ -113,6 +146,9 @@ def options_from_args(args: argparse.Namespace) -> SmokeOptions:
         parameters=params,
         allow_unknown=args.allow_unknown,
         jupytext=args.jupytext,
+        check_outputs=args.check_outputs,
+        repeat=args.repeat,
+        sanitize_with=args.sanitize_with,
     )
 
 
@@ -169,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if args.json:
+        if args.save_images:
+            write_image_pairs(report, args.json)
         atomic_write_text(args.json, to_json_text(report))
     if args.junit_xml:
         atomic_write_text(args.junit_xml, to_junit_xml(report))

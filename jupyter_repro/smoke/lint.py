@@ -13,6 +13,10 @@ vocabulary, so nb-smoke's lint, ``%track`` and the JupyterLab extension say the 
 - ``multiple_definitions``: a name assigned in several cells and read by another cell, so
   the value read depends on which of them ran last. Repeated identical imports are fine.
 - ``home_path``: a string literal that is an absolute path into a user's home folder.
+- ``unseeded_random``: a random generator used with no seed set earlier in the notebook
+  (rules in :mod:`jupyter_repro.determinism`), naming the call.
+- ``untrusted_pickle``: ``pickle.load``/``joblib.load``/``torch.load`` of a file the
+  notebook does not write itself (unpickling runs code; check a checksum first).
 
 Names bound by ``from m import *`` or ``%run`` cannot be known: after such a cell, names
 read from nowhere are not reported.
@@ -25,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from ..analysis import CellAnalysis, analyze_cell, resolve_calls
+from ..determinism import scan_notebook
 from ..verdicts import Finding, Verdict
 
 _HOME_PATH = re.compile(
@@ -43,6 +48,7 @@ def lint_notebook(nb: Mapping) -> list[Finding]:
     findings += check_execution_order(cells)
     findings += check_names(cells, analyses)
     findings += check_home_paths(cells, analyses)
+    findings += check_determinism(cells)
     return sorted(findings, key=lambda f: (f.cell_index, f.verdict.value))
 
 
@@ -197,4 +203,27 @@ def check_home_paths(cells: list, analyses: Mapping[int, CellAnalysis]) -> list[
                     )
                 )
                 break
+    return findings
+
+
+def check_determinism(cells: list) -> list[Finding]:
+    """``unseeded_random`` and ``untrusted_pickle``, one finding per cell and kind."""
+    sources = [(i, _source(c)) for i, c in enumerate(cells) if c.get("cell_type") == "code"]
+    findings: list[Finding] = []
+    seen: set[tuple[int, str]] = set()
+    for src in scan_notebook(sources):
+        if src.kind not in ("unseeded_random", "untrusted_pickle"):
+            continue
+        if (src.cell_index, src.kind) in seen:
+            continue
+        seen.add((src.cell_index, src.kind))
+        findings.append(
+            Finding(
+                Verdict(src.kind),
+                src.cell_index,
+                f"line {src.line}: {src.message}",
+                cell_id=_cell_id(cells[src.cell_index]),
+                names=(src.call.split("|", 1)[0],),
+            )
+        )
     return findings

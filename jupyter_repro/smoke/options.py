@@ -31,6 +31,9 @@ class SmokeOptions:
         parameters: overrides for the ``parameters`` cell, already parsed.
         allow_unknown: allow names the parameters cell does not define.
         jupytext: also pick up jupytext ``.py``/``.md`` notebooks in folders.
+        check_outputs: compare fresh outputs with the saved ones (nbval's rules).
+        repeat: run each notebook this many times and report cells whose outputs differ.
+        sanitize_with: an nbval sanitizer file (regex/replace pairs) for comparisons.
     """
 
     mode: Mode = "script"
@@ -44,3 +47,6 @@ class SmokeOptions:
     parameters: dict[str, Any] = field(default_factory=dict)
     allow_unknown: bool = False
     jupytext: bool = False
+    check_outputs: bool = False
+    repeat: int = 1
+    sanitize_with: str | None = None

@@ -77,6 +77,20 @@ def render_details(result: NotebookResult, show_output: bool = False) -> str:
         if f.output.strip():
             lines.append("    output before the error:")
             lines += ["      " + ln for ln in f.output.rstrip().splitlines()[-10:]]
+    for d in result.output_differences:
+        lines.append(f"    cell {d.cell_index}: output differs from the saved one: {d.summary}")
+        lines += ["      " + ln for ln in d.text_diff.rstrip().splitlines()[:30]]
+        for mime, saved, fresh in d.images:
+            lines.append(
+                f"      {mime}: saved {(saved or 'none')[:12]} fresh {(fresh or 'none')[:12]} (sha256)"
+            )
+    for n in result.nondeterministic:
+        lines.append(
+            f"    cell {n['cell_index']}: output differs between runs (run 1 vs run "
+            f"{n['first_differing_run']}); probable cause: {n['cause']}"
+        )
+        diff = n["difference"]["text_diff"].rstrip().splitlines()[:12]
+        lines += ["      " + ln for ln in diff]
     for finding in result.findings:
         lines.append(
             f"    warning: cell {finding.cell_index}: {finding.verdict.value}: {finding.message}"
@@ -153,3 +167,25 @@ def to_junit_xml(report: SmokeReport) -> str:
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
     )
+
+
+def write_image_pairs(report: SmokeReport, json_path: str | Path) -> None:
+    """Write each differing image, saved and fresh, into ``<report>-images/`` beside the
+    JSON report (``<notebook>-cell<N>-<k>-saved.png`` / ``-fresh.png``)."""
+    from ..outputs import decode_image
+
+    folder = Path(json_path).with_name(Path(json_path).stem + "-images")
+    suffix = {
+        "image/png": ".png",
+        "image/jpeg": ".jpg",
+        "image/gif": ".gif",
+        "image/svg+xml": ".svg",
+    }
+    for r in report.results:
+        stem = Path(r.path).stem
+        for name, mime, saved, fresh in r.image_pairs:
+            folder.mkdir(parents=True, exist_ok=True)
+            for which, value in (("saved", saved), ("fresh", fresh)):
+                if value:
+                    target = folder / f"{stem}-{name}-{which}{suffix[mime]}"
+                    target.write_bytes(decode_image(value, mime))

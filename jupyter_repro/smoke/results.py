@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..outputs import OutputDifference
 from ..verdicts import Finding
 
 REPORT_SCHEMA_VERSION = 1
@@ -106,6 +107,10 @@ class NotebookResult:
         notices: other warnings.
         cells_run: code cells that finished.
         output: everything the run printed, per cell, keyed by cell index (as a string).
+        output_differences: with ``--check-outputs``, cells whose fresh outputs differ
+            from the saved ones.
+        nondeterministic: with ``--repeat N``, cells whose outputs differ between runs,
+            first in notebook order first, each with its probable cause.
     """
 
     path: str
@@ -119,6 +124,12 @@ class NotebookResult:
     cells_run: int = 0
     output: dict[str, str] = field(default_factory=dict)
     strict_failed: bool = False
+    output_differences: list[OutputDifference] = field(default_factory=list)
+    nondeterministic: list[dict[str, Any]] = field(default_factory=list)
+    #: Fresh outputs per spec position (nbformat shape); not part of the JSON report.
+    cell_outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    #: ``(name, mimetype, saved value, fresh value)`` of differing images.
+    image_pairs: list[tuple[str, str, str, str]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -136,6 +147,8 @@ class NotebookResult:
             "findings": [f.to_json() for f in self.findings],
             "notices": [n.to_json() for n in self.notices],
             "output": self.output,
+            "output_differences": [d.to_json() for d in self.output_differences],
+            "nondeterministic": self.nondeterministic,
         }
 
 

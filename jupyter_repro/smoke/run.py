@@ -32,6 +32,7 @@ from ..notebook import (
     notebook_language,
     read_notebook,
 )
+from ..outputs import cell_comparison_mode, compare_cell_outputs, load_sanitizers, outputs_text
 from ..parameters import validate_parameters
 from .convert import SpecCell, build_cells, script_mode_limits
 from .lint import lint_notebook
@@ -101,13 +102,14 @@ def smoke_notebooks(
     lock = threading.Lock()
 
     def job(i: int, path: Path) -> None:
-        result = check_notebook(path, options, kernels)
+        result = check_notebook(path, options, kernels, slots)
         with lock:
             results[i] = result
         if on_result is not None:
             on_result(result)
 
     jobs = max(1, options.jobs)
+    slots = threading.Semaphore(jobs)  # worker processes alive at once, repeats included
     if jobs == 1 or len(notebooks) <= 1:
         for i, path in enumerate(notebooks):
             job(i, path)
@@ -121,9 +123,15 @@ def smoke_notebooks(
 
 
 def check_notebook(
-    path: Path, options: SmokeOptions, kernels: dict[str, str] | None = None
+    path: Path,
+    options: SmokeOptions,
+    kernels: dict[str, str] | None = None,
+    slots: threading.Semaphore | None = None,
 ) -> NotebookResult:
-    """Lint and run one notebook; never raises for bad input (returns an ``error``)."""
+    """Lint and run one notebook; never raises for bad input (returns an ``error``).
+
+    ``slots``, when given, is acquired around every worker process this starts.
+    """
     started = time.monotonic()
     result = NotebookResult(path=str(path), mode="lint" if options.lint_only else options.mode)
     try:
@@ -131,7 +139,7 @@ def check_notebook(
         if options.lint or options.lint_only:
             result.findings = lint_notebook(nb)
         if not options.lint_only:
-            _execute(path, nb, options, kernels if kernels is not None else {}, result)
+            _execute(path, nb, options, kernels if kernels is not None else {}, result, slots)
     except (NotebookReadError, ParameterError, ReproError) as exc:
         result.status = ERROR
         result.error = str(exc)
@@ -151,6 +159,10 @@ def _resolve_mode(
     from ..errors import KernelNotFoundError
 
     wanted = options.kernel_name or kernelspec_name(nb)
+    if wanted == "python":
+        # jupyter_client's KernelManager starts "python" as its native "python3" (so do
+        # nbconvert, nbclient, nbmake, papermill); a notebook saved so is not kernel-less.
+        wanted = "python3"
     language = notebook_language(nb)
     if options.mode == "kernel":
         name = wanted or "python3"
@@ -184,7 +196,12 @@ def _resolve_mode(
 
 
 def _execute(
-    path: Path, nb, options: SmokeOptions, kernels: dict[str, str], result: NotebookResult
+    path: Path,
+    nb,
+    options: SmokeOptions,
+    kernels: dict[str, str],
+    result: NotebookResult,
+    slots: threading.Semaphore | None = None,
 ) -> None:
     params = dict(options.parameters)
     for warning in validate_parameters(path, nb, params, options.allow_unknown):
@@ -210,9 +227,37 @@ def _execute(
         "metadata": dict(nb.get("metadata", {})),
         "cells": [c.to_json() for c in cells],
     }
-    with tempfile.TemporaryDirectory(prefix="nb-smoke-") as tmp:
-        events, stdout, stderr, timed_out = _run_worker(path, spec, Path(tmp), options.timeout)
-    _interpret(cells, events, stdout, stderr, timed_out, options, result)
+    runs = _run_repeats(path, spec, options, slots)
+    first = runs[0]
+    _interpret(cells, *first, options, result)
+    result.cell_outputs = _cell_outputs(first[0], first[1], first[2])
+    sanitizers = load_sanitizers(options.sanitize_with)
+    if options.check_outputs and result.status == PASSED:
+        _check_saved_outputs(nb, cells, result, sanitizers)
+    if len(runs) > 1:
+        _compare_repeats(nb, cells, runs, options, result, sanitizers)
+
+
+def _run_repeats(
+    path: Path, spec: dict[str, Any], options: SmokeOptions, slots: threading.Semaphore | None
+) -> list[tuple[list[dict[str, Any]], bytes, bytes, bool]]:
+    """Run the spec ``options.repeat`` times; ``slots`` caps live processes overall (-j)."""
+
+    def once(_k: int):
+        if slots is not None:
+            slots.acquire()
+        try:
+            with tempfile.TemporaryDirectory(prefix="nb-smoke-") as tmp:
+                return _run_worker(path, spec, Path(tmp), options.timeout)
+        finally:
+            if slots is not None:
+                slots.release()
+
+    n = max(1, options.repeat)
+    if n == 1:
+        return [once(0)]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(once, range(n)))
 
 
 def _run_worker(
@@ -306,17 +351,8 @@ def _interpret(
 ) -> None:
     starts = [e for e in events if e.get("event") == "cell_start"]
     ends = {e["position"]: e for e in events if e.get("event") == "cell_end"}
-    # Per-cell output: script mode slices the process's stdout/stderr at cell boundaries.
-    outputs: dict[int, str] = {}
-    for k, start in enumerate(starts):
-        pos = start["position"]
-        if pos in ends and "output" in ends[pos]:
-            outputs[pos] = ends[pos]["output"]
-            continue
-        nxt = starts[k + 1] if k + 1 < len(starts) else {}
-        outputs[pos] = _slice(stdout, start.get("stdout"), nxt.get("stdout")) + _slice(
-            stderr, start.get("stderr"), nxt.get("stderr")
-        )
+    cell_outputs = _cell_outputs(events, stdout, stderr)
+    outputs = {pos: outputs_text(outs) for pos, outs in cell_outputs.items()}
     for pos, text in outputs.items():
         key = str(cells[pos].index) if cells[pos].index is not None else "injected"
         result.output[key] = text[-20000:]
@@ -384,6 +420,137 @@ def _interpret(
         else:
             result.error = detail + "; " + stderr.decode("utf-8", "replace").strip()[-500:]
             result.status = FAILED
+
+
+def _cell_outputs(
+    events: list[dict[str, Any]], stdout: bytes, stderr: bytes
+) -> dict[int, list[dict[str, Any]]]:
+    """Each cell's outputs in nbformat shape, keyed by position in the spec.
+
+    Kernel mode sends them whole. Script mode sends displays and results; its streams are
+    the process's stdout/stderr between one cell's start and the next (so they include
+    what child processes and C code wrote, as a kernel's do).
+    """
+    starts = [e for e in events if e.get("event") == "cell_start"]
+    ends = {e["position"]: e for e in events if e.get("event") == "cell_end"}
+    found: dict[int, list[dict[str, Any]]] = {}
+    for k, start in enumerate(starts):
+        pos = start["position"]
+        end = ends.get(pos, {})
+        outs = list(end.get("outputs", []))
+        if end.get("streams") == "fd" or pos not in ends:
+            nxt = starts[k + 1] if k + 1 < len(starts) else {}
+            streams = []
+            for name, data, key in (("stdout", stdout, "stdout"), ("stderr", stderr, "stderr")):
+                text = _slice(data, start.get(key), nxt.get(key))
+                if text:
+                    streams.append({"output_type": "stream", "name": name, "text": text})
+            outs = streams + outs
+        found[pos] = outs
+    return found
+
+
+def _check_saved_outputs(
+    nb, cells: Sequence[SpecCell], result: NotebookResult, sanitizers: list[tuple[str, str]]
+) -> None:
+    """--check-outputs: compare each fresh cell's outputs with those saved in the notebook."""
+    fresh = result.cell_outputs
+    for pos, cell in enumerate(cells):
+        if cell.index is None or pos not in fresh:
+            continue
+        saved = nb.cells[cell.index]
+        if saved.get("execution_count") is None and not saved.get("outputs"):
+            continue  # never run when saved: nothing to compare with
+        if cell_comparison_mode(saved) != "compare":
+            continue
+        diff = compare_cell_outputs(cell.index, saved.get("outputs", []), fresh[pos], sanitizers)
+        if diff is not None:
+            result.output_differences.append(diff)
+            result.image_pairs.extend(
+                _image_pairs(cell.index, saved.get("outputs", []), fresh[pos], diff)
+            )
+    if result.output_differences:
+        result.status = FAILED
+        cells_list = ", ".join(str(d.cell_index) for d in result.output_differences)
+        result.error = f"outputs differ from the saved notebook in cell(s) {cells_list}"
+
+
+def _image_pairs(index: int, saved: list, fresh: list, diff) -> list[tuple[str, str, str, str]]:
+    """``(name, mimetype, saved value, fresh value)`` for each differing image."""
+    from ..outputs import IMAGE_MIMETYPES
+
+    def images(outs):
+        return [(m, o["data"][m]) for o in outs for m in IMAGE_MIMETYPES if m in o.get("data", {})]
+
+    pairs = []
+    a, b = images(saved), images(fresh)
+    for k, (mime, _ref, _new) in enumerate(diff.images):
+        pairs.append(
+            (f"cell{index}-{k}", mime, a[k][1] if k < len(a) else "", b[k][1] if k < len(b) else "")
+        )
+    return pairs
+
+
+def _compare_repeats(
+    nb,
+    cells: Sequence[SpecCell],
+    runs: list[tuple[list[dict[str, Any]], bytes, bytes, bool]],
+    options: SmokeOptions,
+    result: NotebookResult,
+    sanitizers: list[tuple[str, str]],
+) -> None:
+    """--repeat N: cells whose outputs differ between runs, with a probable cause."""
+    from ..determinism import probable_cause, scan_notebook
+
+    per_run = [(_cell_outputs(ev, out, err), ev) for ev, out, err, _t in runs]
+    base, base_events = per_run[0]
+    ok_base = {e["position"] for e in base_events if e.get("event") == "cell_end" and e.get("ok")}
+    differing: dict[int, tuple[int, Any]] = {}
+    for k, (outs, events) in enumerate(per_run[1:], start=2):
+        if result.status == PASSED:
+            probe = NotebookResult(path=result.path, mode=result.mode)
+            _interpret(cells, *runs[k - 1], options, probe)
+            if probe.status != PASSED and probe.failure is not None:
+                result.status = FAILED
+                result.failure = probe.failure
+                result.error = f"run {k} of {len(runs)} failed although run 1 passed (flaky)"
+        ok = {e["position"] for e in events if e.get("event") == "cell_end" and e.get("ok")}
+        for pos in sorted(ok_base & ok):
+            if pos in differing or cells[pos].index is None:
+                continue
+            saved = nb.cells[cells[pos].index]
+            if cell_comparison_mode(saved) != "compare":
+                continue
+            diff = compare_cell_outputs(
+                cells[pos].index, base[pos], outs[pos], sanitizers, ("run 1", f"run {k}")
+            )
+            if diff is not None:
+                differing[pos] = (k, diff)
+    if not differing:
+        return
+    sources = scan_notebook(
+        [(i, c.get("source", "")) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
+    )
+    for pos in sorted(differing):
+        k, diff = differing[pos]
+        index = cells[pos].index
+        result.nondeterministic.append(
+            {
+                "cell_index": index,
+                "cell_id": cells[pos].cell_id,
+                "first_differing_run": k,
+                "cause": probable_cause(sources, index),
+                "difference": diff.to_json(),
+            }
+        )
+    first = result.nondeterministic[0]
+    if result.status == PASSED:
+        result.status = FAILED
+    result.error = (
+        f"outputs differ between runs from cell {first['cell_index']} on "
+        f"({len(differing)} cell{'s' if len(differing) > 1 else ''}); "
+        f"probable cause: {first['cause']}"
+    )
 
 
 def _label(cell: SpecCell) -> str:

@@ -58,8 +58,48 @@ def _error(ename: str, evalue: str, line: int | None, tb: str) -> dict[str, Any]
 
 
 def _make_shell():
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
     from IPython.core.error import StdinNotImplementedError
     from IPython.core.interactiveshell import InteractiveShell
+    from traitlets import Type
+
+    class CapturingDisplayHook(DisplayHook):
+        """Keeps a cell's result as an ``execute_result`` output instead of printing it."""
+
+        def start_displayhook(self):
+            pass
+
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            self.shell.cell_outputs.append(
+                {
+                    "output_type": "execute_result",
+                    "execution_count": self.prompt_count,
+                    "data": _jsonable(format_dict),
+                    "metadata": _jsonable(md_dict or {}),
+                }
+            )
+
+        def finish_displayhook(self):
+            pass
+
+    class CapturingDisplayPublisher(DisplayPublisher):
+        """Keeps ``display()`` calls as ``display_data`` outputs, as a kernel does."""
+
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
+            self.shell.cell_outputs.append(
+                {
+                    "output_type": "display_data",
+                    "data": _jsonable(data),
+                    "metadata": _jsonable(metadata or {}),
+                }
+            )
+
+        def clear_output(self, wait=False):
+            self.shell.cell_outputs.clear()
 
     class SmokeShell(InteractiveShell):
         """An InteractiveShell that remembers errors shown outside ``run_code``.
@@ -69,8 +109,11 @@ def _make_shell():
         cell as an error, so nb-smoke must too.
         """
 
+        displayhook_class = Type(CapturingDisplayHook)
+        display_pub_class = Type(CapturingDisplayPublisher)
         shown_errors: list[BaseException]
         shown_tracebacks: list[str]
+        cell_outputs: list[dict[str, Any]]
         asked_exit = False
 
         def showtraceback(self, exc_tuple=None, *args, **kwargs):
@@ -102,6 +145,7 @@ def _make_shell():
     shell = SmokeShell.instance(colors="nocolor")
     shell.shown_errors = []
     shell.shown_tracebacks = []
+    shell.cell_outputs = []
 
     def no_input(*_args: Any, **_kwargs: Any) -> str:
         raise StdinNotImplementedError(_INPUT_MESSAGE)
@@ -113,6 +157,21 @@ def _make_shell():
     getpass.getpass = no_input
     shell.user_ns["input"] = no_input
     return shell
+
+
+def _jsonable(value: Any) -> Any:
+    """Display data as JSON can carry it (bytes as base64, as nbformat stores images)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def _cell_line(exc: BaseException, count: int) -> int | None:
@@ -147,6 +206,7 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
         )
         shell.shown_errors = []
         shell.shown_tracebacks = []
+        shell.cell_outputs = []
         count = shell.execution_count
         result = shell.run_cell(cell["source"], store_history=True)
         sys.stdout.flush()
@@ -165,7 +225,25 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
             error = _error(type(exc).__name__, message, _cell_line(exc, count), tb)
         elif shell.asked_exit:
             error = _error("SystemExit", _EXIT_MESSAGE, None, "")
-        events.emit(event="cell_end", position=position, ok=error is None, error=error)
+        if error is not None:
+            shell.cell_outputs.append(
+                {
+                    "output_type": "error",
+                    "ename": error["ename"],
+                    "evalue": error["evalue"],
+                    "traceback": [],
+                }
+            )
+        # Streams are taken by the parent from the process's stdout/stderr (they include
+        # what child processes and C code wrote), displays and results from here.
+        events.emit(
+            event="cell_end",
+            position=position,
+            ok=error is None,
+            error=error,
+            outputs=shell.cell_outputs,
+            streams="fd",
+        )
         if error is not None and "raises-exception" not in cell["tags"]:
             break
         if shell.asked_exit:
@@ -238,7 +316,7 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
                         None,
                         "",
                     ),
-                    output=_outputs_text(cell),
+                    outputs=_jsonable(cell.get("outputs", [])),
                 )
                 return
             reply = replies.get(position, {}).get("content", {})
@@ -263,7 +341,7 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
                 position=position,
                 ok=error is None,
                 error=error,
-                output=_outputs_text(cell),
+                outputs=_jsonable(cell.get("outputs", [])),
             )
             tagged = "raises-exception" in spec["cells"][position]["tags"]
             if error is not None and (not tagged or error["evalue"] == _EXIT_MESSAGE):
@@ -275,18 +353,6 @@ def _kernel_line(tb: str, count: int | None) -> int | None:
         if count is None or int(match.group(1)) == count:
             return int(match.group(2))
     return None
-
-
-def _outputs_text(cell) -> str:
-    parts: list[str] = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            parts.append(out.get("text", ""))
-        elif out.get("output_type") in ("execute_result", "display_data"):
-            text = out.get("data", {}).get("text/plain")
-            if text:
-                parts.append(text + "\n")
-    return "".join(parts)[-20000:]
 
 
 def main(argv: list[str] | None = None) -> int:
