@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..errors import UsageError
 from .session import TrackSession
 
 _SESSIONS: dict[int, TrackSession] = {}

@@ -128,6 +128,26 @@ class TrackSession:
     # -- hooks ------------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
         """``pre_run_cell`` hook: note ``deletedCells``, snapshot what the cell touches."""
+        self._guarded(self._pre_run_cell, info)
+
+    def post_run_cell(self, result: Any) -> None:
+        """``post_run_cell`` hook: finish the event, judge, notify, push to frontends."""
+        self._guarded(self._post_run_cell, result)
+
+    def _guarded(self, hook: Any, arg: Any) -> None:
+        """Run a hook; a bug in tracking must not print a traceback under every cell of
+        the user's: say it once, in one line, and switch tracking off."""
+        try:
+            hook(arg)
+        except Exception as exc:  # reported to the user and tracking stops; never silent
+            self.disable()
+            print(
+                f"%track: internal error, tracking turned off ({type(exc).__name__}: {exc}); "
+                "please report it",
+                file=sys.stderr,
+            )
+
+    def _pre_run_cell(self, info: Any) -> None:
         meta = getattr(info, "cell_meta", None)
         self.order.note_request_metadata(meta if isinstance(meta, Mapping) else None)
         raw = info.raw_cell or ""
@@ -141,8 +161,7 @@ class TrackSession:
             execution_count=self.shell.execution_count,
         )
 
-    def post_run_cell(self, result: Any) -> None:
-        """``post_run_cell`` hook: finish the event, judge, notify, push to frontends."""
+    def _post_run_cell(self, result: Any) -> None:
         assert self.tracker is not None
         error = result.error_in_exec or result.error_before_exec
         event = self.tracker.after(self.shell.user_ns, error, result.execution_count)

@@ -1,0 +1,69 @@
+"""``%track`` in an in-process IPython shell: argument handling and failure behaviour."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+from jupyter_repro.tracking.magic import session_for
+
+
+@pytest.fixture
+def shell(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    sh = InteractiveShell.instance(config=config)
+    sh.run_cell("%load_ext jupyter_repro")
+    yield sh
+    sh.run_cell("%unload_ext jupyter_repro")
+    InteractiveShell.clear_instance()
+
+
+def test_report_before_tracking_says_so(shell, capsys):
+    shell.run_cell("%track report")
+    assert "nothing tracked yet; run %track on first" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("%track notices maybe", "takes 'on' or 'off'"),
+        ("%track export", "needs --script FILE and/or --notebook FILE"),
+        ("%track frobnicate", "invalid choice"),
+    ],
+)
+def test_bad_arguments_are_refused_in_one_line(shell, capsys, line, says):
+    shell.run_cell("%track on")
+    result = shell.run_cell(line)
+    captured = capsys.readouterr()
+    assert not result.success
+    assert says in captured.err + captured.out
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_an_internal_error_turns_tracking_off_with_one_line(shell, capsys):
+    shell.run_cell("%track on")
+    session = session_for(shell)
+    session.order.frontend_cells = [object()]  # a corrupt order: judging it fails
+    shell.run_cell("x = 1", store_history=True, cell_id="a")
+    err = capsys.readouterr().err
+    assert err.count("%track: internal error, tracking turned off") == 1
+    assert "Traceback" not in err
+    assert not session.enabled
+    shell.run_cell("y = 2", store_history=True, cell_id="b")
+    assert "internal error" not in capsys.readouterr().err
+
+
+def test_off_removes_the_hooks_and_on_brings_them_back(shell):
+    shell.run_cell("%track on")
+    session = session_for(shell)
+    shell.run_cell("x = 1", store_history=True, cell_id="a")
+    shell.run_cell("%track off")
+    shell.run_cell("x = 2", store_history=True, cell_id="a")
+    assert len(session.tracker.state.events) == 1
+    shell.run_cell("%track on")
+    shell.run_cell("x = 3", store_history=True, cell_id="a")
+    assert len(session.tracker.state.events) == 2
