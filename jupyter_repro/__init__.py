@@ -28,6 +28,11 @@ def load_ipython_extension(ipython):  # pragma: no cover - exercised through rea
     _load(ipython)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension is (``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "jupyter-repro-labextension"}]
+
+
 def unload_ipython_extension(ipython):  # pragma: no cover - exercised through real kernels
     """Remove ``%track``'s hooks from ``ipython`` (``%unload_ext jupyter_repro``)."""
     try:

@@ -236,10 +236,14 @@ export class NotebookController {
   private _disposed = false;
 }
 
-/** Where a cell's badges go: its input area, beside the prompt (code cells only). */
+/**
+ * Where a cell's badges go: the cell node itself (code cells only), placed by CSS in the
+ * prompt column under the execution count. Not inside the input area, which clips and
+ * scrolls anything taller than a one-line cell.
+ */
 function badgeAnchor(cell: Cell): HTMLElement | null {
   if (!(cell instanceof CodeCell) && cell.model.type !== 'code') {
     return null;
   }
-  return cell.inputArea?.node ?? null;
+  return cell.node;
 }

@@ -27,7 +27,9 @@ export function renderBadges(view: ICellView, doc: Document = document): HTMLEle
     }
     el.dataset.verdict = badge.verdict;
     el.textContent = badge.info.badge;
-    el.title = badge.tooltip;
+    // Shown by CSS on hover and keyboard focus (style/base.css), read by screen readers
+    // from aria-label; not a `title`, which would show a second, unstyled tooltip.
+    el.dataset.tooltip = badge.tooltip;
     el.setAttribute('role', 'note');
     el.setAttribute('aria-label', badge.tooltip);
     el.tabIndex = 0;

@@ -40,6 +40,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         saveVerdicts: () => saveVerdicts
       });
       controllers.set(panel, controller);
+      // Toolbar buttons and palette entries follow the tracking state.
+      controller.changed.connect(() => app.commands.notifyCommandChanged());
       panel.disposed.connect(() => {
         controller.dispose();
         controllers.delete(panel);
@@ -52,6 +54,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     addCommands(app, current, palette);
+    tracker.currentChanged.connect(() => app.commands.notifyCommandChanged());
 
     if (settingRegistry) {
       settingRegistry

@@ -27,8 +27,10 @@ describe('cell decorations', () => {
     expect(badges).toHaveLength(1);
     const badge = badges[0] as HTMLElement;
     expect(badge.textContent).toBe('order');
-    expect(badge.title).toContain('reads `x` from cell #3 (In [1]) below');
-    expect(badge.getAttribute('aria-label')).toBe(badge.title);
+    expect(badge.dataset.tooltip).toContain(
+      'reads `x` from cell #3 (In [1]) below'
+    );
+    expect(badge.getAttribute('aria-label')).toBe(badge.dataset.tooltip);
     expect(badge.getAttribute('aria-label')).toMatch(/^Out of order: /);
     expect(badge.dataset.verdict).toBe('out_of_order');
   });
