@@ -129,10 +129,9 @@ def worker_init() -> None:
 
 
 def warm_imports() -> None:
-    """Import the heavy modules once per worker instead of once per run."""
-    import mlflow.tracking  # noqa: F401
-    import nbconvert  # noqa: F401
-    import papermill  # noqa: F401
+    """Import the heavy modules once per worker instead of once per run (a no-op when
+    the forkserver already preloaded them)."""
+    from . import preload  # noqa: F401
 
 
 def _classify(exc: BaseException, executed: Any) -> tuple[str, dict[str, Any]]:
@@ -343,3 +342,37 @@ def execute_run(spec: RunSpec) -> RunResult:
         metrics,
         timings,
     )
+
+
+def close_orphans(uri: str, experiment_id: str, batch_id: str, status: str) -> int:
+    """Backstop: a run of this batch still RUNNING now has no owner left; end it.
+
+    Returns how many runs were closed.
+    """
+    from mlflow.entities import RunTag
+    from mlflow.tracking import MlflowClient
+
+    from ..provenance.store import retry_locked
+
+    client = MlflowClient(uri)
+    runs = retry_locked(
+        client.search_runs,
+        [experiment_id],
+        filter_string=f"tags.`{BATCH_TAG}` = '{batch_id}' and attributes.status = 'RUNNING'",
+    )
+    reason = (
+        "worker process ended without closing the run"
+        if status == "FAILED"
+        else "batch interrupted: run closed by the batch process"
+    )
+    for run in runs:
+        retry_locked(
+            client.log_batch,
+            run.info.run_id,
+            tags=[
+                RunTag("jupyter_repro.status", status),
+                RunTag("jupyter_repro.status_reason", reason),
+            ],
+        )
+        retry_locked(client.set_terminated, run.info.run_id, status, int(time.time() * 1000))
+    return len(runs)

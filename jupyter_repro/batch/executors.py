@@ -54,12 +54,6 @@ class LocalProcessExecutor:
         """Schedule ``fn(*args)`` on the next free worker."""
         return self._pool.submit(fn, *args)
 
-    def warm_up(self) -> list[Future]:
-        """Start every worker now (each imports the heavy modules once)."""
-        from .execute import warm_imports
-
-        return [self._pool.submit(warm_imports) for _ in range(self.jobs)]
-
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers."""
         procs = getattr(self._pool, "_processes", None) or {}

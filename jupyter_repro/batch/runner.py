@@ -10,7 +10,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import signal
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +21,8 @@ from ..notebook import kernelspec_name, read_notebook
 from ..parameters import find_parameters_cell, notebook_parameters, validate_parameters
 from ..provenance.data import digest_input
 from ..provenance.mlflow_log import collect_provenance, format_param
-from ..provenance.store import ensure_experiment, prepare_store, resolve_tracking_uri, retry_locked
-from .execute import BATCH_TAG, RunResult, RunSpec, execute_run
+from ..provenance.store import prepare_experiment, resolve_tracking_uri
+from .execute import RunResult, RunSpec, close_orphans, execute_run
 from .executors import make_executor
 
 
@@ -150,15 +149,18 @@ def run_batch(
             "some logged parameters are not assigned by the parameters cell (--allow-unknown)"
         )
 
-    # Workers start (and import papermill/MLflow) while this process prepares the store
-    # and the provenance shared by every run.
-    executor = make_executor(min(options.jobs, len(param_sets)))
-    warmups = executor.warm_up()
+    # The store is created and opened by a worker (warm: its forkserver preloaded MLflow);
+    # this process never imports MLflow on the normal path.
     uri = resolve_tracking_uri(options.tracking_uri, path.parent)
     experiment = options.experiment or path.stem
-    prepare_store(uri)
-    experiment_id = ensure_experiment(uri, experiment)
     provenance = collect_provenance(path, data)
+    executor = make_executor(min(options.jobs, len(param_sets)))
+    setup = executor.submit(prepare_experiment, uri, experiment)
+    try:
+        experiment_id = setup.result()
+    except BaseException:
+        executor.kill()
+        raise
     batch_id = uuid.uuid4().hex
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(options.output_dir) / experiment
@@ -192,7 +194,6 @@ def run_batch(
         )
     report = BatchReport([], experiment, uri, warnings=warnings)
     results: dict[int, RunResult] = {}
-    cf.wait(warmups)
 
     def on_signal(signum: int, frame: Any) -> None:
         raise _Stop(signum)
@@ -244,9 +245,14 @@ def run_batch(
         bar.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if not report.interrupted:
+    if report.interrupted:
+        close_orphans(uri, experiment_id, batch_id, "KILLED")
+    else:
+        try:
+            executor.submit(close_orphans, uri, experiment_id, batch_id, "FAILED").result()
+        except Exception:  # the pool broke (a worker died): do it here
+            close_orphans(uri, experiment_id, batch_id, "FAILED")
         executor.shutdown()
-    _close_orphans(uri, experiment_id, batch_id, "KILLED" if report.interrupted else "FAILED")
     report.results = [results[i] for i in sorted(results)]
     return report
 
@@ -275,34 +281,6 @@ def _result_of(fut: cf.Future, spec: RunSpec) -> RunResult:
             0.0,
             f"{type(exc).__name__}: {text[0] if text else ''}",
         )
-
-
-def _close_orphans(uri: str, experiment_id: str, batch_id: str, status: str) -> None:
-    """Backstop: a run of this batch still RUNNING now has no owner left; end it."""
-    from mlflow.entities import RunTag
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    runs = retry_locked(
-        client.search_runs,
-        [experiment_id],
-        filter_string=f"tags.`{BATCH_TAG}` = '{batch_id}' and attributes.status = 'RUNNING'",
-    )
-    for run in runs:
-        reason = (
-            "worker process ended without closing the run"
-            if status == "FAILED"
-            else "batch interrupted: run closed by the batch process"
-        )
-        retry_locked(
-            client.log_batch,
-            run.info.run_id,
-            tags=[
-                RunTag("jupyter_repro.status", status),
-                RunTag("jupyter_repro.status_reason", reason),
-            ],
-        )
-        retry_locked(client.set_terminated, run.info.run_id, status, int(time.time() * 1000))
 
 
 def format_table(report: BatchReport) -> str:

@@ -277,17 +277,24 @@ def log_run(
 _HTML_EXPORTER = None
 
 
-def _html(nb: Any) -> str:
-    """HTML render of a notebook; the exporter (templates) is built once per process."""
+def html_exporter() -> Any:
+    """nbconvert's HTML exporter, built once per process (loading templates is slow)."""
     global _HTML_EXPORTER
-    import nbformat
-    from nbconvert import HTMLExporter
-
     if _HTML_EXPORTER is None:
+        from nbconvert import HTMLExporter
+
         _HTML_EXPORTER = HTMLExporter()
+    return _HTML_EXPORTER
+
+
+def _html(nb: Any) -> str:
+    """HTML render of a notebook."""
+    import nbformat
+
+    exporter = html_exporter()
     with warnings.catch_warnings():  # recorded metrics have no HTML form, by design
         warnings.simplefilter("ignore", UserWarning)
-        body, _ = _HTML_EXPORTER.from_notebook_node(nbformat.from_dict(nb))
+        body, _ = exporter.from_notebook_node(nbformat.from_dict(nb))
     return body
 
 

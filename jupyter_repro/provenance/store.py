@@ -123,3 +123,9 @@ def ensure_experiment(uri: str, name: str) -> str:
 
     with FileLock(str(db) + ".lock", timeout=300):
         return retry_locked(get_or_create)
+
+
+def prepare_experiment(uri: str, name: str) -> str:
+    """Create the store if needed (once, locked), then the experiment; return its id."""
+    prepare_store(uri)
+    return ensure_experiment(uri, name)
