@@ -170,11 +170,28 @@ def _start(kernel_name: str):
     return km, kc
 
 
+def _kernel_cpu(km) -> float | None:
+    """CPU seconds the kernel process has used so far (Linux ``/proc``), else None."""
+    try:
+        pid = km.provisioner.process.pid
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+
+
+KernelRow = tuple[float, float, "float | None", "float | None"]
+
+
 def kernel_side_by_side(
     reps: int, tracked_setup: str, kernel_name: str = "python3"
-) -> dict[int, tuple[float, float]]:
-    """Median wall seconds per cell through two real kernels, one plain and one running
-    ``tracked_setup`` first, requests interleaved: {statements: (plain, tracked)}."""
+) -> dict[int, KernelRow]:
+    """Two real kernels, one plain and one running ``tracked_setup`` first, requests
+    interleaved: {statements: (plain wall, tracked wall, plain CPU, tracked CPU)}; wall
+    times are medians, the kernel processes' CPU times means over the ``reps`` requests
+    (``/proc`` counts CPU in clock ticks: too coarse for one request, exact enough over
+    hundreds, and blind to other load on the machine)."""
     plain_km, plain = _start("python3")
     tracked_km, tracked = _start(kernel_name)
     try:
@@ -186,14 +203,22 @@ def kernel_side_by_side(
         for statements in (1, 10, 20, 50):
             src = cell_source(statements)
             times: dict[str, list[float]] = {"plain": [], "tracked": []}
+            kms = {"plain": plain_km, "tracked": tracked_km}
+            cpu0 = {k: _kernel_cpu(km) for k, km in kms.items()}
             for _ in range(reps):
                 for name, kc in (("plain", plain), ("tracked", tracked)):
                     t0 = time.perf_counter()
                     kc.execute_interactive(src, timeout=60, output_hook=_quiet)
                     times[name].append(time.perf_counter() - t0)
+            cpu = {}
+            for k, km in kms.items():
+                end = _kernel_cpu(km)
+                cpu[k] = None if end is None or cpu0[k] is None else (end - cpu0[k]) / reps
             out[statements] = (
                 statistics.median(times["plain"]),
                 statistics.median(times["tracked"]),
+                cpu["plain"],
+                cpu["tracked"],
             )
         return out
     finally:
@@ -202,11 +227,19 @@ def kernel_side_by_side(
             km.shutdown_kernel(now=True)
 
 
-def _kernel_rows(title: str, rows: dict[int, tuple[float, float]]) -> None:
+def _kernel_rows(title: str, rows: dict[int, KernelRow]) -> None:
     print(f"\n{title}")
-    print(f"{'statements':>10} {'plain ms':>9} {'tracked ms':>10} {'added ms':>9} {'ratio':>6}")
-    for n, (p, t) in rows.items():
-        print(f"{n:>10} {p * 1e3:>9.3f} {t * 1e3:>10.3f} {(t - p) * 1e3:>9.3f} {t / p:>6.2f}")
+    print(
+        f"{'statements':>10} {'plain ms':>9} {'tracked ms':>10} {'added ms':>9} {'ratio':>6}"
+        f" | {'CPU ms plain':>12} {'tracked':>8} {'added':>7}"
+    )
+    for n, (p, t, pc, tc) in rows.items():
+        cpu = (
+            f"{pc * 1e3:>12.3f} {tc * 1e3:>8.3f} {(tc - pc) * 1e3:>7.3f}"
+            if pc is not None and tc is not None
+            else f"{'n/a':>12}"
+        )
+        print(f"{n:>10} {p * 1e3:>9.3f} {t * 1e3:>10.3f} {(t - p) * 1e3:>9.3f} {t / p:>6.2f} | {cpu}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,8 +273,11 @@ def main(argv: list[str] | None = None) -> int:
           f"statements: {off * 1e3:.3f} ms -> {on * 1e3:.3f} ms, added {(on - off) * 1e3:.3f} ms")  # fmt: skip
     if not args.no_kernel:
         rows = kernel_side_by_side(args.kernel_reps, "%load_ext jupyter_repro\n%track on")
-        _kernel_rows(f"real kernels over ZeroMQ, wall ms per request, {args.kernel_reps} "
-                     "interleaved runs per row (noisy on a loaded machine)", rows)  # fmt: skip
+        _kernel_rows(
+            f"two real kernels over ZeroMQ, {args.kernel_reps} interleaved requests per row: "
+            "wall ms (median; noisy on a loaded machine) | kernel process CPU ms (mean)",
+            rows,
+        )
     has_ipyflow = importlib.util.find_spec("ipyflow") is not None
     if has_ipyflow and not args.no_kernel:
         _kernel_rows(
