@@ -43,7 +43,9 @@ def record(
     """
     if not isinstance(name, str) or not name:
         raise TypeError("jupyter_repro.record: name must be a non-empty string")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):
+        raise TypeError(f"jupyter_repro.record: value for {name!r} must be a number, not bool")
+    if not isinstance(value, (int, float)):
         try:
             value = float(value)  # numpy scalars
         except (TypeError, ValueError):
