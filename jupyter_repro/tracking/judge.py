@@ -87,6 +87,7 @@ class TrackState:
         # (cell id, source hash) -> everything runs of that code wrote, seen at runtime
         self.code_writes: dict[tuple[str, str], frozenset[str]] = {}
         self.next_seq = 1
+        self._prune_at = 1000
 
     def apply(self, event: ExecutionEvent) -> None:
         """Fold one finished run into the state (events must come in ``seq`` order)."""
@@ -104,6 +105,19 @@ class TrackState:
         for name in event.writes:
             self.last_write[name] = event.seq
         self.next_seq = max(self.next_seq, event.seq + 1)
+        if len(self.events) > self._prune_at:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget runs no verdict can refer to any more, so memory stays proportional to
+        the notebook, not to the history (amortised O(1) per run). The record file keeps
+        them all."""
+        keep = set(self.last_write.values())
+        for event in self.latest.values():
+            keep.add(event.seq)
+            keep.update(s for s in event.seen.values() if s is not None)
+        self.events = {seq: e for seq, e in self.events.items() if seq in keep}
+        self._prune_at = max(2 * len(self.events), 1000)
 
     @classmethod
     def from_events(cls, events: Iterable[ExecutionEvent]) -> TrackState:

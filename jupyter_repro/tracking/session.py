@@ -12,6 +12,7 @@ import platform
 import re
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,7 +23,7 @@ from . import comm as protocol
 from .export import export_notebook, export_script
 from .judge import NotebookOrder, TrackReport, judge, judge_cell, made_stale
 from .order import OrderBook, notebook_path_from_env
-from .record import RECORD_VERSION, ExecutionEvent, RecordWriter, record_path
+from .record import RECORD_VERSION, ExecutionEvent, RecordWriter, read_record, record_path
 from .tracker import Tracker
 
 #: A comment that silences notices for the cell it is in.
@@ -111,10 +112,12 @@ class TrackSession:
         if self.tracker is not None and self.tracker.writer is not None:
             self.tracker.writer.close()
         writer = RecordWriter(self.record_file)
+        session_id = uuid.uuid4().hex
         writer.append(
             {
                 "type": "session",
                 "v": RECORD_VERSION,
+                "session": session_id,
                 "started": started,
                 "pid": os.getpid(),
                 "notebook": str(nb) if nb else None,
@@ -123,7 +126,7 @@ class TrackSession:
                 "python": platform.python_version(),
             }
         )
-        self.tracker = Tracker(writer)
+        self.tracker = Tracker(writer, session_id)
 
     # -- hooks ------------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
@@ -222,13 +225,30 @@ class TrackSession:
     def export(self, script: str | None, notebook: str | None) -> str:
         """``%track export``: write what ran, in the order it ran."""
         assert self.tracker is not None
-        events = [self.tracker.state.events[k] for k in sorted(self.tracker.state.events)]
+        events = self._session_events()
         done = []
         if script:
             done.append(str(export_script(events, script)))
         if notebook:
             done.append(str(export_notebook(events, notebook)))
         return f"%track export: {len(events)} runs written to {', '.join(done)}"
+
+    def _session_events(self) -> list[ExecutionEvent]:
+        """Every run of this tracking session, from the record file (memory keeps only
+        the runs verdicts still need), or from memory when the file is unusable."""
+        assert self.tracker is not None
+        writer = self.tracker.writer
+        if writer is not None and writer.error is None and self.record_file is not None:
+            try:
+                return [
+                    ExecutionEvent.from_json(line)
+                    for line in read_record(self.record_file)
+                    if line["type"] == "execution" and line.get("session") == self.tracker.session_id
+                ]
+            except OSError as exc:
+                writer.error = f"cannot read back: {exc}"
+        state = self.tracker.state
+        return [state.events[k] for k in sorted(state.events)]
 
     # -- comm handlers --------------------------------------------------------------------
     def _on_hello(self, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -87,12 +87,14 @@ class Tracker:
     Attributes:
         state: the :class:`TrackState` the verdicts are computed from.
         writer: where events are persisted (None: memory only).
+        session_id: written with every event, to tell sessions apart in a shared file.
         aliases: names known to be bound to the same object (``b = a``), both ways.
     """
 
-    def __init__(self, writer: RecordWriter | None = None) -> None:
+    def __init__(self, writer: RecordWriter | None = None, session_id: str = "") -> None:
         self.state = TrackState()
         self.writer = writer
+        self.session_id = session_id
         self.aliases: dict[str, set[str]] = {}
         self._pending: _Pending | None = None
 
@@ -203,7 +205,7 @@ class Tracker:
                 )
         self.state.apply(event)
         if self.writer is not None:
-            self.writer.append(event.to_json())
+            self.writer.append({**event.to_json(), "session": self.session_id})
         return event
 
     def _follow_aliases(
