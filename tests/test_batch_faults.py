@@ -97,7 +97,19 @@ def fault_batch(tmp_path_factory):
     nb = make_notebook(tmp / "faults.ipynb", *FAULTS)
     (tmp / "g.yaml").write_text(GRID)
     uri = ready_store(tmp / "store")
-    proc = batch(nb, "--grid", tmp / "g.yaml", "-j", "2", "--timeout", "20", cwd=tmp, uri=uri)
+    proc = batch(
+        nb,
+        "--grid",
+        tmp / "g.yaml",
+        "-j",
+        "2",
+        "--timeout",
+        "20",
+        "--json",
+        tmp / "r.json",
+        cwd=tmp,
+        uri=uri,
+    )
     runs = {
         r.data.params["mode"] + ("" if r.data.params["n"] == "3" else "-n"): r
         for r in runs_of(uri, "faults")
@@ -159,3 +171,15 @@ def test_bad_grid_value_fails_only_its_run(fault_batch):
     assert run.info.status == "FAILED"
     assert run.data.tags["jupyter_repro.error.ename"] == "TypeError"
     assert run.data.tags["jupyter_repro.error.cell_index"] == "2"
+
+
+def test_json_report_has_every_run_with_status_and_reason(fault_batch):
+    import json
+
+    _proc, runs, tmp = fault_batch
+    report = json.loads((tmp / "r.json").read_text())
+    assert report["exit_code"] == 1 and report["interrupted_by"] is None
+    by_id = {r["run_id"]: r for r in report["runs"]}
+    assert set(by_id) == {r.info.run_id for r in runs.values()}
+    assert by_id[runs["raise"].info.run_id]["reason"] == "cell 3 raised RuntimeError: boom"
+    assert by_id[runs["ok-n"].info.run_id]["params"] == {"n": "x"}

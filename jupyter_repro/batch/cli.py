@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="declared input file or folder (hashed, logged as an MLflow dataset)",
     )
     b.add_argument("--heartbeat-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+    b.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=run_batch_command)
 
@@ -106,7 +107,24 @@ def run_batch_command(args: argparse.Namespace) -> int:
     )
     report = run_batch(args.notebook, sets, options)
     print(format_table(report), flush=True)
+    if args.json:
+        write_json_atomic(args.json, report.to_dict())
     return report.exit_code
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    """Write ``data`` to ``path`` via a temp file + rename, so readers never see half."""
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, default=str)
+    os.replace(tmp, target)
 
 
 def gc_command(args: argparse.Namespace) -> int:

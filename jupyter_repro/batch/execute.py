@@ -12,10 +12,13 @@ A per-run timeout uses the same path and closes the run as FAILED.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +184,25 @@ def _running_cell(executed: Any) -> int | None:
     return source_cell_index(executed, last) if last is not None else None
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send this process's (and so the kernel's) stderr to ``path`` during a run.
+
+    The kernel's own chatter (connection warnings, C-library messages) then becomes the
+    run's ``kernel_stderr.txt`` artifact instead of interleaving on the batch's terminal.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as fh:
+            os.dup2(fh.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def papermill_ready(nb: Any) -> Any:
     """The metadata papermill's own loader adds (tags lists, ``papermill`` dicts).
 
@@ -262,7 +284,8 @@ def execute_run(spec: RunSpec) -> RunResult:
     executed = None
     status, reason, error = "FINISHED", "", {}
     t1 = time.time()
-    with Heartbeat(spec.uri, run_id, spec.heartbeat_interval):
+    stderr_log = out.with_name(f".{out.stem}.{os.getpid()}.stderr.txt")
+    with Heartbeat(spec.uri, run_id, spec.heartbeat_interval), _stderr_to(stderr_log):
         try:
             if timer:
                 timer.start()
@@ -315,6 +338,8 @@ def execute_run(spec: RunSpec) -> RunResult:
         os.replace(tmp, out)  # atomic: a reader sees the old file or the whole new one
     output_path = str(out) if out.exists() and executed is not None else None
     t2 = time.time()
+    kernel_stderr = stderr_log.read_text(errors="replace") if stderr_log.exists() else ""
+    stderr_log.unlink(missing_ok=True)
     finished = FinishedRun(
         spec.run_name,
         status,
@@ -324,6 +349,7 @@ def execute_run(spec: RunSpec) -> RunResult:
         error,
         start_ms,
         int(time.time() * 1000),
+        kernel_stderr=kernel_stderr[-200_000:],
     )
     close_run(spec.uri, run_id, finished, spec.provenance)
     timings["close_run"] = time.time() - t2

@@ -76,6 +76,26 @@ class BatchReport:
             return 128 + self.interrupted
         return 0 if all(r.status == "FINISHED" for r in self.results) else 1
 
+    def to_dict(self) -> dict[str, Any]:
+        """The machine-readable report (``--json``); fields documented in docs/batch.md."""
+        from dataclasses import asdict
+
+        from ..provenance.mlflow_log import format_param
+
+        runs = []
+        for r in self.results:
+            item = asdict(r)
+            item["params"] = {k: format_param(v) for k, v in r.params.items()}
+            runs.append(item)
+        return {
+            "experiment": self.experiment,
+            "tracking_uri": self.tracking_uri,
+            "exit_code": self.exit_code,
+            "interrupted_by": signal.Signals(self.interrupted).name if self.interrupted else None,
+            "warnings": self.warnings,
+            "runs": runs,
+        }
+
 
 class _Stop(Exception):
     def __init__(self, signum: int) -> None:

@@ -135,6 +135,7 @@ class FinishedRun:
         reason: one line saying why the run failed or was killed ("" when finished).
         error: failing cell facts: ``cell_index`` (in the source notebook), ``cell_id``,
             ``ename``, ``evalue``, ``traceback`` (list of lines).
+        kernel_stderr: what the kernel wrote to stderr (logged as ``kernel_stderr.txt``).
     """
 
     run_name: str
@@ -145,6 +146,7 @@ class FinishedRun:
     error: dict[str, Any] = field(default_factory=dict)
     start_ms: int = 0
     end_ms: int = 0
+    kernel_stderr: str = ""
 
 
 def format_param(value: Any) -> str:
@@ -394,6 +396,8 @@ def write_artifacts(folder: Path, finished: FinishedRun, provenance: Provenance)
     _write(folder / "diff" / "nbdiff.txt", diff.text)
     _write(folder / "diff" / "nbdiff.html", render_html(diff, f"{stem}: diff against HEAD"))
     _write(folder / "environment.json", json.dumps(provenance.environment, indent=1))
+    if finished.kernel_stderr:
+        _write(folder / "kernel_stderr.txt", finished.kernel_stderr)
     if provenance.data:
         _write(folder / "data.json", json.dumps([asdict(d) for d in provenance.data], indent=1))
     if finished.status != "FINISHED":
