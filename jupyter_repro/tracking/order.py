@@ -65,6 +65,7 @@ class OrderBook:
     def __init__(self, notebook_path: Path | None = None) -> None:
         self.frontend_cells: list[FrontendCell] | None = None
         self.frontend_seq = 0
+        self._frontend_version = 0
         self.notebook_path = notebook_path
         self.deleted: set[str] = set()
         self.saw_deleted_cells = False
@@ -91,6 +92,7 @@ class OrderBook:
         """
         self.frontend_cells = list(cells)
         self.frontend_seq = next_seq
+        self._frontend_version += 1
         ids = {c.id for c in self.frontend_cells}
         self.deleted -= ids  # undo / cut-and-paste brings a cell back
 
@@ -114,7 +116,7 @@ class OrderBook:
         # older than the source; else it is new (not yet sent or saved) and goes at the end.
         source_newer_than_run: Callable[[ExecutionEvent], bool] = lambda _e: False  # noqa: E731
         if self.frontend_cells is not None:
-            key: tuple = ("frontend", id(self.frontend_cells), len(self.deleted))
+            key: tuple = ("frontend", self._frontend_version, len(self.deleted))
             if self._base is None or self._base[0] != key:
                 base = [
                     NotebookCell(c.id, index, c.source)
