@@ -9,12 +9,13 @@ JSONL append, and nothing per statement, so loops inside a cell run at full spee
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis import CellAnalysis, analyze_cell
+from ..analysis import CellAnalysis, analyze_cell, resolve_calls
 from .judge import FILE_PREFIX, TrackState, possibly_mutated, source_hash
 from .record import ExecutionEvent, RecordWriter
 
@@ -51,20 +52,10 @@ def _called_globals(
     before the binding, so ``b`` is read). Over-reporting a read can only add a verdict,
     never hide one.
     """
-    known = {**functions, **analysis.function_reads}
-    out: set[str] = set()
-    pending = [fn for fn in analysis.calls if fn in known]
-    seen: set[str] = set()
-    while pending:
-        fn = pending.pop()
-        if fn in seen:
-            continue
-        seen.add(fn)
-        for name in known[fn]:
-            out.add(name)
-            if name in known:
-                pending.append(name)
-    return out
+    # resolve_calls keeps every global of the called functions that the cell does not
+    # bind: with nothing bound, that is all of them.
+    unbound = dataclasses.replace(analysis, reads=frozenset(), defines=frozenset())
+    return set(resolve_calls(unbound, functions))
 
 
 def content_cell_id(source: str) -> str:
