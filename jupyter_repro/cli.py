@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import ReproError
+from .errors import run_command
 
 #: (module, description) of each subcommand provider, in ``--help`` order.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -48,14 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args))
-    except ReproError as exc:
-        print(f"jupyter-repro: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("jupyter-repro: interrupted", file=sys.stderr)
-        return 130
+    return run_command("jupyter-repro", args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

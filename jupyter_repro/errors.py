@@ -7,7 +7,10 @@ line and exit code 2 (usage or bad input); they never show a traceback for one.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 class ReproError(Exception):
@@ -74,3 +77,16 @@ class ParameterError(ReproError):
         self.unknown = list(unknown or [])
         self.known = list(known or [])
         super().__init__(f"{self.path}: {message}")
+
+
+def run_command(prog: str, func: Callable[[Any], int], args: Any) -> int:
+    """Run a CLI command: a :class:`ReproError` becomes one line on stderr and its exit
+    code (2), Ctrl-C becomes exit code 130; every CLI of the toolkit goes through here."""
+    try:
+        return int(func(args))
+    except ReproError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from ..errors import ReproError
+from ..errors import ReproError, run_command
 from ..parameters import load_parameters_file, parse_value
 from .options import SmokeOptions
 from .report import (
@@ -229,14 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ReproError as exc:
-        print(f"nb-smoke: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("nb-smoke: interrupted", file=sys.stderr)
-        return 130
+    return run_command("nb-smoke", run, args)
 
 
 if __name__ == "__main__":  # pragma: no cover
