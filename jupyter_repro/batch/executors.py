@@ -28,6 +28,14 @@ class Executor(Protocol):
         """Ask every in-flight run to end now as KILLED (their kernels shut down)."""
         ...
 
+    def cancel_pending(self) -> None:
+        """Drop runs not yet started, without waiting."""
+        ...
+
+    def kill(self) -> None:
+        """Last resort after :meth:`stop` and a grace period: end workers forcibly."""
+        ...
+
     def shutdown(self, cancel_pending: bool = False) -> None:
         """Release the workers; with ``cancel_pending`` drop runs not yet started."""
         ...
@@ -79,6 +87,10 @@ class LocalProcessExecutor:
                 proc.kill()
             except psutil.Error:
                 continue
+
+    def cancel_pending(self) -> None:
+        """Drop queued runs; in-flight ones go on (until :meth:`stop`)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self, cancel_pending: bool = False) -> None:
         """Wait for running work (unless stopped) and release the pool."""

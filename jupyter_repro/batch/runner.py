@@ -244,7 +244,7 @@ def run_batch(
             for s in previous:
                 signal.signal(s, signal.SIG_IGN)
             executor.stop()
-            executor._pool.shutdown(wait=False, cancel_futures=True)
+            executor.cancel_pending()
             done, _ = cf.wait(futures, timeout=options.stop_grace)
             executor.kill()
             for fut, spec in futures.items():
