@@ -203,6 +203,19 @@ def test_a_name_from_before_tracking_is_hidden_state():
     assert nb.run("A").verdicts() == {"A": {"hidden_state"}}
 
 
+def test_a_new_unsaved_cell_is_not_called_below_and_leaves_the_summary_open():
+    nb = Notebook("a = 1", "b = 2", "c = a + n")
+    nb.sources["N"] = "n = 5"  # inserted and run, not yet in the saved notebook
+    nb.run("A", "N", "B", "C")
+    saved = [NotebookCell(n, i, nb.sources[n]) for i, n in enumerate(nb.names)]
+    order = NotebookOrder((*saved, NotebookCell("N", 3, None, placed=False)), "file")
+    report = judge(nb.tracker.state, order)
+    assert report.findings == ()  # not out_of_order, and B is not never_run
+    assert not report.summary.consistent
+    assert any("place is unknown" in r for r in report.summary.reasons)
+    assert [c["placed"] for c in report.to_json()["cells"]] == [True, True, True, False]
+
+
 def test_execution_order_is_the_fallback_order():
     nb = Notebook("y = x + 1", "x = 1").run("B", "A")
     order = execution_order(nb.tracker.state)

@@ -76,10 +76,11 @@ def test_reading_a_name_set_below_prints_a_notice_under_the_cell(saved):
 def test_a_run_that_changes_an_input_says_which_cells_it_made_stale(saved):
     fe, _, _ = saved
     fe.execute("%track reset")
-    fe.execute("p = 1", "p1")
-    fe.execute("q = p + 1", "p2")
-    out = fe.execute("p = 2", "p1").stdout
-    assert "made cell(s) #6 stale" in out  # p2 is the 2nd cell after the 4 saved ones
+    fe.execute("x = 1", "b2")
+    fe.execute("y = x + 1", "a1")  # out of order in the saved notebook: a1 is above b2
+    fe.execute("z = x * 2", "n1")  # a new cell, not saved yet
+    out = fe.execute("x = 2", "b2").stdout
+    assert "this run made cell(s) #1, a new cell stale" in out
 
 
 def test_notices_can_be_silenced_per_cell_and_per_notebook(saved):

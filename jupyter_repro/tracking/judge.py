@@ -57,11 +57,15 @@ class NotebookCell:
         id: nbformat cell id (or the content-hash id the record used).
         index: 0-based position among all the notebook's cells (markdown included).
         source: current source, or None when unknown (then taken as what last ran).
+        placed: False for a cell that ran but is not in the order's source yet (added
+            since the last save, say): it is listed at the end, and no verdict that
+            depends on its position ("below", "between") is drawn from it.
     """
 
     id: str
     index: int
     source: str | None = None
+    placed: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,7 @@ class TrackReport:
                     "execution_count": event.execution_count if event else None,
                     "last_run_seq": event.seq if event else None,
                     "raised": event.error if event else None,
+                    "placed": cell.placed,
                     "verdicts": sorted({f.verdict.value for f in self.for_cell(cell.id)}),
                 }
             )
@@ -279,6 +284,8 @@ class _Judge:
         count = f" (In [{event.execution_count}])" if event and event.execution_count else ""
         if i is None:
             return f"a deleted cell{count}"
+        if not self.order.cells[i].placed:
+            return f"a new cell{count}"
         return f"cell #{self.order.cells[i].index + 1}{count}"
 
     def index_of(self, cell_id: str) -> tuple[int, ...]:
@@ -320,7 +327,7 @@ class _Judge:
         cells = self.order.cells
         latest = self.state.latest
         _ = self.writers  # judging every cell: one index beats a scan per read
-        executed = [i for i, c in enumerate(cells) if c.id in latest]
+        executed = [i for i, c in enumerate(cells) if c.id in latest and c.placed]
         for i, cell in enumerate(cells):
             event = latest.get(cell.id)
             if event is None:
@@ -388,6 +395,8 @@ class _Judge:
                 )  # fmt: skip
                 continue
             w_pos = self.pos.get(w.cell_id)
+            if not self.order.cells[i].placed or (w_pos is not None and not self.order.cells[w_pos].placed):
+                continue  # where a new cell sits is unknown: no "below" or "between"
             r = self.reaching(i, name)
             if w_pos is not None and w_pos > i:
                 tail = (
@@ -484,6 +493,12 @@ class _Judge:
             e = latest.get(cell.id)
             if e is not None and e.error:
                 reasons.append(f"{self.label(cell.id)} raised {e.error.split(':')[0]}")
+        unplaced = [c for c in cells if not c.placed]
+        if unplaced:
+            reasons.append(
+                f"{len(unplaced)} cell(s) ran that the {self.order.source} order does not have "
+                "yet (new since the last save?): their place is unknown"
+            )
         for name, seq in sorted(self.state.last_write.items()):
             if name.startswith(FILE_PREFIX):
                 continue
@@ -493,7 +508,7 @@ class _Judge:
                 reasons.append(f"`{name}` was set by {self.label(w.cell_id)}, code no longer in the notebook")
                 continue
             last_id = cells[ws[-1]].id
-            if last_id != w.cell_id:
+            if last_id != w.cell_id and cells[ws[-1]].placed:
                 r_event = latest.get(last_id)
                 if r_event is None or r_event.seq < seq:
                     reasons.append(
@@ -526,16 +541,16 @@ def judge_cell(state: TrackState, order: NotebookOrder, cell_id: str) -> list[Fi
     return j.findings
 
 
-def made_stale(state: TrackState, order: NotebookOrder, event: ExecutionEvent) -> list[int]:
-    """0-based notebook indices of the cells whose latest run read something ``event``
-    wrote afterwards: the cells this run has just made stale."""
-    pos = {cell.id: cell.index for cell in order.cells}
-    out: set[int] = set()
+def made_stale(state: TrackState, order: NotebookOrder, event: ExecutionEvent) -> list[NotebookCell]:
+    """The cells whose latest run read something ``event`` wrote afterwards: the cells
+    this run has just made stale, in notebook order. Found through the readers index, in
+    time proportional to what the run wrote."""
+    ids: set[str] = set()
     for name in event.writes:
         for cid in state.readers.get(name, ()):
-            if cid != event.cell_id and cid in pos and state.latest[cid].seq < event.seq:
-                out.add(pos[cid])
-    return sorted(out)
+            if cid != event.cell_id and state.latest[cid].seq < event.seq:
+                ids.add(cid)
+    return [cell for cell in order.cells if cell.id in ids] if ids else []
 
 
 def execution_order(state: TrackState) -> NotebookOrder:

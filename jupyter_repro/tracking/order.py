@@ -158,7 +158,8 @@ class OrderBook:
             )
         extra = [cid for cid in self._missing[1] if not source_newer_than_run(state.latest[cid])]
         start = max((c.index for c in cells), default=-1) + 1
-        cells.extend(NotebookCell(cid, start + k, None) for k, cid in enumerate(extra))
+        placed = source == "execution_order"  # there, order of first run *is* the order
+        cells.extend(NotebookCell(cid, start + k, None, placed) for k, cid in enumerate(extra))
         return NotebookOrder(tuple(cells), source)
 
     def _read_file(self) -> tuple[list[tuple[str, int, str]], float] | None:

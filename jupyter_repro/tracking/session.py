@@ -21,7 +21,7 @@ from .. import __version__
 from ..verdicts import Finding, Verdict
 from . import comm as protocol
 from .export import export_notebook, export_script
-from .judge import NotebookOrder, TrackReport, judge, judge_cell, made_stale
+from .judge import NotebookCell, NotebookOrder, TrackReport, judge, judge_cell, made_stale
 from .order import OrderBook, notebook_path_from_env
 from .record import RECORD_VERSION, ExecutionEvent, RecordWriter, read_record, record_path
 from .tracker import Tracker
@@ -308,12 +308,12 @@ class TrackSession:
             self.channel.broadcast(self._status_message())
 
 
-def notice_lines(findings: list[Finding], stale_indices: list[int]) -> list[str]:
+def notice_lines(findings: list[Finding], stale_cells: list[NotebookCell]) -> list[str]:
     """The one-line notices under the cell that just ran: its own serious findings, and
-    the cells (0-based notebook indices) this run has just made stale."""
+    the cells this run has just made stale."""
     lines = [f"%track: {f.message} [{f.verdict.value}]" for f in findings if f.verdict in _SERIOUS]
-    if stale_indices:
-        cells = ", ".join(f"#{i + 1}" for i in stale_indices)
+    if stale_cells:
+        cells = ", ".join(f"#{c.index + 1}" if c.placed else "a new cell" for c in stale_cells)
         lines.append(f"%track: this run made cell(s) {cells} stale: they read what it changed [stale]")
     return lines
 
