@@ -105,46 +105,56 @@ def test_jest_unit_tests_pass():
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """A real `jupyter lab` on 127.0.0.1 with a token, its news pop-up turned off."""
-    root = tmp_path / "root"
-    root.mkdir()
-    settings = tmp_path / "settings"
-    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (
-        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    token = uuid.uuid4().hex
-    env = dict(os.environ)
-    env.update(
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
-        IPYTHONDIR=str(tmp_path / "ipython"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    for _attempt in range(3):  # a free port can be taken before the server binds it
-        port = _free_port()
-        log = (tmp_path / "lab.log").open("w")
-        proc = subprocess.Popen(
-            [str(BIN / "jupyter"), "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-             f"--port={port}", f"--IdentityProvider.token={token}",
-             f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        if _wait_for_server(proc, f"{base}/api/status?token={token}"):
-            break
-        log.close()
-        if "is not available" not in (tmp_path / "lab.log").read_text():
-            break
-    else:
-        pytest.fail(f"jupyter lab did not start:\n{(tmp_path / 'lab.log').read_text()}")
-    if proc.poll() is not None:
-        pytest.fail(f"jupyter lab did not start:\n{(tmp_path / 'lab.log').read_text()}")
-    try:
-        yield {"base": base, "token": token, "root": root, "log": tmp_path / "lab.log"}
-    finally:
+def server(tmp_path):
+    """``server(app="lab", settings={...})``: a real `jupyter lab` (or `jupyter notebook`)
+    on 127.0.0.1 with a token and a settings folder of its own, news pop-up turned off."""
+    procs: list[tuple[subprocess.Popen, object]] = []
+
+    def start(app: str = "lab", settings: dict[str, dict] | None = None) -> dict:
+        root = tmp_path / "root"
+        root.mkdir(exist_ok=True)
+        settings_dir = tmp_path / "settings"
+        all_settings = {
+            "@jupyterlab/apputils-extension/notification": {
+                "fetchNews": "false",
+                "checkForUpdates": False,
+            },
+            **(settings or {}),
+        }
+        for plugin, values in all_settings.items():
+            package, name = plugin.rsplit("/", 1)
+            (settings_dir / package).mkdir(parents=True, exist_ok=True)
+            (settings_dir / package / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+        token = uuid.uuid4().hex
+        env = dict(os.environ)
+        env.update(
+            JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
+            JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+            IPYTHONDIR=str(tmp_path / "ipython"),
+            JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        )
+        log_path = tmp_path / f"{app}.log"
+        for _attempt in range(3):  # a free port can be taken before the server binds it
+            port = _free_port()
+            log = log_path.open("w")
+            proc = subprocess.Popen(
+                [str(BIN / "jupyter"), app, "--no-browser", "--allow-root", "--ip=127.0.0.1",
+                 f"--port={port}", f"--IdentityProvider.token={token}",
+                 f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+            )  # fmt: skip
+            base = f"http://127.0.0.1:{port}"
+            if _wait_for_server(proc, f"{base}/api/status?token={token}"):
+                procs.append((proc, log))
+                return {"base": base, "token": token, "root": root, "log": log_path}
+            log.close()
+            if "is not available" not in log_path.read_text():
+                break
+        pytest.fail(f"jupyter {app} did not start:\n{log_path.read_text()}")
+
+    yield start
+    for proc, log in procs:
         proc.terminate()
         try:
             proc.wait(timeout=20)
@@ -178,19 +188,21 @@ def _write_notebook(path: Path, *sources: str) -> list[str]:
     return [c.id for c in nb.cells]
 
 
-class Lab:
+class Page:
     """The notebook page, in the words of the scenario."""
 
-    def __init__(self, page, shots: Path, record_property):
+    def __init__(self, page, expect, shots: Path, record_property):
         self.page = page
+        self.expect = expect
         self.shots = shots
         self.record_property = record_property
         self.saved: list[Path] = []
 
+    def cells(self):
+        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+
     def cell(self, index: int):
-        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(
-            index
-        )
+        return self.cells().nth(index)
 
     def status(self):
         return self.page.locator(".jp-repro-status")
@@ -201,18 +213,37 @@ class Lab:
             timeout=timeout,
         )
 
-    def run(self, index: int, expect_count: int) -> None:
-        """Select cell `index` in command mode, run it in place, wait for its new prompt."""
-        self.wait_idle()
+    def select(self, index: int) -> None:
+        """Select cell `index` in command mode."""
         self.cell(index).locator(".jp-InputPrompt").click()
         self.page.keyboard.press("Escape")
-        self.page.keyboard.press("Control+Enter")
-        prompt = self.cell(index).locator(".jp-InputArea-prompt")
-        prompt.filter(has_text=f"[{expect_count}]").wait_for(timeout=60_000)
+
+    def run(self, index: int, expect_count: int) -> None:
+        """Run cell `index` in place, wait for its new prompt and an idle kernel."""
         self.wait_idle()
+        self.select(index)
+        self.page.keyboard.press("Control+Enter")
+        self.expect(self.prompt(index)).to_have_text(f"[{expect_count}]:", timeout=60_000)
+        self.wait_idle()
+
+    def prompt(self, index: int):
+        return self.cell(index).locator(".jp-InputArea-prompt")
 
     def badge(self, index: int, verdict: str):
         return self.cell(index).locator(f".jp-repro-badge-{verdict}")
+
+    def toolbar_button(self, name: str):
+        return self.page.locator(
+            f".jp-NotebookPanel-toolbar [data-jp-item-name='{name}'] button"
+        ).first
+
+    def palette(self, label: str) -> None:
+        """Run a command from the command palette by its label."""
+        self.page.keyboard.press("Control+Shift+C")
+        search = self.page.locator(".lm-CommandPalette-input")
+        search.fill(label)
+        item = self.page.locator(".lm-CommandPalette-item", has_text=label).first
+        item.click()
 
     def tooltip_shown(self, badge) -> str | None:
         """The tooltip text the user sees on `badge` now, or None when it is hidden."""
@@ -233,101 +264,202 @@ class Lab:
         return path
 
 
-def test_badges_tooltips_status_and_run_stale_in_real_jupyterlab(lab, record_property):
+@pytest.fixture
+def browser_page(request, record_property):
+    """``open(url)`` -> Page in headless Debian Chromium; collects console errors."""
     _need(Path(CHROMIUM).exists(), CHROMIUM)
-    sync_api = pytest.importorskip("playwright.sync_api") if not os.environ.get("CI") else None
-    if sync_api is None:
+    try:
         import playwright.sync_api as sync_api
-
-    _write_notebook(lab["root"] / "analysis.ipynb", "x = 1", "y = x * 2", "x = 5")
-    shots = _output_dir()
-    for old in shots.glob("*.png"):
-        old.unlink()
-    console_errors: list[str] = []
-
+    except ImportError:
+        _need(False, "Python Playwright")
+    shots = _output_dir() / request.node.name
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    errors: list[str] = []
+    sync_api.expect.set_options(timeout=45_000)  # a loaded CI machine runs kernels slowly
+    failed_before = request.session.testsfailed
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
+        pages: list[Page] = []
+
+        def open_page(url: str) -> Page:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on(
-                "console",
-                lambda m: console_errors.append(m.text) if m.type == "error" else None,
-            )
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.set_default_timeout(60_000)
-            page.goto(f"{lab['base']}/lab/tree/analysis.ipynb?token={lab['token']}")
-            ui = Lab(page, shots, record_property)
-            ui.cell(2).wait_for()
-            ui.wait_idle()
+            page.goto(url)
+            ui = Page(page, sync_api.expect, shots, record_property)
+            ui.console_errors = errors
+            pages.append(ui)
+            return ui
 
-            # 1. The kernel has not loaded %track: the extension offers it, and nothing
-            #    went wrong in the browser while it found out.
-            sync_api.expect(ui.status()).to_have_text("%track: Enable tracking")
-            assert console_errors == [], console_errors
-            assert page.locator(".jp-repro-badge").count() == 0
-            ui.shot("enable-offered")
-            ui.status().click()
-            sync_api.expect(ui.status()).to_have_text("%track: in order")
-
-            # 2. Out of order: cell #2 re-run after cell #3 rebound x below it.
-            ui.run(0, 1)
-            ui.run(1, 2)
-            ui.run(2, 3)
-            sync_api.expect(ui.badge(1, "stale")).to_have_count(1)
-            sync_api.expect(ui.status()).to_have_text("%track: 1 cell needs attention")
-            ui.run(1, 4)
-            order = ui.badge(1, "out_of_order")
-            sync_api.expect(order).to_have_text("order")
-            tooltip = order.get_attribute("data-tooltip")
-            assert tooltip.startswith("Out of order: "), tooltip
-            assert "reads `x` from cell #3 (In [3]) below" in tooltip, tooltip
-            assert order.get_attribute("aria-label") == tooltip
-            sync_api.expect(ui.badge(1, "stale")).to_have_count(0)
-            assert "jp-repro-verdict-out_of_order" in ui.cell(1).get_attribute("class")
-            sync_api.expect(ui.status()).to_have_text("%track: 1 cell needs attention")
-            assert ui.tooltip_shown(order) is None
-            order.hover()
-            assert ui.tooltip_shown(order) == tooltip
-            ui.shot("out-of-order-badge")
-
-            # The status bar lists the cell; clicking the entry jumps to it.
-            ui.cell(0).locator(".jp-InputPrompt").click()
-            ui.status().click()
-            entry = page.locator(".jp-repro-status-entry")
-            sync_api.expect(entry).to_have_count(1)
-            sync_api.expect(entry).to_have_text(re.compile(r"cell #2 \[4\] — out of order"))
-            ui.shot("status-bar-list")
-            entry.click()
-            sync_api.expect(ui.cell(1)).to_have_class(re.compile(r"\bjp-mod-active\b"))
-
-            # 3. Delete the cell that set x: cell #2 now runs on hidden state.
-            ui.cell(2).locator(".jp-InputPrompt").click()
-            page.keyboard.press("Escape")
-            page.keyboard.press("d")
-            page.keyboard.press("d")
-            sync_api.expect(page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")).to_have_count(
-                2
-            )
-            hidden = ui.badge(1, "hidden_state")
-            sync_api.expect(hidden).to_have_text("hidden")
-            assert "deleted cell" in hidden.get_attribute("data-tooltip")
-            hidden.hover()
-            assert "deleted cell" in ui.tooltip_shown(hidden)
-            sync_api.expect(ui.status()).to_have_text("%track: 1 cell needs attention")
-            ui.shot("hidden-state-badge")
-
-            # 4. "Run stale cells in order" (notebook toolbar) clears every badge.
-            button = page.locator(
-                ".jp-NotebookPanel-toolbar [data-jp-item-name='jupyter-repro-run-stale']"
-            )
-            sync_api.expect(button).to_have_count(1)
-            button.locator("button").first.click()
-            sync_api.expect(page.locator(".jp-Notebook .jp-repro-badge")).to_have_count(0)
-            sync_api.expect(ui.status()).to_have_text("%track: in order")
-            prompts = [ui.cell(i).locator(".jp-InputArea-prompt").inner_text() for i in range(2)]
-            assert prompts == ["[5]:", "[6]:"], prompts
-            ui.shot("badges-cleared")
+        try:
+            yield open_page
         finally:
+            for ui in pages:
+                if not ui.saved or request.session.testsfailed > failed_before:
+                    ui.shot("at-the-end")
             browser.close()
 
-    assert console_errors == [], console_errors
+
+def test_badges_tooltips_status_and_run_stale_in_real_jupyterlab(server, browser_page):
+    lab = server("lab")
+    _write_notebook(lab["root"] / "analysis.ipynb", "x = 1", "y = x * 2", "x = 5")
+    ui = browser_page(f"{lab['base']}/lab/tree/analysis.ipynb?token={lab['token']}")
+    page, expect = ui.page, ui.expect
+    ui.cell(2).wait_for()
+    ui.wait_idle()
+
+    # 1. The kernel has not loaded %track: the extension offers it, and nothing went wrong
+    #    in the browser while it found out.
+    expect(ui.status()).to_have_text("%track: Enable tracking")
+    assert ui.console_errors == [], ui.console_errors
+    assert page.locator(".jp-repro-badge").count() == 0
+    ui.shot("enable-offered")
+    ui.status().click()
+    expect(ui.status()).to_have_text("%track: in order")
+
+    # 2. Out of order: cell #2 re-run after cell #3 rebound x below it.
+    ui.run(0, 1)
+    ui.run(1, 2)
+    ui.run(2, 3)
+    expect(ui.badge(1, "stale")).to_have_count(1)
+    expect(ui.status()).to_have_text("%track: 1 cell needs attention")
+    ui.run(1, 4)
+    order = ui.badge(1, "out_of_order")
+    expect(order).to_have_text("order")
+    tooltip = order.get_attribute("data-tooltip")
+    assert tooltip.startswith("Out of order: "), tooltip
+    assert "reads `x` from cell #3 (In [3]) below" in tooltip, tooltip
+    assert order.get_attribute("aria-label") == tooltip
+    expect(ui.badge(1, "stale")).to_have_count(0)
+    assert "jp-repro-verdict-out_of_order" in ui.cell(1).get_attribute("class")
+    expect(ui.status()).to_have_text("%track: 1 cell needs attention")
+    assert ui.tooltip_shown(order) is None
+    order.hover()
+    assert ui.tooltip_shown(order) == tooltip
+    ui.shot("out-of-order-badge")
+
+    # The status bar lists the cell; clicking the entry jumps to it.
+    ui.select(0)
+    ui.status().click()
+    entry = page.locator(".jp-repro-status-entry")
+    expect(entry).to_have_count(1)
+    expect(entry).to_have_text(re.compile(r"cell #2 \[4\] — out of order"))
+    ui.shot("status-bar-list")
+    entry.click()
+    expect(ui.cell(1)).to_have_class(re.compile(r"\bjp-mod-active\b"))
+
+    # 3. Delete the cell that set x: cell #2 now runs on hidden state.
+    ui.select(2)
+    page.keyboard.press("d")
+    page.keyboard.press("d")
+    expect(ui.cells()).to_have_count(2)
+    hidden = ui.badge(1, "hidden_state")
+    expect(hidden).to_have_text("hidden")
+    assert "deleted cell" in hidden.get_attribute("data-tooltip")
+    hidden.hover()
+    assert "deleted cell" in ui.tooltip_shown(hidden)
+    expect(ui.status()).to_have_text("%track: 1 cell needs attention")
+    ui.shot("hidden-state-badge")
+
+    # 4. "Run stale cells in order" (notebook toolbar) clears every badge.
+    ui.toolbar_button("jupyter-repro-run-stale").click()
+    expect(page.locator(".jp-Notebook .jp-repro-badge")).to_have_count(0)
+    expect(ui.status()).to_have_text("%track: in order")
+    assert [ui.prompt(i).inner_text() for i in range(2)] == ["[5]:", "[6]:"]
+    ui.shot("badges-cleared")
+
+    assert ui.console_errors == [], ui.console_errors
     assert len(ui.saved) == 5 and all(p.stat().st_size > 10_000 for p in ui.saved)
+
+
+def test_edits_saved_verdicts_restart_and_run_all_and_what_ran(server, browser_page):
+    """An edit not yet run is flagged (the `notebook` message), the optional setting
+    writes verdicts into the saved file, "Restart kernel and run all to verify" comes back
+    tracking and in order, and "Show what ran" opens the runs in run order."""
+    lab = server(
+        "lab",
+        settings={"jupyter-repro-labextension/plugin": {"saveVerdictsInMetadata": True}},
+    )
+    path = lab["root"] / "analysis.ipynb"
+    _write_notebook(path, "x = 1", "y = x * 2")
+    ui = browser_page(f"{lab['base']}/lab/tree/analysis.ipynb?token={lab['token']}")
+    page, expect = ui.page, ui.expect
+    ui.cell(1).wait_for()
+    ui.wait_idle()
+    ui.palette("Enable tracking (%track)")
+    expect(ui.status()).to_have_text("%track: in order")
+    ui.run(0, 1)
+    ui.run(1, 2)
+    expect(ui.status()).to_have_text("%track: in order")
+
+    # Edit cell #1 without running it.
+    ui.cell(0).locator(".cm-content").click()
+    page.keyboard.press("End")
+    page.keyboard.type("0")
+    page.keyboard.press("Escape")
+    edited = ui.badge(0, "edited")
+    expect(edited).to_have_text("edited")
+    assert edited.get_attribute("data-tooltip").startswith("Edited: ")
+    ui.shot("edited-badge")
+
+    # Saved, the notebook carries the verdict under `jupyter_repro`.
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        saved = nbformat.read(path, as_version=4)
+        if saved.cells[0].source == "x = 10":
+            break
+        time.sleep(0.3)
+    assert saved.cells[0].source == "x = 10"
+    assert saved.cells[0].metadata["jupyter_repro"]["verdicts"] == ["edited"]
+    assert "jupyter_repro" not in saved.cells[1].metadata
+
+    # Restart and run all: the extension turns tracking back on in the new kernel.
+    ui.palette("Restart kernel and run all to verify")
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    expect(ui.prompt(1)).to_have_text("[2]:", timeout=60_000)
+    expect(ui.prompt(0)).to_have_text("[1]:")
+    expect(ui.status()).to_have_text("%track: in order")
+    expect(page.locator(".jp-Notebook .jp-repro-badge")).to_have_count(0)
+    ui.shot("verified-after-restart")
+
+    # Show what ran: a notebook of this kernel's runs, opened in a new tab.
+    ui.toolbar_button("jupyter-repro-show-what-ran").click()
+    expect(page.locator(".lm-TabBar-tabLabel", has_text="analysis.what-ran.ipynb")).to_have_count(1)
+    ran = nbformat.read(lab["root"] / "analysis.what-ran.ipynb", as_version=4)
+    assert [c.source for c in ran.cells if c.cell_type == "code"] == ["x = 10", "y = x * 2"]
+    ui.shot("what-ran")
+    assert ui.console_errors == [], ui.console_errors
+
+
+def test_notebook7_shows_badges_after_the_user_loads_track(server, browser_page):
+    """Notebook 7 (no status bar): the user types %load_ext/%track on in a cell; the
+    extension notices, badges appear, and the toolbar's "Run stale" clears them."""
+    try:
+        import notebook  # noqa: F401
+    except ImportError:
+        _need(False, "Notebook 7 (pip install notebook)")
+    nb7 = server("notebook")
+    _write_notebook(
+        nb7["root"] / "analysis.ipynb",
+        "%load_ext jupyter_repro\n%track on",
+        "x = 1",
+        "y = x * 2",
+        "x = 5",
+    )
+    ui = browser_page(f"{nb7['base']}/notebooks/analysis.ipynb?token={nb7['token']}")
+    expect = ui.expect
+    ui.cell(3).wait_for()
+    ui.wait_idle()
+    for index, count in [(0, 1), (1, 2), (2, 3), (3, 4), (2, 5)]:
+        ui.run(index, count)
+    order = ui.badge(2, "out_of_order")
+    expect(order).to_have_text("order")
+    assert "reads `x` from cell #4 (In [4]) below" in order.get_attribute("data-tooltip")
+    order.hover()
+    ui.shot("notebook7-out-of-order")
+    ui.toolbar_button("jupyter-repro-run-stale").click()
+    expect(ui.badge(2, "out_of_order")).to_have_count(0)
+    assert ui.console_errors == [], ui.console_errors
+    ui.shot("notebook7-cleared")

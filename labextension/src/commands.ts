@@ -18,11 +18,15 @@ export namespace CommandIDs {
   export const showWhatRan = 'jupyter-repro:show-what-ran';
 }
 
-/** The file "Show what ran" writes next to the notebook (`%track export --notebook`). */
+/**
+ * The file "Show what ran" writes next to the notebook (`%track export --notebook`).
+ * `%track export` takes the name as is (quotes would become part of it), so characters
+ * other than letters, digits, `.`, `_` and `-` become `_`.
+ */
 export function whatRanPath(notebookPath: string): string {
   const dir = PathExt.dirname(notebookPath);
   const stem = PathExt.basename(notebookPath, PathExt.extname(notebookPath));
-  return PathExt.join(dir, `${stem}.what-ran.ipynb`);
+  return PathExt.join(dir, `${stem.replace(/[^\w.-]/g, '_')}.what-ran.ipynb`);
 }
 
 export function addCommands(
@@ -116,7 +120,7 @@ export function addCommands(
       // The kernel runs in the notebook's folder, so the file name alone is enough.
       const name = PathExt.basename(path);
       const reply = await kernel.requestExecute({
-        code: `%track export --notebook ${JSON.stringify(name)}`,
+        code: `%track export --notebook ${name}`,
         silent: true,
         store_history: false
       }).done;

@@ -159,7 +159,7 @@ export function cellsNeedingAttention(report: IReport | null): ICellView[] {
 /** The status-bar sentence for a report. */
 export function summaryText(report: IReport | null): string {
   if (!report) {
-    return 'tracking';
+    return 'on';
   }
   const n = cellsNeedingAttention(report).length;
   if (n === 0) {

@@ -69,7 +69,7 @@ describe('badges', () => {
 
 describe('status-bar summary', () => {
   it.each([
-    [null, 'tracking'],
+    [null, 'on'],
     [report([['a', [], 1]]), 'in order'],
     [report([['a', ['multiple_definitions'], 1]]), 'in order'],
     [EXAMPLE_REPORT, '1 cell needs attention'],
