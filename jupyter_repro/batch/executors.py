@@ -41,22 +41,37 @@ class Executor(Protocol):
         ...
 
 
+PRELOAD = ["jupyter_repro.batch.preload", "jupyter_repro.batch.execute"]
+
+
+def _context() -> Any:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")  # pragma: no cover - non-POSIX
+
+
+def prestart() -> None:
+    """Start the forkserver now: its imports then overlap with the batch's own set-up.
+
+    Cheap and safe to call early (it does not wait); the forkserver exits with this
+    process if no executor is ever made.
+    """
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 class LocalProcessExecutor:
     """``-j N``: N worker processes on this machine, each running one notebook at a time."""
 
     def __init__(self, jobs: int) -> None:
         from .execute import worker_init
 
-        methods = multiprocessing.get_all_start_methods()
-        if "forkserver" in methods:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(
-                ["jupyter_repro.batch.execute", "papermill", "mlflow.tracking"]
-            )
-        else:  # pragma: no cover - non-POSIX
-            ctx = multiprocessing.get_context("spawn")
         self.jobs = max(1, int(jobs))
-        self._pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=worker_init)
+        self._pool = ProcessPoolExecutor(self.jobs, mp_context=_context(), initializer=worker_init)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Schedule ``fn(*args)`` on the next free worker."""

@@ -7,6 +7,15 @@ this module has no other effect: no store is opened and no kernel is started.
 
 from __future__ import annotations
 
+import sys
+
+# jsonschema (imported by nbformat and MLflow) imports rfc3987_syntax when present, which
+# builds a parser grammar for about 2 s at import time, only to check the "iri" string
+# format that no notebook or MLflow schema uses. A worker skips it: jsonschema treats the
+# module as absent (it imports it under ``suppress(ImportError)``).
+if "rfc3987_syntax" not in sys.modules:
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+
 
 def warm() -> None:
     """Import what a run needs and build the per-process HTML exporter."""

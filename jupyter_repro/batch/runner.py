@@ -23,7 +23,7 @@ from ..provenance.data import digest_input
 from ..provenance.mlflow_log import collect_provenance, format_param
 from ..provenance.store import prepare_experiment, resolve_tracking_uri
 from .execute import RunResult, RunSpec, close_orphans, execute_run
-from .executors import make_executor
+from .executors import make_executor, prestart
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,7 @@ def run_batch(
     say = echo or (lambda line: print(line, file=sys.stderr))
     path = Path(notebook)
     nb, kernel, warnings = plan_batch(path, param_sets, options)
+    prestart()  # workers' imports now overlap with the provenance computed below
     for line in warnings:
         say(f"warning: {line}")
     data = [digest_input(p) for p in options.data]
