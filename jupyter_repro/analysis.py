@@ -166,6 +166,9 @@ class CellAnalysis:
             caller can apply its own list of in-place methods (``model.fit``).
         function_global_writes: for each function the cell defines that declares
             ``global x`` and assigns ``x``, those names: a call rebinds them.
+        method_call_args: ``(attribute, position, name)`` for each bare name passed
+            positionally to a call through an attribute (``random.shuffle(xs)`` gives
+            ``("shuffle", 0, "xs")``), like ``call_args`` for plain calls.
     """
 
     reads: frozenset[str] = frozenset()
@@ -187,6 +190,7 @@ class CellAnalysis:
     deletes_existing: frozenset[str] = frozenset()
     method_call_names: frozenset[tuple[str, str]] = frozenset()
     function_global_writes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    method_call_args: tuple[tuple[str, int, str], ...] = ()
 
 
 #: Call names (a function or a method, whatever the receiver) that read the file named by
@@ -460,6 +464,7 @@ class _CellVisitor(ast.NodeVisitor):
         self.deletes_existing: set[str] = set()
         self.method_call_names: set[tuple[str, str]] = set()
         self.function_global_writes: dict[str, frozenset[str]] = {}
+        self.method_call_args: list[tuple[str, int, str]] = []
         self.file_reads: set[str] = set()
         self.file_writes: set[str] = set()
         self.function_mutates: dict[str, frozenset[int]] = {}
@@ -487,6 +492,7 @@ class _CellVisitor(ast.NodeVisitor):
             deletes_existing=frozenset(self.deletes_existing),
             method_call_names=frozenset(self.method_call_names),
             function_global_writes=dict(self.function_global_writes),
+            method_call_args=tuple(self.method_call_args),
         )
 
     # -- names -------------------------------------------------------------------------
@@ -729,6 +735,10 @@ class _CellVisitor(ast.NodeVisitor):
                 for position, arg in enumerate(node.args):
                     if isinstance(arg, ast.Name):
                         self.call_args.append((func.id, position, arg.id))
+        if isinstance(func, ast.Attribute) and not self.shadows:
+            for position, arg in enumerate(node.args):
+                if isinstance(arg, ast.Name):
+                    self.method_call_args.append((func.attr, position, arg.id))
         read_path, written_path = _file_access(node)
         if read_path is not None:
             self.file_reads.add(read_path)

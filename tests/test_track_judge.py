@@ -147,11 +147,14 @@ MUTATIONS = {
     "stateful method (model.fit)": ("class M:\n    def fit(self, x):\n        self.x = x\nm = M()\nm.fit(1)", "n = m.x", "m.fit(2)"),
     "setattr()": ("class O: pass\no = O()\no.v = 1", "n = o.v", "setattr(o, 'v', 2)"),
     "shuffle(xs)": ("from random import shuffle\nxs = list(range(50))", "n = xs[0]", "shuffle(xs)"),
+    "random.shuffle(xs)": ("import random\nxs = list(range(50))", "n = xs[0]", "random.shuffle(xs)"),
+    "np.random.shuffle(a)": ("import numpy as np\na = np.arange(50)", "n = a[0]", "np.random.shuffle(a)"),
+    "heapq.heapify(h)": ("import heapq\nh = [3, 1, 2]", "n = h[0]", "heapq.heapify(h)"),
+    "np.fill_diagonal(a, 0)": ("import numpy as np\na = np.ones((2, 2))", "n = a.sum()", "np.fill_diagonal(a, 0)"),
     "library call changing the size": ("import operator\nxs = [1]", "n = len(xs)", "operator.iadd(xs, [2])"),
 }  # fmt: skip
 NOT_CAUGHT = {
     "library call, same size": ("import operator\nxs = [1]", "n = xs[0]", "operator.setitem(xs, 0, 5)"),
-    "module.shuffle(a)": ("import random\nxs = list(range(50))", "n = xs[0]", "random.shuffle(xs)"),
     "object inside a container": ("xs = [1]\nd = {'k': xs}", "n = len(d['k'])", "xs.append(2)"),
     "numpy view": ("import numpy as np\na = np.zeros(3)\nv = a[1:]", "n = v.sum()", "a[1] = 5"),
     "globals() / exec": ("k = 1", "n = k", "exec('k = 2')"),

@@ -132,3 +132,9 @@ def test_method_calls_keep_the_method_name():
     a = analyze_cell("model.fit(X, y)\ndf.head()\nxs.append(1)")
     assert a.method_call_names == {("model", "fit"), ("df", "head")}
     assert a.mutates == {"xs"}  # unchanged: fit is a hint, not an analysis mutation
+
+
+def test_names_passed_to_calls_through_attributes_are_listed():
+    a = analyze_cell("random.shuffle(xs)\nheapq.heappush(h, item)\nf(z)")
+    assert a.method_call_args == (("shuffle", 0, "xs"), ("heappush", 0, "h"), ("heappush", 1, "item"))
+    assert a.call_args == (("f", 0, "z"),)

@@ -201,11 +201,29 @@ STATEFUL_METHODS = frozenset(
 )  # fmt: skip
 
 
+#: Functions known to change an argument in place, by position, whether called by name
+#: or through a module (``setattr(obj, ...)``, ``random.shuffle(xs)``, ``heapq.heappush(h,
+#: x)``, ``np.fill_diagonal(a, 0)``).
+MUTATING_FUNCTIONS = {
+    "setattr": frozenset({0}), "delattr": frozenset({0}), "shuffle": frozenset({0}),
+    "heappush": frozenset({0}), "heappop": frozenset({0}), "heapify": frozenset({0}),
+    "heappushpop": frozenset({0}), "heapreplace": frozenset({0}), "insort": frozenset({0}),
+    "insort_left": frozenset({0}), "insort_right": frozenset({0}),
+    "fill_diagonal": frozenset({0}), "put": frozenset({0}), "place": frozenset({0}),
+    "putmask": frozenset({0}),
+}  # fmt: skip
+
+
 def possibly_mutated(analysis: CellAnalysis) -> set[str]:
-    """Names whose object the cell may change in place: the analysis' ``mutates`` plus
-    the receivers of :data:`STATEFUL_METHODS`."""
+    """Names whose object the cell may change in place: the analysis' ``mutates``, the
+    receivers of :data:`STATEFUL_METHODS` and the arguments of
+    :data:`MUTATING_FUNCTIONS` (not yet those of the notebook's own functions, which
+    depend on what ran: the tracker adds them)."""
     out = set(analysis.mutates)
     out.update(root for root, method in analysis.method_call_names if method in STATEFUL_METHODS)
+    for fn, position, arg in (*analysis.call_args, *analysis.method_call_args):
+        if position in MUTATING_FUNCTIONS.get(fn, ()):
+            out.add(arg)
     return out
 
 

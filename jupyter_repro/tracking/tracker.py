@@ -20,10 +20,7 @@ from .judge import FILE_PREFIX, TrackState, possibly_mutated, source_hash
 from .record import ExecutionEvent, RecordWriter
 
 _MISSING = object()
-#: Functions known to change their argument in place, by position, when called by name
-#: (``setattr(obj, ...)``, ``shuffle(xs)`` after ``from random import shuffle``).
-_MUTATING_FUNCTIONS = {"setattr": frozenset({0}), "delattr": frozenset({0}),
-                       "shuffle": frozenset({0})}  # fmt: skip
+
 _SIZED = (list, dict, set, bytearray)
 _SHAPED_MODULES = ("numpy", "pandas")
 
@@ -103,11 +100,8 @@ class Tracker:
         if analysis.calls:
             reads |= _called_globals(analysis, state.function_reads)
         mutates = possibly_mutated(analysis)
-        for fn, position, arg in analysis.call_args:
-            mutated = analysis.function_mutates.get(fn, state.function_mutates.get(fn))
-            if mutated is None:
-                mutated = _MUTATING_FUNCTIONS.get(fn)
-            if mutated and position in mutated:
+        for fn, position, arg in analysis.call_args:  # notebook functions (see analysis)
+            if position in analysis.function_mutates.get(fn, state.function_mutates.get(fn, ())):
                 mutates.add(arg)
         names = reads | analysis.defines | analysis.deletes | mutates
         for fn in analysis.calls:  # `def g(): global k; k = 2` then `g()` rebinds k
