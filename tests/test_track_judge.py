@@ -97,6 +97,14 @@ def test_reading_from_a_cell_skipped_over_is_out_of_order():
     assert any("takes it from cell #2" in r for r in summary.reasons)
 
 
+def test_a_name_error_says_which_cell_sets_the_name():
+    nb = Notebook("x = 1", "y = x + z").run("B")
+    [finding] = judge(nb.tracker.state, nb.order()).for_cell("B")
+    assert finding.verdict is Verdict.UNDEFINED_NAME
+    assert finding.message.endswith("cell #1 sets it: run that first")
+    assert finding.related_cells == (0,)
+
+
 def test_a_cell_never_run_between_run_cells_is_reported():
     nb = Notebook("a = 1", "b = 2", "c = a").run("A", "C")
     assert nb.verdicts() == {"B": {"never_run"}}

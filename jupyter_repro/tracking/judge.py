@@ -362,10 +362,16 @@ class _Judge:
         if self.order.cells[i].source is not None and self.source(i) != event.source:
             self.add(Verdict.EDITED, i, "source differs from what last ran; re-run it")
         if event.missing_name:
+            setters = [p for p in self.writers.get(event.missing_name, ()) if p != i]
+            hint = (
+                f"; {self.label(self.order.cells[setters[0]].id)} sets it: run that first"
+                if setters
+                else "; no cell in the notebook sets it"
+            )
             self.add(
                 Verdict.UNDEFINED_NAME, i,
-                f"raised NameError: `{event.missing_name}` is not defined",
-                [event.missing_name],
+                f"raised NameError: `{event.missing_name}` is not defined{hint}",
+                [event.missing_name], [self.order.cells[p].id for p in setters],
             )  # fmt: skip
         self.check_reads(i, event)
 
