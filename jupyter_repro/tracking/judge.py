@@ -32,6 +32,7 @@ order that writes it.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -451,29 +452,38 @@ class _Judge:
                     )  # fmt: skip
 
     def propagate(self) -> None:
-        """Stale through a flagged cell: reading a value a flagged cell produced."""
+        """Stale through a flagged cell: reading a value a flagged cell produced.
+
+        A worklist over "who read from whom" (from each latest run's ``seen``), so each
+        read is looked at once however long the chains are; a cell gets one such finding,
+        naming one flagged cell it read from.
+        """
         cells = self.order.cells
         latest = self.state.latest
-        changed = True
-        while changed:
-            changed = False
-            for i, cell in enumerate(cells):
-                e = latest.get(cell.id)
-                if e is None or cell.id in self.flagged:
-                    continue
-                for name in sorted(e.reads):
-                    w_seq = e.seen.get(name)
-                    if w_seq is None:
-                        continue
+        readers: dict[str, list[tuple[int, str]]] = {}  # writer cell -> (reader pos, name)
+        for i, cell in enumerate(cells):
+            e = latest.get(cell.id)
+            if e is None or cell.id in self.flagged:
+                continue
+            for name in sorted(e.reads):
+                w_seq = e.seen.get(name)
+                if w_seq is not None:
                     w_cell = self.state.events[w_seq].cell_id
-                    if w_cell != cell.id and w_cell in self.flagged:
-                        self.add(
-                            Verdict.STALE, i,
-                            f"reads `{name}` from {self.label(w_cell)}, which is itself flagged",
-                            [name], [w_cell],
-                        )  # fmt: skip
-                        changed = True
-                        break
+                    if w_cell != cell.id:
+                        readers.setdefault(w_cell, []).append((i, name))
+        pending = deque(c.id for c in cells if c.id in self.flagged and c.id in readers)
+        while pending:  # breadth first, from the top: the same input gives the same report
+            w_cell = pending.popleft()
+            for i, name in readers.get(w_cell, ()):
+                reader = cells[i].id
+                if reader in self.flagged:
+                    continue
+                self.add(
+                    Verdict.STALE, i,
+                    f"reads `{name}` from {self.label(w_cell)}, which is itself flagged",
+                    [name], [w_cell],
+                )  # fmt: skip
+                pending.append(reader)
 
     def multiple_definitions(self) -> None:
         cells = self.order.cells
