@@ -77,6 +77,17 @@ def test_rebinding_an_input_makes_readers_stale_transitively():
     assert "changed by cell #1" in b.message
 
 
+def test_staleness_travels_down_a_long_chain():
+    nb = Notebook("x0 = [0]", *[f"x{i} = x{i - 1} + [{i}]" for i in range(1, 60)])
+    nb.run(*nb.names)
+    nb.run("A")
+    verdicts = nb.verdicts()
+    assert len(verdicts) == 59 and all(v == {"stale"} for v in verdicts.values())
+    report = judge(nb.tracker.state, nb.order())
+    assert "changed by cell #1" in report.for_cell(nb.names[1])[0].message
+    assert "which is itself flagged" in report.for_cell(nb.names[-1])[0].message
+
+
 def test_rerunning_an_import_or_a_constant_does_not_make_readers_stale():
     nb = Notebook("import math\nk = 3", "r = math.sqrt(k)").run("A", "B", "A")
     assert nb.verdicts() == {}
