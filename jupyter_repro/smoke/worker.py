@@ -68,7 +68,9 @@ def _make_shell():
         """Keeps a cell's result as an ``execute_result`` output instead of printing it."""
 
         def start_displayhook(self):
-            pass
+            # ipykernel fails the request for a traceback shown from here to
+            # finish_displayhook (formatting the cell's result), and for no other one.
+            self.shell.in_displayhook = True
 
         def write_output_prompt(self):
             pass
@@ -84,7 +86,7 @@ def _make_shell():
             )
 
         def finish_displayhook(self):
-            pass
+            self.shell.in_displayhook = False
 
     class CapturingDisplayPublisher(DisplayPublisher):
         """Keeps ``display()`` calls as ``display_data`` outputs, as a kernel does."""
@@ -106,20 +108,25 @@ def _make_shell():
 
         IPython's display formatter catches an exception raised by a rich repr
         (``_repr_html_``) and only shows its traceback; a Jupyter kernel reports that
-        cell as an error, so nb-smoke must too.
+        cell as an error when it happens while formatting the cell's result, so nb-smoke
+        must too. A traceback shown elsewhere (``display(obj)``, a ``post_execute``
+        callback such as matplotlib drawing a figure) leaves the kernel's reply "ok" and
+        the notebook runs on: it is kept as an ``error`` output, not a failure.
         """
 
         displayhook_class = Type(CapturingDisplayHook)
         display_pub_class = Type(CapturingDisplayPublisher)
         shown_errors: list[BaseException]
-        shown_tracebacks: list[str]
+        shown_tracebacks: list[tuple[BaseException, str]]
+        in_displayhook = False
         cell_outputs: list[dict[str, Any]]
         asked_exit = False
 
         def showtraceback(self, exc_tuple=None, *args, **kwargs):
             try:
                 _etype, value, _tb = self._get_exc_info(exc_tuple)
-                self.shown_errors.append(value)
+                if self.in_displayhook:
+                    self.shown_errors.append(value)
             except ValueError:
                 pass
             return super().showtraceback(exc_tuple, *args, **kwargs)
@@ -127,7 +134,7 @@ def _make_shell():
         def _showtraceback(self, etype, evalue, stb):
             # Keep the formatted traceback for the report instead of printing it, so a
             # cell's output is what the cell printed (as in kernel mode).
-            self.shown_tracebacks.append(self.InteractiveTB.stb2text(stb))
+            self.shown_tracebacks.append((evalue, self.InteractiveTB.stb2text(stb)))
 
         def ask_exit(self):
             self.asked_exit = True
@@ -206,6 +213,7 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
         )
         shell.shown_errors = []
         shell.shown_tracebacks = []
+        shell.in_displayhook = False
         shell.cell_outputs = []
         count = shell.execution_count
         result = shell.run_cell(cell["source"], store_history=True)
@@ -216,15 +224,28 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
             exc = shell.shown_errors[0]
         error = None
         if exc is not None:
+            texts = [t for v, t in shell.shown_tracebacks if v is exc]
+            texts = texts or [t for _v, t in shell.shown_tracebacks]
             tb = (
-                shell.shown_tracebacks[0]
-                if shell.shown_tracebacks
+                texts[0]
+                if texts
                 else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             )
             message = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
             error = _error(type(exc).__name__, message, _cell_line(exc, count), tb)
         elif shell.asked_exit:
             error = _error("SystemExit", _EXIT_MESSAGE, None, "")
+        else:
+            # Shown, but a kernel would reply "ok" and run on: an error output, as there.
+            for value, text in shell.shown_tracebacks:
+                shell.cell_outputs.append(
+                    {
+                        "output_type": "error",
+                        "ename": type(value).__name__,
+                        "evalue": str(value),
+                        "traceback": text.splitlines(),
+                    }
+                )
         if error is not None:
             shell.cell_outputs.append(
                 {
