@@ -147,3 +147,32 @@ def ready_store(folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(_TEMPLATE[0], folder / "mlflow.db")
     return sqlite_uri(folder)
+
+
+class Completed:
+    """The parts of a ``subprocess.CompletedProcess`` a test reads, JSON-serialisable."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_once(tmp_path_factory, key: str, build) -> tuple[Path, Completed]:
+    """Run ``build(folder) -> CompletedProcess`` once per test session, even under xdist.
+
+    Module fixtures run once per xdist worker; an expensive batch shared by several
+    tests runs once here (under a file lock in the session's shared temp root) and the
+    other workers read its folder and recorded outcome.
+    """
+    import json
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent
+    folder = root / f"shared-{key}"
+    done = folder / "completed.json"
+    with FileLock(str(root / f"shared-{key}.lock")):
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            proc = build(folder)
+            done.write_text(json.dumps([proc.returncode, proc.stdout, proc.stderr]))
+    return folder, Completed(*json.loads(done.read_text()))

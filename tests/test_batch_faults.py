@@ -4,7 +4,15 @@ clear reason while the others finish (F13 and issue 5 item 6)."""
 from __future__ import annotations
 
 import pytest
-from batch_support import batch, make_notebook, read_executed, ready_store, runs_of, sqlite_uri
+from batch_support import (
+    batch,
+    make_notebook,
+    read_executed,
+    ready_store,
+    run_once,
+    runs_of,
+    sqlite_uri,
+)
 
 
 def _store_has_no_runs(uri: str, experiment: str) -> bool:
@@ -72,7 +80,8 @@ def test_missing_kernelspec_fails_before_any_run(tmp_path):
 
 FAULTS = [
     ('mode = "ok"\nn = 3', ["parameters"]),
-    "import mlflow\nrun = mlflow.start_run()\nmlflow.log_metric('m', 1.0)",
+    "if mode in ('raise', 'exit'):  # F13: the notebook starts its own MLflow run\n"
+    "    import mlflow\n    run = mlflow.start_run()\n    mlflow.log_metric('m', 1.0)",
     "total = sum(range(n))",
     "import os, sys, time\n"
     "if mode == 'raise':\n    raise RuntimeError('boom')\n"
@@ -93,26 +102,28 @@ GRID = """runs:
 
 @pytest.fixture(scope="module")
 def fault_batch(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("faults")
-    nb = make_notebook(tmp / "faults.ipynb", *FAULTS)
-    (tmp / "g.yaml").write_text(GRID)
-    uri = ready_store(tmp / "store")
-    proc = batch(
-        nb,
-        "--grid",
-        tmp / "g.yaml",
-        "-j",
-        "2",
-        "--timeout",
-        "20",
-        "--json",
-        tmp / "r.json",
-        cwd=tmp,
-        uri=uri,
-    )
+    def build(tmp):
+        nb = make_notebook(tmp / "faults.ipynb", *FAULTS)
+        (tmp / "g.yaml").write_text(GRID)
+        uri = ready_store(tmp / "store")
+        return batch(
+            nb,
+            "--grid",
+            tmp / "g.yaml",
+            "-j",
+            "2",
+            "--timeout",
+            "12",
+            "--json",
+            tmp / "r.json",
+            cwd=tmp,
+            uri=uri,
+        )
+
+    tmp, proc = run_once(tmp_path_factory, "faults", build)
     runs = {
         r.data.params["mode"] + ("" if r.data.params["n"] == "3" else "-n"): r
-        for r in runs_of(uri, "faults")
+        for r in runs_of(sqlite_uri(tmp / "store"), "faults")
     }
     return proc, runs, tmp
 
@@ -162,7 +173,7 @@ def test_kernel_that_kills_itself_is_failed(fault_batch):
 def test_run_over_its_timeout_is_failed_at_its_cell(fault_batch):
     run = fault_batch[1]["sleep"]
     assert run.info.status == "FAILED"
-    assert run.data.tags["jupyter_repro.status_reason"] == "timed out after 20s in cell 3"
+    assert run.data.tags["jupyter_repro.status_reason"] == "timed out after 12s in cell 3"
     assert (run.info.end_time - run.info.start_time) / 1000 < 60
 
 

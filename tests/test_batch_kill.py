@@ -52,7 +52,11 @@ def _start_two_sleepers(tmp_path):
     return proc, uri, kernels
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+    ids=["SIGTERM", "SIGINT"],
+)
 def test_signal_ends_in_flight_runs_killed_and_shuts_kernels_down(tmp_path, signum):
     proc, uri, kernels = _start_two_sleepers(tmp_path)
     try:

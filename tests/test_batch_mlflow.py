@@ -15,6 +15,7 @@ from batch_support import (
     make_notebook,
     read_executed,
     ready_store,
+    run_once,
     runs_of,
 )
 
@@ -35,32 +36,35 @@ BODY = (
 @pytest.fixture(scope="module")
 def grid_run(tmp_path_factory):
     """One real batch: 2 grid points x fixed -p, a --data input, in a git repo."""
-    root = tmp_path_factory.mktemp("proj")
-    repo = git.Repo.init(root, initial_branch="main")
-    with repo.config_writer() as cw:
-        cw.set_value("user", "name", "T").set_value("user", "email", "t@example.com")
-    nb = make_notebook(root / "nbs" / "f_pm.ipynb", PARAMS, BODY)
-    (root / "nbs" / "g.yaml").write_text("lr: [1e-3, 1.0e-2]\n")
-    (root / "data").mkdir()
-    (root / "data" / "small.csv").write_text("a,b\n1,2\n")
-    repo.index.add(["nbs/f_pm.ipynb"])
-    repo.index.commit("notebook")
-    # no --tracking-uri and no MLFLOW_TRACKING_URI: the default store under the project
-    proc = batch(
-        nb,
-        "--grid",
-        nb.parent / "g.yaml",
-        "-p",
-        "layers",
-        "[16, 16]",
-        "--data",
-        root / "data",
-        "--experiment",
-        "f09",
-        cwd=root / "nbs",
-    )
+
+    def build(root):
+        repo = git.Repo.init(root, initial_branch="main")
+        with repo.config_writer() as cw:
+            cw.set_value("user", "name", "T").set_value("user", "email", "t@example.com")
+        nb = make_notebook(root / "nbs" / "f_pm.ipynb", PARAMS, BODY)
+        (root / "nbs" / "g.yaml").write_text("lr: [1e-3, 1.0e-2]\n")
+        (root / "data").mkdir()
+        (root / "data" / "small.csv").write_text("a,b\n1,2\n")
+        repo.index.add(["nbs/f_pm.ipynb"])
+        repo.index.commit("notebook")
+        # no --tracking-uri and no MLFLOW_TRACKING_URI: the default store under the project
+        return batch(
+            nb,
+            "--grid",
+            nb.parent / "g.yaml",
+            "-p",
+            "layers",
+            "[16, 16]",
+            "--data",
+            root / "data",
+            "--experiment",
+            "f09",
+            cwd=root / "nbs",
+        )
+
+    root, proc = run_once(tmp_path_factory, "f09", build)
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    return proc, uri, root, repo
+    return proc, uri, root, git.Repo(root)
 
 
 def _by_lr(uri):
