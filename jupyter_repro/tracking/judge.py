@@ -91,6 +91,8 @@ class TrackState:
         self.readers: dict[str, set[str]] = {}  # name -> cells whose latest run read it
         # (cell id, source hash) -> everything runs of that code wrote, seen at runtime
         self.code_writes: dict[tuple[str, str], frozenset[str]] = {}
+        # names bound to modules now: a module's functions (np.append) do not change it
+        self.modules: frozenset[str] = frozenset()
         self.next_seq = 1
         self._prune_at = 1000
 
@@ -244,8 +246,21 @@ def static_effects(source: str) -> tuple[frozenset[str], frozenset[str], frozens
 
 
 @lru_cache(maxsize=4096)
-def _effective_writes(source: str, runtime: frozenset[str]) -> frozenset[str]:
-    return static_effects(source)[0].union(runtime) if runtime else static_effects(source)[0]
+def _mutation_only(source: str) -> frozenset[str]:
+    """Names the source writes only by changing them in place (``np.append(a, 1)``
+    "mutates" ``np`` to the analysis), not by binding or deleting them."""
+    a = analyze_cell(source)
+    return frozenset(possibly_mutated(a) - a.defines - a.deletes)
+
+
+@lru_cache(maxsize=4096)
+def _effective_writes(
+    source: str, runtime: frozenset[str], modules: frozenset[str]
+) -> frozenset[str]:
+    writes = static_effects(source)[0]
+    if modules:  # calling a module's function (np.append, os.remove) changes no binding
+        writes = writes - (_mutation_only(source) & modules)
+    return writes.union(runtime) if runtime else writes
 
 
 class _Judge:
@@ -284,7 +299,7 @@ class _Judge:
 
     def cell_writes(self, i: int) -> frozenset[str]:
         """What the cell at position ``i`` writes: its current source plus runtime effects."""
-        return _effective_writes(*self._cell(i))
+        return _effective_writes(*self._cell(i), self.state.modules)
 
     @property
     def writers(self) -> dict[str, list[int]]:

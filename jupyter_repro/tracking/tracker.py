@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from ..analysis import CellAnalysis, analyze_cell, resolve_calls
@@ -99,7 +100,9 @@ class Tracker:
         reads = set(analysis.reads) | analysis.deletes_existing
         if analysis.calls:
             reads |= _called_globals(analysis, state.function_reads)
-        mutates = possibly_mutated(analysis)
+        # `np.append(a, 1)`, `os.remove(p)`, `np.random.seed(0)`: the analysis sees a
+        # mutator called on a name; when that name is a module, no binding changes
+        mutates = {n for n in possibly_mutated(analysis) if not isinstance(namespace.get(n), ModuleType)}
         for fn, position, arg in analysis.call_args:  # notebook functions (see analysis)
             if position in analysis.function_mutates.get(fn, state.function_mutates.get(fn, ())):
                 mutates.add(arg)
@@ -176,6 +179,10 @@ class Tracker:
         self._follow_aliases(pending.analysis, namespace, mutated, writes)
         event.changed = sorted(changed)
         event.writes = sorted(writes)
+        modules = self.state.modules
+        is_module = {n for n in changed if isinstance(namespace.get(n), ModuleType)}
+        if is_module - modules or (changed - is_module) & modules:
+            self.state.modules = frozenset((modules - changed) | is_module)
         if error is not None:
             event.error = f"{type(error).__name__}: {error}"[:500]
             if isinstance(error, NameError):
