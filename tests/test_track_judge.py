@@ -232,10 +232,23 @@ def test_names_from_a_star_import_come_from_that_cell():
     assert nb.run("A").verdicts() == {}  # re-imported, same objects: nothing changed
 
 
-def test_a_name_from_before_tracking_is_hidden_state():
+def test_a_name_no_cell_sets_is_hidden_state():
     nb = Notebook("y = pre + 1")
-    nb.ns["pre"] = 1
+    nb.ns["pre"] = 1  # typed in a console
     assert nb.run("A").verdicts() == {"A": {"hidden_state"}}
+
+
+def test_a_name_set_before_tracking_by_a_cell_gets_no_verdict_but_no_vouching():
+    nb = Notebook("pre = 1", "y = pre + 1")
+    nb.ns["pre"] = 1  # cell A ran before %track on
+    nb.run("B")
+    report = judge(nb.tracker.state, nb.order())
+    assert report.findings == ()
+    assert not report.summary.consistent
+    assert report.summary.reasons[-1] == (
+        "`pre` was set before %track on: re-run the cells that set them to know where they "
+        "come from"
+    )
 
 
 def test_a_new_unsaved_cell_is_not_called_below_and_leaves_the_summary_open():

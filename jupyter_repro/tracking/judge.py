@@ -11,8 +11,10 @@ be the run that had last written ``n`` when ``e`` started, and ``R`` the nearest
 above ``c`` whose current source writes ``n`` (binds, deletes or mutates it):
 
 - ``undefined_name``: ``e`` raised NameError.
-- ``hidden_state``: no tracked run wrote ``n`` (it came from before ``%track on`` or a
-  console), or ``W``'s cell was deleted, or its current source no longer writes ``n``.
+- ``hidden_state``: ``W``'s cell was deleted, or its current source no longer writes
+  ``n``; or no tracked run wrote ``n`` and no current cell writes it (a console). When a
+  cell does write it but no tracked run did (set before ``%track on``), there is no
+  verdict, and the summary says the state cannot be vouched for.
 - ``stale``: a run after ``e`` wrote ``n`` again; or ``W``'s cell is itself flagged
   (transitively: stale through that cell).
 - ``out_of_order``: ``W`` is a cell below ``c``; or ``c``'s own earlier run (a cell re-run
@@ -275,6 +277,7 @@ class _Judge:
         self._writers: dict[str, list[int]] | None = None
         self.findings: list[Finding] = []
         self.flagged: set[str] = set()  # cells with stale / out_of_order / hidden_state
+        self.untracked: set[str] = set()  # read, set by some cell, but not by a tracked run
 
     def _cell(self, i: int) -> tuple[str, frozenset[str]]:
         """(current source, names runs of that very code were seen to write) at ``i``.
@@ -399,14 +402,18 @@ class _Judge:
             is_file = name.startswith(FILE_PREFIX)
             shown = f"file `{name[len(FILE_PREFIX):]}`" if is_file else f"`{name}`"
             w_seq = e.seen.get(name)
-            if w_seq is None:
-                if not is_file and not e.error:
-                    self.add(
-                        Verdict.HIDDEN_STATE, i,
-                        f"reads {shown}, which no tracked cell run set (it was set before "
-                        "%track on, or outside the notebook)",
-                        [name],
-                    )  # fmt: skip
+            if w_seq is None:  # no tracked run set it: before %track on, or a console
+                if is_file or e.error:
+                    continue
+                if self.writers.get(name):  # a cell sets it, but which run set it is unknown
+                    self.untracked.add(name)
+                    continue
+                self.add(
+                    Verdict.HIDDEN_STATE, i,
+                    f"reads {shown}, which no cell in the notebook sets (it was set outside "
+                    "the notebook, or by code deleted before %track on)",
+                    [name],
+                )  # fmt: skip
                 continue
             w = self.state.events[w_seq]
             last = self.state.last_write.get(name, w_seq)
@@ -542,6 +549,12 @@ class _Judge:
             e = latest.get(cell.id)
             if e is not None and e.error:
                 reasons.append(f"{self.label(cell.id)} raised {e.error.split(':')[0]}")
+        if self.untracked:
+            names = ", ".join(f"`{n}`" for n in sorted(self.untracked)[:5])
+            reasons.append(
+                f"{names} {'was' if len(self.untracked) == 1 else 'were'} set before %track on: "
+                "re-run the cells that set them to know where they come from"
+            )
         unplaced = [c for c in cells if not c.placed]
         if unplaced:
             reasons.append(
