@@ -239,8 +239,8 @@ def test_a_name_no_cell_sets_is_hidden_state():
 
 
 def test_a_name_set_before_tracking_by_a_cell_gets_no_verdict_but_no_vouching():
-    nb = Notebook("pre = 1", "y = pre + 1")
-    nb.ns["pre"] = 1  # cell A ran before %track on
+    nb = Notebook("pre = [1]", "y = pre[0] + 1")
+    nb.ns["pre"] = [1]  # cell A ran before %track on
     nb.run("B")
     report = judge(nb.tracker.state, nb.order())
     assert report.findings == ()
@@ -249,6 +249,8 @@ def test_a_name_set_before_tracking_by_a_cell_gets_no_verdict_but_no_vouching():
         "`pre` was set before %track on: re-run the cells that set them to know where they "
         "come from"
     )
+    nb.run("A")  # a tracked run rebinds it now: B read the old value
+    assert nb.verdicts() == {"B": {"stale"}}
 
 
 def test_a_new_unsaved_cell_is_not_called_below_and_leaves_the_summary_open():

@@ -402,6 +402,14 @@ class _Judge:
             is_file = name.startswith(FILE_PREFIX)
             shown = f"file `{name[len(FILE_PREFIX):]}`" if is_file else f"`{name}`"
             w_seq = e.seen.get(name)
+            last = self.state.last_write.get(name)
+            if last is not None and last > e.seq:
+                later = self.state.events[last]
+                self.add(
+                    Verdict.STALE, i,
+                    f"reads {shown}, changed by {self.label(later.cell_id)} after this cell ran",
+                    [name], [later.cell_id],
+                )  # fmt: skip
             if w_seq is None:  # no tracked run set it: before %track on, or a console
                 if is_file or e.error:
                     continue
@@ -416,14 +424,6 @@ class _Judge:
                 )  # fmt: skip
                 continue
             w = self.state.events[w_seq]
-            last = self.state.last_write.get(name, w_seq)
-            if last > e.seq:
-                later = self.state.events[last]
-                self.add(
-                    Verdict.STALE, i,
-                    f"reads {shown}, changed by {self.label(later.cell_id)} after this cell ran",
-                    [name], [later.cell_id],
-                )  # fmt: skip
             if not self.writes_now(w.cell_id, name) and w.cell_id != me:
                 why = "" if w.cell_id not in self.pos else ", edited since so it no longer sets it"
                 self.add(
