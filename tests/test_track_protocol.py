@@ -108,6 +108,8 @@ def test_bad_messages_get_an_error_and_the_comm_stays_usable(kernel):
     assert error["type"] == "error" and "2.0" in error["message"]
     [error] = fe.send({"type": "notebook", "cells": [{"source": "x"}]}).comm
     assert error["type"] == "error"
+    [error] = fe.send({"type": "set_notices", "enabled": "yes"}).comm
+    assert error["type"] == "error" and error["in_reply_to"] == "set_notices"
     assert fe.send({"type": "request_report", "extra": "ignored"}).comm[0]["type"] == "report"
 
 

@@ -99,9 +99,9 @@ class CommChannel:
         self.comms.append(comm)
         comm.on_msg(lambda msg: self._on_msg(comm, msg))
         comm.on_close(lambda _msg: self._forget(comm))
-        data = open_msg.get("content", {}).get("data") or {}
+        data = open_msg.get("content", {}).get("data")
         # the open message may carry a first message; a bare open means "hello"
-        self._dispatch(comm, data if data.get("type") else {"type": "hello"})
+        self._dispatch(comm, data if isinstance(data, Mapping) and data.get("type") else {"type": "hello"})
 
     def _forget(self, comm: Any) -> None:
         if comm in self.comms:
@@ -110,8 +110,8 @@ class CommChannel:
     def _on_msg(self, comm: Any, msg: Mapping[str, Any]) -> None:
         self._dispatch(comm, msg.get("content", {}).get("data") or {})
 
-    def _dispatch(self, comm: Any, data: Mapping[str, Any]) -> None:
-        kind = data.get("type")
+    def _dispatch(self, comm: Any, data: Any) -> None:
+        kind = data.get("type") if isinstance(data, Mapping) else None
         try:
             if not isinstance(kind, str) or kind not in self.handlers:
                 raise ProtocolError(f"unknown message type {kind!r}", kind if isinstance(kind, str) else None)
