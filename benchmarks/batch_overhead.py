@@ -115,7 +115,8 @@ def time_batch(nb: Path, folder: Path, seeds: list[int], jobs: int, uri: str) ->
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(proc.stdout + proc.stderr)
-    runs = json.loads(report.read_text())["runs"]
+    data = json.loads(report.read_text())
+    runs = data["runs"]
     phases = {
         key: statistics.mean(r["timings"][key] for r in runs)
         for key in ("open_run", "execute", "close_run")
@@ -123,6 +124,8 @@ def time_batch(nb: Path, folder: Path, seeds: list[int], jobs: int, uri: str) ->
     return {
         "wall": wall,
         "per_run": wall / len(seeds),
+        "setup": data["setup_seconds"],
+        "in_batch": data["wall_seconds"],
         "median_run": statistics.median(r["duration"] for r in runs),
         "phases": phases,
     }
@@ -154,6 +157,10 @@ def main() -> None:
     print(
         f"  jupyter-repro batch -j 1         {j1['per_run']:6.2f} s/run wall "
         f"({j1['wall']:.1f} s total incl. start-up; median run {j1['median_run']:.2f} s)"
+    )
+    print(
+        f"      start-up: {j1['wall'] - j1['in_batch']:.1f} s "
+        f"interpreter + imports + exit, {j1['setup']:.1f} s validation/provenance/workers/store"
     )
     ph = j1["phases"]
     print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +69,8 @@ class BatchReport:
     tracking_uri: str
     interrupted: int = 0  # the signal number that stopped the batch, or 0
     warnings: list[str] = field(default_factory=list)
+    setup_seconds: float = 0.0  # validation, provenance, workers and store ready
+    wall_seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -93,6 +96,8 @@ class BatchReport:
             "exit_code": self.exit_code,
             "interrupted_by": signal.Signals(self.interrupted).name if self.interrupted else None,
             "warnings": self.warnings,
+            "setup_seconds": round(self.setup_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
             "runs": runs,
         }
 
@@ -151,6 +156,7 @@ def run_batch(
     Raises:
         ReproError: bad input, raised before any MLflow run exists.
     """
+    started = time.perf_counter()
     say = echo or (lambda line: print(line, file=sys.stderr))
     path = Path(notebook)
     nb, kernel, warnings = plan_batch(path, param_sets, options)
@@ -214,6 +220,7 @@ def run_batch(
             )
         )
     report = BatchReport([], experiment, uri, warnings=warnings)
+    report.setup_seconds = time.perf_counter() - started
     results: dict[int, RunResult] = {}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -275,6 +282,7 @@ def run_batch(
             close_orphans(uri, experiment_id, batch_id, "FAILED")
         executor.shutdown()
     report.results = [results[i] for i in sorted(results)]
+    report.wall_seconds = time.perf_counter() - started
     return report
 
 
