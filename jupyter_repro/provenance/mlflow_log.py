@@ -409,3 +409,59 @@ def write_artifacts(folder: Path, finished: FinishedRun, provenance: Provenance)
                 default=str,
             ),
         )
+
+
+def log_finished_notebook(
+    notebook_path: str | Path,
+    executed: Any,
+    status: str,
+    *,
+    reason: str = "",
+    error: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    data: list[DataInput] | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> str:
+    """Log a notebook run that already happened (e.g. an nb-smoke run) as one MLflow run.
+
+    Same coordinates and layout as a batch run: the store is resolved and created the
+    same way (``--tracking-uri``, ``MLFLOW_TRACKING_URI``, the project's sqlite store),
+    the parameters cell's defaults are logged and marked, the final status is set last.
+
+    Args:
+        executed: the executed notebook (or None if it never ran).
+        status: ``FINISHED``, ``FAILED`` or ``KILLED``.
+
+    Returns:
+        The MLflow run id.
+    """
+    from ..notebook import read_notebook
+    from ..parameters import notebook_parameters
+    from .store import prepare_experiment, resolve_tracking_uri
+
+    path = Path(notebook_path)
+    params = dict(params or {})
+    uri = resolve_tracking_uri(tracking_uri, path.parent)
+    experiment_id = prepare_experiment(uri, experiment or path.stem)
+    provenance = collect_provenance(path, data)
+    known = notebook_parameters(read_notebook(path))
+    defaults = {
+        n: format_param(i.default) if i.has_literal_default else i.default_source
+        for n, i in known.items()
+        if n not in params
+    }
+    now = int(time.time() * 1000)
+    finished = FinishedRun(
+        run_name or f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}",
+        status,
+        executed,
+        None,
+        reason,
+        dict(error or {}),
+        now,
+        now,
+    )
+    return log_run(uri, experiment_id, finished, provenance, params, defaults, extra_tags)
