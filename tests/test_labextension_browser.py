@@ -239,11 +239,17 @@ class Page:
 
     def palette(self, label: str) -> None:
         """Run a command from the command palette by its label."""
-        self.page.keyboard.press("Control+Shift+C")
         search = self.page.locator(".lm-CommandPalette-input")
+        for _attempt in range(3):
+            self.select(0)  # the shortcut needs the focus inside the application
+            self.page.keyboard.press("Control+Shift+C")
+            try:
+                search.wait_for(state="visible", timeout=5_000)
+                break
+            except self.timeout_error:
+                continue
         search.fill(label)
-        item = self.page.locator(".lm-CommandPalette-item", has_text=label).first
-        item.click()
+        self.page.locator(".lm-CommandPalette-item", has_text=label).first.click()
 
     def tooltip_shown(self, badge) -> str | None:
         """The tooltip text the user sees on `badge` now, or None when it is hidden."""
@@ -288,6 +294,7 @@ def browser_page(request, record_property):
             page.set_default_timeout(60_000)
             page.goto(url)
             ui = Page(page, sync_api.expect, shots, record_property)
+            ui.timeout_error = sync_api.TimeoutError
             ui.console_errors = errors
             pages.append(ui)
             return ui

@@ -13,6 +13,9 @@ export const BADGES_CLASS = 'jp-repro-badges';
 /** Class of one badge. */
 export const BADGE_CLASS = 'jp-repro-badge';
 
+/** CSS variable on a decorated cell: how many badges it shows. */
+export const BADGE_COUNT_VAR = '--jp-repro-badge-count';
+
 /** Build the badge container for one cell. */
 export function renderBadges(view: ICellView, doc: Document = document): HTMLElement {
   const box = doc.createElement('div');
@@ -54,6 +57,7 @@ export function decorateCell(
     }
   }
   cellNode.classList.remove(FLAGGED_CLASS);
+  cellNode.style.removeProperty(BADGE_COUNT_VAR);
   for (const old of [...anchor.querySelectorAll(`:scope > .${BADGES_CLASS}`)]) {
     old.remove();
   }
@@ -61,6 +65,9 @@ export function decorateCell(
     return;
   }
   cellNode.classList.add(FLAGGED_CLASS);
+  // The input area grows to hold the badges (style/base.css), so that they never
+  // spill over the next cell of a one-line cell.
+  cellNode.style.setProperty(BADGE_COUNT_VAR, String(view.badges.length));
   for (const badge of view.badges) {
     cellNode.classList.add(`${VERDICT_CLASS_PREFIX}${badge.verdict}`);
   }

@@ -41,6 +41,7 @@ describe('cell decorations', () => {
     decorateCell(node, anchor, cellViews(two).get('a')!);
     decorateCell(node, anchor, cellViews(two).get('a')!);
     expect(anchor.querySelectorAll(`.${BADGE_CLASS}`)).toHaveLength(2);
+    expect(node.style.getPropertyValue('--jp-repro-badge-count')).toBe('2');
     const one = report([['a', ['edited'], 1]]);
     decorateCell(node, anchor, cellViews(one).get('a')!);
     expect(
@@ -55,6 +56,7 @@ describe('cell decorations', () => {
     decorateCell(node, anchor, null);
     expect(anchor.querySelector(`.${BADGE_CLASS}`)).toBeNull();
     expect(node.className).toBe('jp-Cell jp-CodeCell');
+    expect(node.getAttribute('style') ?? '').toBe('');
   });
 
   it('marks warning badges so that they are styled apart', () => {
