@@ -320,15 +320,15 @@ def execute_run(spec: RunSpec) -> RunResult:
                 else:
                     os.environ[k] = v
     timings["execute"] = time.time() - t1
-    if _STATE.stopping:
+    # a run that completed before the signal or the deadline keeps its FINISHED
+    if status == "FAILED" and _STATE.stopping:
         status = "KILLED"
         cell = _running_cell(executed)
         reason = "batch interrupted (SIGTERM/SIGINT): kernel shut down" + (
             f" while cell {cell} was running" if cell is not None else ""
         )
         error = {"cell_index": cell} if cell is not None else {}
-    elif _STATE.timed_out:
-        status = "FAILED"
+    elif status == "FAILED" and _STATE.timed_out:
         cell = _running_cell(executed)
         reason = f"timed out after {spec.timeout:g}s" + (
             f" in cell {cell}" if cell is not None else ""
