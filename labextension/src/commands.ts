@@ -3,7 +3,11 @@
  * declared in schema/plugin.json).
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { ICommandPalette, SessionContextDialogs } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  Notification,
+  SessionContextDialogs
+} from '@jupyterlab/apputils';
 import { NotebookActions } from '@jupyterlab/notebook';
 import { PathExt } from '@jupyterlab/coreutils';
 import { checkIcon, fastForwardIcon, listIcon } from '@jupyterlab/ui-components';
@@ -46,7 +50,18 @@ export function addCommands(
       return !!c && c.state !== 'tracking' && c.state !== 'incompatible';
     },
     execute: async () => {
-      await current()?.enable();
+      const controller = current();
+      if (!controller) {
+        return;
+      }
+      const state = await controller.enable();
+      if (state !== 'tracking') {
+        Notification.warning(
+          '%track could not be turned on in this kernel. Is jupyter_repro installed in ' +
+            "the kernel's environment? (pip install jupyter-repro)",
+          { autoClose: 8000 }
+        );
+      }
     }
   });
 
