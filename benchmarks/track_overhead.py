@@ -239,7 +239,9 @@ def _kernel_rows(title: str, rows: dict[int, KernelRow]) -> None:
             if pc is not None and tc is not None
             else f"{'n/a':>12}"
         )
-        print(f"{n:>10} {p * 1e3:>9.3f} {t * 1e3:>10.3f} {(t - p) * 1e3:>9.3f} {t / p:>6.2f} | {cpu}")
+        print(
+            f"{n:>10} {p * 1e3:>9.3f} {t * 1e3:>10.3f} {(t - p) * 1e3:>9.3f} {t / p:>6.2f} | {cpu}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

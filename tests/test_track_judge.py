@@ -53,7 +53,9 @@ class Notebook:
         return out
 
 
-def run_cell(tracker: Tracker | None, source: str, ns: dict, cell_id: str | None) -> BaseException | None:
+def run_cell(
+    tracker: Tracker | None, source: str, ns: dict, cell_id: str | None
+) -> BaseException | None:
     if tracker is not None:
         tracker.before(source, ns, cell_id=cell_id)
     error = None
@@ -144,7 +146,12 @@ def test_mutation_through_a_notebook_function_counts_as_a_write():
 
 
 def test_a_size_change_is_seen_at_runtime_even_without_a_static_signal():
-    nb = Notebook("xs = [0]", "n = len(xs)", "import operator\nf = operator.methodcaller('append', 5)", "f(xs)")
+    nb = Notebook(
+        "xs = [0]",
+        "n = len(xs)",
+        "import operator\nf = operator.methodcaller('append', 5)",
+        "f(xs)",
+    )
     nb.run("A", "B", "C", "D")
     assert "xs" in nb.tracker.state.latest["D"].changed
     assert nb.verdicts() == {"B": {"stale"}}
@@ -386,7 +393,9 @@ def test_a_notebook_reported_consistent_equals_a_top_to_bottom_run(seed):
         tracker, ns = Tracker(), {}
         for step in random_steps(rng, len(cells)):
             run_cell(tracker, cells[step], ns, ids[step])
-        order = NotebookOrder(tuple(NotebookCell(i, k, s) for k, (i, s) in enumerate(zip(ids, cells, strict=True))))
+        order = NotebookOrder(
+            tuple(NotebookCell(i, k, s) for k, (i, s) in enumerate(zip(ids, cells, strict=True)))
+        )
         report = judge(tracker.state, order)
         if not report.summary.consistent:
             flagged += 1

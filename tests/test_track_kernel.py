@@ -19,7 +19,9 @@ from jupyter_repro.tracking.record import read_executions, read_record
 def _write_notebook(path, cells):
     nb = nbformat.v4.new_notebook()
     for cid, kind, source in cells:
-        cell = (nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell)(source)
+        cell = (nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell)(
+            source
+        )
         cell.id = cid
         nb.cells.append(cell)
     nbformat.write(nb, str(path))
@@ -172,7 +174,11 @@ def test_the_record_answers_what_ran_after_the_kernel_is_gone(tmp_path):
     assert events[0].seen == {} and events[1].seen == {"data": 1}
     assert all(e.duration >= 0 and e.started > 0 for e in events)
     script = export.read_text()
-    assert script.index("data = [1, 2]") < script.index("data.append(3)") < script.index("total = sum(data)\n")
+    assert (
+        script.index("data = [1, 2]")
+        < script.index("data.append(3)")
+        < script.index("total = sum(data)\n")
+    )
     assert "# %% [3] cell c3 In [5]" in script and "raised NameError" in script
     nb = nbformat.read(str(tmp_path / "ran.ipynb"), as_version=4)
     assert [c.source for c in nb.cells] == [e.source for e in events]

@@ -22,7 +22,10 @@ def _event(seq: int) -> ExecutionEvent:
 
 def test_record_lives_beside_the_notebook(tmp_path):
     nb = tmp_path / "work" / "analysis.ipynb"
-    assert record_path(nb, "/elsewhere", 0) == tmp_path / "work" / ".jupyter_repro" / "analysis.ipynb.track.jsonl"
+    assert (
+        record_path(nb, "/elsewhere", 0)
+        == tmp_path / "work" / ".jupyter_repro" / "analysis.ipynb.track.jsonl"
+    )
     fallback = record_path(None, tmp_path, 0)
     assert fallback.parent == tmp_path / ".jupyter_repro" and fallback.name.startswith("kernel-")
 
@@ -78,7 +81,11 @@ def test_events_round_trip_and_ignore_unknown_fields():
 
 # -- analysis additions used by %track ---------------------------------------------------
 def test_plain_alias_assignments_are_listed():
-    assert analyze_cell("b = a\nc = d = a\ne = a.copy()").aliases == (("b", "a"), ("c", "a"), ("d", "a"))
+    assert analyze_cell("b = a\nc = d = a\ne = a.copy()").aliases == (
+        ("b", "a"),
+        ("c", "a"),
+        ("d", "a"),
+    )
 
 
 def test_literal_file_paths_read_and_written_are_found():
@@ -136,5 +143,9 @@ def test_method_calls_keep_the_method_name():
 
 def test_names_passed_to_calls_through_attributes_are_listed():
     a = analyze_cell("random.shuffle(xs)\nheapq.heappush(h, item)\nf(z)")
-    assert a.method_call_args == (("shuffle", 0, "xs"), ("heappush", 0, "h"), ("heappush", 1, "item"))
+    assert a.method_call_args == (
+        ("shuffle", 0, "xs"),
+        ("heappush", 0, "h"),
+        ("heappush", 1, "item"),
+    )
     assert a.call_args == (("f", 0, "z"),)

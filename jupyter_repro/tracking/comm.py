@@ -22,7 +22,6 @@ TARGET = "jupyter_repro.track"
 PROTOCOL_VERSION = "1.0"
 
 
-
 class ProtocolError(ValueError):
     """A frontend message that does not follow ``docs/protocol.md``.
 
@@ -101,7 +100,9 @@ class CommChannel:
         comm.on_close(lambda _msg: self._forget(comm))
         data = open_msg.get("content", {}).get("data")
         # the open message may carry a first message; a bare open means "hello"
-        self._dispatch(comm, data if isinstance(data, Mapping) and data.get("type") else {"type": "hello"})
+        self._dispatch(
+            comm, data if isinstance(data, Mapping) and data.get("type") else {"type": "hello"}
+        )
 
     def _forget(self, comm: Any) -> None:
         if comm in self.comms:
@@ -114,7 +115,9 @@ class CommChannel:
         kind = data.get("type") if isinstance(data, Mapping) else None
         try:
             if not isinstance(kind, str) or kind not in self.handlers:
-                raise ProtocolError(f"unknown message type {kind!r}", kind if isinstance(kind, str) else None)
+                raise ProtocolError(
+                    f"unknown message type {kind!r}", kind if isinstance(kind, str) else None
+                )
             version = data.get("protocol")
             if isinstance(version, str) and version.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
                 raise ProtocolError(

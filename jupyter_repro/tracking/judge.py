@@ -47,6 +47,7 @@ from .record import ExecutionEvent
 
 FILE_PREFIX = "file:"
 
+
 def source_hash(source: str) -> str:
     """The hash the record and the protocol use to compare sources (sha1, hex)."""
     return sha1(source.encode("utf-8", "surrogatepass")).hexdigest()
@@ -400,7 +401,7 @@ class _Judge:
             if name == e.missing_name:
                 continue
             is_file = name.startswith(FILE_PREFIX)
-            shown = f"file `{name[len(FILE_PREFIX):]}`" if is_file else f"`{name}`"
+            shown = f"file `{name[len(FILE_PREFIX) :]}`" if is_file else f"`{name}`"
             w_seq = e.seen.get(name)
             last = self.state.last_write.get(name)
             if last is not None and last > e.seq:
@@ -442,7 +443,9 @@ class _Judge:
                 )  # fmt: skip
                 continue
             w_pos = self.pos.get(w.cell_id)
-            if not self.order.cells[i].placed or (w_pos is not None and not self.order.cells[w_pos].placed):
+            if not self.order.cells[i].placed or (
+                w_pos is not None and not self.order.cells[w_pos].placed
+            ):
                 continue  # where a new cell sits is unknown: no "below" or "between"
             r = self.reaching(i, name)
             if w_pos is not None and w_pos > i:
@@ -541,10 +544,15 @@ class _Judge:
         serious = [f for f in self.findings if f.verdict is not Verdict.MULTIPLE_DEFINITIONS]
         if serious:
             kinds = sorted({f.verdict.value for f in serious})
-            reasons.append(f"{len({f.cell_id for f in serious})} cell(s) flagged: {', '.join(kinds)}")
+            reasons.append(
+                f"{len({f.cell_id for f in serious})} cell(s) flagged: {', '.join(kinds)}"
+            )
         not_run = [c for i, c in enumerate(cells) if c.id not in latest and self.source(i).strip()]
         if not_run:
-            reasons.append(f"{len(not_run)} cell(s) never ran: " + ", ".join(self.label(c.id) for c in not_run[:5]))
+            reasons.append(
+                f"{len(not_run)} cell(s) never ran: "
+                + ", ".join(self.label(c.id) for c in not_run[:5])
+            )
         for cell in cells:
             e = latest.get(cell.id)
             if e is not None and e.error:
@@ -567,7 +575,9 @@ class _Judge:
             w = self.state.events[seq]
             ws = self.writers.get(name)
             if not ws or not self.writes_now(w.cell_id, name):
-                reasons.append(f"`{name}` was set by {self.label(w.cell_id)}, code no longer in the notebook")
+                reasons.append(
+                    f"`{name}` was set by {self.label(w.cell_id)}, code no longer in the notebook"
+                )
                 continue
             last_id = cells[ws[-1]].id
             if last_id != w.cell_id and cells[ws[-1]].placed:
@@ -603,7 +613,9 @@ def judge_cell(state: TrackState, order: NotebookOrder, cell_id: str) -> list[Fi
     return j.findings
 
 
-def made_stale(state: TrackState, order: NotebookOrder, event: ExecutionEvent) -> list[NotebookCell]:
+def made_stale(
+    state: TrackState, order: NotebookOrder, event: ExecutionEvent
+) -> list[NotebookCell]:
     """The cells whose latest run read something ``event`` wrote afterwards: the cells
     this run has just made stale, in notebook order. Found through the readers index, in
     time proportional to what the run wrote."""

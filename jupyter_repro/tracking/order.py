@@ -34,7 +34,9 @@ class FrontendCell:
     source: str
 
 
-def notebook_path_from_env(env: Mapping[str, str] | None = None, cwd: str | None = None) -> Path | None:
+def notebook_path_from_env(
+    env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> Path | None:
     """The notebook this kernel serves, from ``JPY_SESSION_NAME``, if it is a file here.
 
     Jupyter Server sets it to the notebook's absolute path (or, in older versions, the

@@ -171,7 +171,9 @@ class TrackSession:
         if event is None:
             return
         wants_notice = (
-            self.notices and event.cell_id not in self.quiet_cells and not QUIET_MARK.search(event.source)
+            self.notices
+            and event.cell_id not in self.quiet_cells
+            and not QUIET_MARK.search(event.source)
         )
         if not (wants_notice or self.channel.comms):
             return
@@ -205,7 +207,9 @@ class TrackSession:
         )
         if self.order.notebook_path is not None and source != "file" and self.order.file_error:
             phrase += f" (the saved notebook is unreadable: {self.order.file_error})"
-        deleted = "; deleted cells from the execute requests" if self.order.saw_deleted_cells else ""
+        deleted = (
+            "; deleted cells from the execute requests" if self.order.saw_deleted_cells else ""
+        )
         runs = len(self.tracker.state.events) if self.tracker else 0
         where = f"; record: {self.record_file}" if self.record_file else ""
         writer = self.tracker.writer if self.tracker else None
@@ -243,7 +247,8 @@ class TrackSession:
                 return [
                     ExecutionEvent.from_json(line)
                     for line in read_record(self.record_file)
-                    if line["type"] == "execution" and line.get("session") == self.tracker.session_id
+                    if line["type"] == "execution"
+                    and line.get("session") == self.tracker.session_id
                 ]
             except OSError as exc:
                 writer.error = f"cannot read back: {exc}"
@@ -314,7 +319,9 @@ def notice_lines(findings: list[Finding], stale_cells: list[NotebookCell]) -> li
     lines = [f"%track: {f.message} [{f.verdict.value}]" for f in findings if f.verdict in _SERIOUS]
     if stale_cells:
         cells = ", ".join(f"#{c.index + 1}" if c.placed else "a new cell" for c in stale_cells)
-        lines.append(f"%track: this run made cell(s) {cells} stale: they read what it changed [stale]")
+        lines.append(
+            f"%track: this run made cell(s) {cells} stale: they read what it changed [stale]"
+        )
     return lines
 
 

@@ -40,9 +40,7 @@ def _size(value: Any) -> Any:
     return None
 
 
-def _called_globals(
-    analysis: CellAnalysis, functions: Mapping[str, frozenset[str]]
-) -> set[str]:
+def _called_globals(analysis: CellAnalysis, functions: Mapping[str, frozenset[str]]) -> set[str]:
     """Every global read by the notebook functions the cell calls, transitively.
 
     Deliberately wider than :func:`~jupyter_repro.analysis.resolve_calls`, which drops a
@@ -102,13 +100,17 @@ class Tracker:
             reads |= _called_globals(analysis, state.function_reads)
         # `np.append(a, 1)`, `os.remove(p)`, `np.random.seed(0)`: the analysis sees a
         # mutator called on a name; when that name is a module, no binding changes
-        mutates = {n for n in possibly_mutated(analysis) if not isinstance(namespace.get(n), ModuleType)}
+        mutates = {
+            n for n in possibly_mutated(analysis) if not isinstance(namespace.get(n), ModuleType)
+        }
         for fn, position, arg in analysis.call_args:  # notebook functions (see analysis)
             if position in analysis.function_mutates.get(fn, state.function_mutates.get(fn, ())):
                 mutates.add(arg)
         names = reads | analysis.defines | analysis.deletes | mutates
         for fn in analysis.calls:  # `def g(): global k; k = 2` then `g()` rebinds k
-            names |= analysis.function_global_writes.get(fn, state.function_global_writes.get(fn, set()))
+            names |= analysis.function_global_writes.get(
+                fn, state.function_global_writes.get(fn, set())
+            )
         if analysis.star_import:
             # `from m import *`, `%run`: the names it binds cannot be known statically, so
             # this (rare) cell pays for watching the whole namespace
@@ -166,7 +168,9 @@ class Tracker:
             or (n in pending.analysis.defines and n not in last_write and old is not _MISSING)
         }
         if pending.analysis.star_import:  # names it bound that did not exist before
-            changed.update(n for n in namespace if n not in pending.watched and not n.startswith("_"))
+            changed.update(
+                n for n in namespace if n not in pending.watched and not n.startswith("_")
+            )
         resized = {
             n
             for n, size in pending.sizes.items()
@@ -211,7 +215,11 @@ class Tracker:
         one as a write of the others while they still do."""
         for target, src in analysis.aliases:
             value = namespace.get(target, _MISSING)
-            if value is not _MISSING and value is namespace.get(src, _MISSING) and _size(value) is not None:
+            if (
+                value is not _MISSING
+                and value is namespace.get(src, _MISSING)
+                and _size(value) is not None
+            ):
                 self.aliases.setdefault(src, set()).add(target)
                 self.aliases.setdefault(target, set()).add(src)
         if not self.aliases:
