@@ -397,7 +397,7 @@ class _Judge:
 
     def check_reads(self, i: int, e: ExecutionEvent) -> None:
         me = self.order.cells[i].id
-        for name in sorted(e.reads):
+        for name in e.reads:  # kept sorted by the tracker
             if name == e.missing_name:
                 continue
             is_file = name.startswith(FILE_PREFIX)
@@ -490,7 +490,7 @@ class _Judge:
             e = latest.get(cell.id)
             if e is None or cell.id in self.flagged:
                 continue
-            for name in sorted(e.reads):
+            for name in e.reads:  # kept sorted by the tracker
                 w_seq = e.seen.get(name)
                 if w_seq is not None:
                     w_cell = self.state.events[w_seq].cell_id
