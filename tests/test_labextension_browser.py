@@ -110,7 +110,9 @@ def server(tmp_path):
     on 127.0.0.1 with a token and a settings folder of its own, news pop-up turned off."""
     procs: list[tuple[subprocess.Popen, object]] = []
 
-    def start(app: str = "lab", settings: dict[str, dict] | None = None) -> dict:
+    def start(
+        app: str = "lab", settings: dict[str, dict] | None = None, env_extra: dict | None = None
+    ) -> dict:
         root = tmp_path / "root"
         root.mkdir(exist_ok=True)
         settings_dir = tmp_path / "settings"
@@ -133,6 +135,7 @@ def server(tmp_path):
             IPYTHONDIR=str(tmp_path / "ipython"),
             JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
             PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            **(env_extra or {}),
         )
         log_path = tmp_path / f"{app}.log"
         for _attempt in range(3):  # a free port can be taken before the server binds it
@@ -470,3 +473,56 @@ def test_notebook7_shows_badges_after_the_user_loads_track(server, browser_page)
     expect(ui.badge(2, "out_of_order")).to_have_count(0)
     assert ui.console_errors == [], ui.console_errors
     ui.shot("notebook7-cleared")
+
+
+def _kernel_without_jupyter_repro(data_dir: Path) -> str:
+    """A Python kernelspec whose kernel cannot import jupyter_repro (as when the package
+    is missing from the kernel's environment); returns its display name."""
+    spec = data_dir / "kernels" / "notrack"
+    spec.mkdir(parents=True)
+    hide = "import sys; sys.modules['jupyter_repro'] = None"
+    launch = "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-c", f"{hide}; {launch}", "-f", "{connection_file}"],
+                "display_name": "Python without jupyter_repro",
+                "language": "python",
+            }
+        )
+    )
+    return "Python without jupyter_repro"
+
+
+def test_kernel_change_clears_badges_and_a_kernel_without_track_stays_silent(
+    server, browser_page, tmp_path
+):
+    """Switching to a kernel that cannot load jupyter_repro drops the old kernel's badges,
+    offers "Enable tracking" again, warns in plain words when that fails, and logs nothing
+    to the browser console."""
+    name = _kernel_without_jupyter_repro(tmp_path / "data")
+    lab = server("lab", env_extra={"JUPYTER_PATH": str(tmp_path / "data")})
+    _write_notebook(lab["root"] / "analysis.ipynb", "x = 1", "y = x * 2", "x = 5")
+    ui = browser_page(f"{lab['base']}/lab/tree/analysis.ipynb?token={lab['token']}")
+    page, expect = ui.page, ui.expect
+    ui.cell(2).wait_for()
+    ui.wait_idle()
+    expect(ui.status()).to_have_text("%track: Enable tracking")
+    ui.status().click()
+    expect(ui.status()).to_have_text("%track: in order")
+    for index, count in [(0, 1), (1, 2), (2, 3), (1, 4)]:
+        ui.run(index, count)
+    expect(ui.badge(1, "out_of_order")).to_have_count(1)
+
+    ui.palette("Change Kernel…")
+    page.locator(".jp-Dialog select").select_option(label=name)
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    expect(page.locator(".jp-Notebook .jp-repro-badge")).to_have_count(0)
+    expect(ui.status()).to_have_text("%track: Enable tracking")
+    ui.wait_idle()
+    ui.status().click()
+    expect(page.get_by_text("%track could not be turned on in this kernel")).to_have_count(1)
+    ui.run(0, 1)
+    expect(page.locator(".jp-Notebook .jp-repro-badge")).to_have_count(0)
+    ui.shot("kernel-without-track")
+    assert ui.console_errors == [], ui.console_errors
