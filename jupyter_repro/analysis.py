@@ -143,6 +143,8 @@ class CellAnalysis:
         mutates: names whose object the cell possibly changes in place.
         method_calls: names on which the cell calls any method (a weaker mutation hint).
         calls: names the cell calls at module level (``g(...)``).
+        bound_before_call: for each called name, the names the cell had already bound
+            at its first call (so ``b = f()`` still reads the ``b`` that ``f`` reads).
         function_reads: for each function the cell defines, the globals its body reads.
         imports: names bound by ``import`` statements (a subset of ``defines``).
         star_import: the cell binds names that cannot be known (``import *``, ``%run``).
@@ -177,6 +179,7 @@ class CellAnalysis:
     mutates: frozenset[str] = frozenset()
     method_calls: frozenset[str] = frozenset()
     calls: frozenset[str] = frozenset()
+    bound_before_call: Mapping[str, frozenset[str]] = field(default_factory=dict)
     function_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)
     imports: frozenset[str] = frozenset()
     star_import: bool = False
@@ -422,23 +425,25 @@ def resolve_calls(
 
     ``functions`` maps a function name to the globals its body reads (from the
     ``function_reads`` of the cell that defined it). Functions defined by the cell itself
-    are resolved too. Resolution is transitive (a function calling a function) and stops
-    at names the cell binds before the call could happen.
+    are resolved too. Resolution is transitive (a function calling a function); a name
+    the cell bound before its first call of the function is not a read (``k = 5; g()``),
+    one it binds only after is (``b = f()`` where ``f`` reads ``b``).
     """
     known = {**functions, **analysis.function_reads}
     reads = set(analysis.reads)
-    pending = [name for name in analysis.calls if name in known]
+    pending = [(name, name) for name in analysis.calls if name in known]
     seen: set[str] = set()
     while pending:
-        fn = pending.pop()
+        fn, outer = pending.pop()
         if fn in seen:
             continue
         seen.add(fn)
+        bound = analysis.bound_before_call.get(outer, frozenset())
         for name in known[fn]:
-            if name not in analysis.defines or name in analysis.reads:
+            if name not in bound:
                 reads.add(name)
             if name in known:
-                pending.append(name)
+                pending.append((name, outer))
     return frozenset(reads)
 
 
@@ -456,6 +461,7 @@ class _CellVisitor(ast.NodeVisitor):
         self.mutates: set[str] = set()
         self.method_calls: set[str] = set()
         self.calls: set[str] = set()
+        self.bound_before_call: dict[str, frozenset[str]] = {}
         self.function_reads: dict[str, frozenset[str]] = {}
         self.imports: set[str] = set()
         self.star_import = False
@@ -480,6 +486,7 @@ class _CellVisitor(ast.NodeVisitor):
             mutates=frozenset(self.mutates),
             method_calls=frozenset(self.method_calls),
             calls=frozenset(self.calls),
+            bound_before_call=dict(self.bound_before_call),
             function_reads=dict(self.function_reads),
             imports=frozenset(self.imports),
             star_import=self.star_import,
@@ -731,6 +738,8 @@ class _CellVisitor(ast.NodeVisitor):
         func = node.func
         if isinstance(func, ast.Name) and not any(func.id in s for s in self.shadows):
             self.calls.add(func.id)
+            if func.id not in self.bound_before_call:
+                self.bound_before_call[func.id] = frozenset(self.bound)
             if not self.shadows:
                 for position, arg in enumerate(node.args):
                     if isinstance(arg, ast.Name):

@@ -69,6 +69,12 @@ def test_function_bodies_record_the_globals_they_read_for_their_callers():
     assert definer.function_reads["g"] == {"k", "helper"}
     caller = analyze_cell("y = g()")
     assert resolve_calls(caller, definer.function_reads) == {"g", "k", "helper"}
+    # Bound before the call: not a read. Bound only by the call's own assignment: a read.
+    assert resolve_calls(analyze_cell("k = 5\ny = g()"), definer.function_reads) == {
+        "g", "helper"
+    }  # fmt: skip
+    reader = analyze_cell("def f():\n    return b + 1")
+    assert "b" in resolve_calls(analyze_cell("b = f()"), reader.function_reads)
 
 
 def test_nested_scopes_and_globals_in_functions():

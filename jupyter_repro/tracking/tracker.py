@@ -9,7 +9,6 @@ JSONL append, and nothing per statement, so loops inside a cell run at full spee
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -41,17 +40,9 @@ def _size(value: Any) -> Any:
 
 
 def _called_globals(analysis: CellAnalysis, functions: Mapping[str, frozenset[str]]) -> set[str]:
-    """Every global read by the notebook functions the cell calls, transitively.
-
-    Deliberately wider than :func:`~jupyter_repro.analysis.resolve_calls`, which drops a
-    global the cell itself binds (``b = f()`` where ``f`` reads ``b``: the call runs
-    before the binding, so ``b`` is read). Over-reporting a read can only add a verdict,
-    never hide one.
-    """
-    # resolve_calls keeps every global of the called functions that the cell does not
-    # bind: with nothing bound, that is all of them.
-    unbound = dataclasses.replace(analysis, reads=frozenset(), defines=frozenset())
-    return set(resolve_calls(unbound, functions))
+    """Every global read by the notebook functions the cell calls, transitively, except
+    names the cell bound before calling (see :func:`~jupyter_repro.analysis.resolve_calls`)."""
+    return set(resolve_calls(analysis, functions))
 
 
 def content_cell_id(source: str) -> str:
