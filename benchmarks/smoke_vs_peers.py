@@ -34,6 +34,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -539,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tools", help="comma-separated subset: fast,script,kernel,nbmake,nbconvert"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every tool this many times (alternating order); report the median wall time",
+    )
     parser.add_argument("--mirror", type=Path, default=LECTURES_MIRROR, help="lectures git mirror")
     parser.add_argument("--output", type=Path, help="results JSON (default: benchmarks/results/)")
     parser.add_argument(
@@ -605,21 +612,26 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
         raise SystemExit("smoke_vs_peers: no notebooks found")
     print(f"{len(notebooks)} notebooks from {corpus['source']}", flush=True)
 
+    work = {"round": 0}
+
+    def w(key: str) -> Path:
+        return tmp / f"w-{key}-{work['round']}"
+
     tools: dict[str, Callable[[], ToolRun]] = {
         "fast": lambda: run_nb_smoke(
-            "nb-smoke --fast", ["--fast"], src, tmp / "w-fast", notebooks, args
+            "nb-smoke --fast", ["--fast"], src, w("fast"), notebooks, args
         ),
-        "script": lambda: run_nb_smoke("nb-smoke", [], src, tmp / "w-script", notebooks, args),
+        "script": lambda: run_nb_smoke("nb-smoke", [], src, w("script"), notebooks, args),
         "kernel": lambda: run_nb_smoke(
             "nb-smoke --mode kernel",
             ["--mode", "kernel", *(["--kernel", args.kernel] if args.kernel else [])],
             src,
-            tmp / "w-kernel",
+            w("kernel"),
             notebooks,
             args,
         ),
-        "nbmake": lambda: run_nbmake(src, tmp / "w-nbmake", notebooks, args),
-        "nbconvert": lambda: run_nbconvert(src, tmp / "w-nbconvert", notebooks, args),
+        "nbmake": lambda: run_nbmake(src, w("nbmake"), notebooks, args),
+        "nbconvert": lambda: run_nbconvert(src, w("nbconvert"), notebooks, args),
     }
     wanted = args.tools.split(",") if args.tools else list(tools)
     unknown = set(wanted) - set(tools)
@@ -628,16 +640,34 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
             f"smoke_vs_peers: unknown tools {sorted(unknown)}; choose from {list(tools)}"
         )
     runs: dict[str, ToolRun] = {}
-    for key in wanted:
-        (tmp / f"w-{key}").mkdir()
-        print(f"running {key} ...", flush=True)
-        run = tools[key]()
-        runs[run.name] = run
-        print(
-            f"  {run.name}: {run.seconds:.1f} s, exit {run.exit_code}"
-            + (f" ({run.note})" if run.note else ""),
-            flush=True,
-        )
+    times: dict[str, list[float]] = {}
+    unstable: dict[str, list[str]] = {}
+    for r in range(args.rounds):
+        work["round"] = r
+        # Later rounds run the tools in reverse order, so drift in the machine's load
+        # does not always favour the same tool.
+        for key in wanted if r % 2 == 0 else wanted[::-1]:
+            w(key).mkdir()
+            print(f"round {r + 1}/{args.rounds}: running {key} ...", flush=True)
+            run = tools[key]()
+            print(
+                f"  {run.name}: {run.seconds:.1f} s, exit {run.exit_code}"
+                + (f" ({run.note})" if run.note else ""),
+                flush=True,
+            )
+            times.setdefault(run.name, []).append(run.seconds)
+            if run.name not in runs:
+                runs[run.name] = run  # verdicts come from the first round
+                continue
+            first = runs[run.name].verdicts
+            for rel, v in run.verdicts.items():
+                if rel in first and first[rel].verdict != v.verdict:
+                    unstable.setdefault(run.name, []).append(rel)
+    for name, run in runs.items():
+        run.seconds = statistics.median(times[name])
+        if unstable.get(name):
+            run.note = "verdict changed between rounds: " + ", ".join(sorted(set(unstable[name])))
+            print(f"WARNING: {name}: {run.note}", file=sys.stderr)
     digest_ok = True
     if not args.corpus:
         digest_ok = tree_digest(Path(args.folder).resolve()) == before
@@ -650,6 +680,7 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
         "notebooks": len(notebooks),
         "jobs": args.jobs,
         "timeout": args.timeout,
+        "rounds": args.rounds,
         "kernel": args.kernel,
         "sandbox_env": SANDBOX_ENV if args.sandbox else {},
         "inputs_unchanged": digest_ok,
@@ -682,6 +713,7 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
             name: {
                 "command": run.command,
                 "seconds": round(run.seconds, 2),
+                "seconds_per_round": [round(t, 2) for t in times[name]],
                 "exit_code": run.exit_code,
                 "note": run.note,
                 "agreement": comparison["agreement"][name],
