@@ -167,7 +167,9 @@ def run_once(tmp_path_factory, key: str, build) -> tuple[Path, Completed]:
 
     from filelock import FileLock
 
-    root = tmp_path_factory.getbasetemp().parent
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's root, shared by its xdist workers
     folder = root / f"shared-{key}"
     done = folder / "completed.json"
     with FileLock(str(root / f"shared-{key}.lock")):

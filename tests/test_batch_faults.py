@@ -113,7 +113,7 @@ def fault_batch(tmp_path_factory):
             "-j",
             "2",
             "--timeout",
-            "12",
+            "20",
             "--json",
             tmp / "r.json",
             cwd=tmp,
@@ -173,7 +173,7 @@ def test_kernel_that_kills_itself_is_failed(fault_batch):
 def test_run_over_its_timeout_is_failed_at_its_cell(fault_batch):
     run = fault_batch[1]["sleep"]
     assert run.info.status == "FAILED"
-    assert run.data.tags["jupyter_repro.status_reason"] == "timed out after 12s in cell 3"
+    assert run.data.tags["jupyter_repro.status_reason"] == "timed out after 20s in cell 3"
     assert (run.info.end_time - run.info.start_time) / 1000 < 60
 
 

@@ -282,6 +282,7 @@ def execute_run(spec: RunSpec) -> RunResult:
 
     timer = threading.Timer(spec.timeout, on_timeout) if spec.timeout else None
     executed = None
+    failure: BaseException | None = None
     status, reason, error = "FINISHED", "", {}
     t1 = time.time()
     stderr_log = out.with_name(f".{out.stem}.{os.getpid()}.stderr.txt")
@@ -301,7 +302,8 @@ def execute_run(spec: RunSpec) -> RunResult:
                 execution_timeout=None,  # the run-wide watchdog below ends it
                 request_save_on_cell_execute=True,
             )
-        except BaseException as exc:  # every outcome is recorded; re-raised only if not ours
+        except BaseException as exc:  # every outcome, even KeyboardInterrupt, is a status
+            failure = exc
             if tmp.exists():
                 try:
                     executed = nbformat.read(str(tmp), as_version=4)
@@ -320,15 +322,19 @@ def execute_run(spec: RunSpec) -> RunResult:
                 else:
                     os.environ[k] = v
     timings["execute"] = time.time() - t1
-    # a run that completed before the signal or the deadline keeps its FINISHED
-    if status == "FAILED" and _STATE.stopping:
+    # A run that completed, or failed in a cell of its own, before the signal or the
+    # deadline keeps that outcome (the deadline can pass while the kernel shuts down).
+    from papermill.exceptions import PapermillExecutionError
+
+    cell_failed = isinstance(failure, PapermillExecutionError)
+    if status == "FAILED" and not cell_failed and _STATE.stopping:
         status = "KILLED"
         cell = _running_cell(executed)
         reason = "batch interrupted (SIGTERM/SIGINT): kernel shut down" + (
             f" while cell {cell} was running" if cell is not None else ""
         )
         error = {"cell_index": cell} if cell is not None else {}
-    elif status == "FAILED" and _STATE.timed_out:
+    elif status == "FAILED" and not cell_failed and _STATE.timed_out:
         cell = _running_cell(executed)
         reason = f"timed out after {spec.timeout:g}s" + (
             f" in cell {cell}" if cell is not None else ""

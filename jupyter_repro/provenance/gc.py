@@ -118,12 +118,20 @@ def find_dangling(
         return []
     here = socket.gethostname()
     found: list[DanglingRun] = []
-    runs = retry_locked(
-        client.search_runs,
-        [e.experiment_id for e in exps],
-        filter_string="attributes.status = 'RUNNING'",
-        max_results=50000,
-    )
+    runs = []
+    token = None
+    while True:  # page through: a store may hold more RUNNING runs than one page
+        page = retry_locked(
+            client.search_runs,
+            [e.experiment_id for e in exps],
+            filter_string="attributes.status = 'RUNNING'",
+            max_results=1000,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
     for run in runs:
         tags = run.data.tags
         name = run.info.run_name or ""
