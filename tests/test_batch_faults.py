@@ -194,3 +194,28 @@ def test_json_report_has_every_run_with_status_and_reason(fault_batch):
     assert set(by_id) == {r.info.run_id for r in runs.values()}
     assert by_id[runs["raise"].info.run_id]["reason"] == "cell 3 raised RuntimeError: boom"
     assert by_id[runs["ok-n"].info.run_id]["params"] == {"n": "x"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.ipynb"], "missing.ipynb: no such file"),
+        (["NB", "-j", "0"], "-j must be at least 1, not 0"),
+        (["NB", "--data", "nope.csv"], "nope.csv: --data path does not exist"),
+        (["NB", "--timeout", "0"], "--timeout must be positive"),
+        (["NB", "--grid", "BAD"], "bad.yaml: invalid YAML"),
+        (["NB", "-f", "nofile.yaml"], "nofile.yaml: no such file"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_store(tmp_path, monkeypatch, capsys, args, message):
+    from jupyter_repro.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    nb = make_notebook(tmp_path / "nb.ipynb", ("a = 1", ["parameters"]))
+    (tmp_path / "bad.yaml").write_text("a: [1,\n")
+    argv = [str(nb) if a == "NB" else "bad.yaml" if a == "BAD" else a for a in args]
+    uri = sqlite_uri(tmp_path / "store")
+    assert main(["batch", *argv, "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err
+    assert not (tmp_path / "store").exists()
