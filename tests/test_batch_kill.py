@@ -19,6 +19,8 @@ from batch_support import (
     wait_for,
 )
 
+from jupyter_repro.provenance.gc import LAST_SEEN
+
 
 def _start_two_sleepers(tmp_path):
     pid_dir = tmp_path / "pids"
@@ -60,6 +62,15 @@ def _start_two_sleepers(tmp_path):
 def test_signal_ends_in_flight_runs_killed_and_shuts_kernels_down(tmp_path, signum):
     proc, uri, kernels = _start_two_sleepers(tmp_path)
     try:
+        first = {r.info.run_id: float(r.data.tags[LAST_SEEN]) for r in runs_of(uri, "sleeper")}
+        wait_for(
+            lambda: all(
+                float(r.data.tags[LAST_SEEN]) > first[r.info.run_id]
+                for r in runs_of(uri, "sleeper")
+            ),
+            30,
+            "heartbeats to advance (--heartbeat-interval 1)",
+        )
         start = time.time()
         proc.send_signal(signum)
         rc = proc.wait(timeout=60)
