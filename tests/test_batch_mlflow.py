@@ -92,8 +92,9 @@ def test_kernel_received_real_python_types(grid_run):
     assert len(outputs) == 2
     seen = []
     for path in outputs:
-        text = "".join(o.get("text", "") for o in read_executed(path).cells[2].outputs)
-        data = json.loads(text.splitlines()[0])
+        outputs = read_executed(path).cells[2].outputs
+        stdout = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
+        data = json.loads(next(ln for ln in stdout.splitlines() if ln.startswith("{")))
         assert data["kinds"] == {
             "lr": "float",
             "layers": "list",
