@@ -8,6 +8,7 @@ it again, and a notebook run outside a batch still works (the display is invisib
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ def record(
                 f"jupyter_repro.record: value for {name!r} must be a number, "
                 f"not {type(value).__name__}"
             ) from None
-    if step is not None and (not isinstance(step, int) or step < 0):
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0
+    ):
         raise ValueError(f"jupyter_repro.record: step for {name!r} must be an int >= 0")
     payload = {
         "name": name,

@@ -55,3 +55,9 @@ def test_read_metrics_finds_values_in_output_order_with_cells():
         ("n", 0, 1),
     ]
     assert found[1].value == 2.0 and math.isnan(found[2].value)
+
+
+def test_numpy_scalars_are_accepted():
+    np = pytest.importorskip("numpy")
+    out = record("m", np.float32(0.25), step=np.int64(2))
+    assert out["value"] == 0.25 and out["step"] == 2 and type(out["step"]) is int
