@@ -19,7 +19,7 @@ from jupyter_repro.tracking.judge import (
     judge,
 )
 from jupyter_repro.tracking.record import ExecutionEvent
-from jupyter_repro.tracking.tracker import Tracker
+from jupyter_repro.tracking.tracker import Tracker, _size
 from jupyter_repro.verdicts import Verdict
 
 
@@ -191,12 +191,16 @@ MUTATIONS = {
     "heapq.heapify(h)": ("import heapq\nh = [3, 1, 2]", "n = h[0]", "heapq.heapify(h)"),
     "np.fill_diagonal(a, 0)": ("import numpy as np\na = np.ones((2, 2))", "n = a.sum()", "np.fill_diagonal(a, 0)"),
     "library call changing the size": ("import operator\nxs = [1]", "n = len(xs)", "operator.iadd(xs, [2])"),
+    "library call changing a defaultdict's size": ("import operator\nfrom collections import defaultdict\nd = defaultdict(list)", "n = len(d)", "operator.setitem(d, 'k', [1])"),
+    "library call changing a Counter's size": ("import operator\nfrom collections import Counter\nc = Counter()", "n = len(c)", "operator.setitem(c, 'k', 1)"),
+    "library call changing an OrderedDict's size": ("import operator\nfrom collections import OrderedDict\nd = OrderedDict()", "n = len(d)", "operator.setitem(d, 'k', 1)"),
 }  # fmt: skip
 NOT_CAUGHT = {
     "library call, same size": ("import operator\nxs = [1]", "n = xs[0]", "operator.setitem(xs, 0, 5)"),
     "object inside a container": ("xs = [1]\nd = {'k': xs}", "n = len(d['k'])", "xs.append(2)"),
     "numpy view": ("import numpy as np\na = np.zeros(3)\nv = a[1:]", "n = v.sum()", "a[1] = 5"),
     "globals() / exec": ("k = 1", "n = k", "exec('k = 2')"),
+    "container subclass with its own __len__": ("import operator\nclass L(list):\n    def __len__(self):\n        return 0\nxs = L([1])", "n = xs[0]", "operator.iadd(xs, [2])"),
     "custom method": ("class C:\n    v = 1\n    def bump(self):\n        self.v += 1\nc = C()", "n = c.v", "c.bump()"),
 }  # fmt: skip
 
@@ -408,3 +412,20 @@ def test_a_notebook_reported_consistent_equals_a_top_to_bottom_run(seed):
         assert namespace(ns) == namespace(reference), (cells, report)
     # the property is only worth something if both outcomes are common
     assert clean > 100 and flagged > 100, (clean, flagged)
+
+
+def test_container_subclasses_are_sized_unless_they_define_their_own_len():
+    from collections import Counter, OrderedDict, defaultdict
+
+    class Tagged(list):
+        pass
+
+    class Lazy(list):
+        def __len__(self):
+            raise AssertionError("user code must not run")
+
+    assert [_size(v) for v in (defaultdict(list, k=[1]), Counter("ab"), OrderedDict(a=1))] == [
+        1, 2, 1,
+    ]  # fmt: skip
+    assert _size(Tagged([1, 2])) == 2
+    assert _size(Lazy([1])) is None

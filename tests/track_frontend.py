@@ -27,6 +27,7 @@ class Reply:
     stderr: str = ""
     comm: list[dict[str, Any]] = field(default_factory=list)
     closed_comms: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)  # iopub ``error`` contents
 
 
 class Frontend:
@@ -80,6 +81,13 @@ class Frontend:
         self.kc.shell_channel.send(msg)
         return self._collect(msg["header"]["msg_id"])
 
+    def close_comm(self) -> Reply:
+        """Close the comm from the frontend side (``comm_close``)."""
+        assert self.comm_id is not None
+        msg = self.kc.session.msg("comm_close", {"comm_id": self.comm_id, "data": {}})
+        self.kc.shell_channel.send(msg)
+        return self._collect(msg["header"]["msg_id"])
+
     def send(self, data: dict[str, Any]) -> Reply:
         assert self.comm_id is not None
         msg = self.kc.session.msg("comm_msg", {"comm_id": self.comm_id, "data": data})
@@ -118,6 +126,8 @@ class Frontend:
                     reply.stderr += content["text"]
             elif kind == "comm_msg" and content.get("comm_id") == self.comm_id:
                 reply.comm.append(content["data"])
+            elif kind == "error":
+                reply.errors.append(content)
             elif kind == "comm_close":
                 reply.closed_comms.append(content.get("comm_id"))
             elif kind == "status" and content["execution_state"] == "idle":

@@ -20,6 +20,9 @@ TARGET = "jupyter_repro.track"
 #: Protocol version, ``MAJOR.MINOR``: a client must refuse a different MAJOR and must
 #: ignore fields and message types it does not know within the same MAJOR.
 PROTOCOL_VERSION = "1.0"
+#: How the ``message`` of an ``error`` reply starts when the kernel side failed (a bug),
+#: as opposed to a message that does not follow the protocol.
+INTERNAL_ERROR = "internal error in the kernel's %track"
 
 
 class ProtocolError(ValueError):
@@ -62,7 +65,10 @@ class CommChannel:
 
     ``handlers`` maps a client message type to a function taking the message data and
     returning the reply (or None). The channel never raises into the kernel: a handler's
-    :class:`ProtocolError` becomes an ``error`` message to that comm.
+    :class:`ProtocolError` becomes an ``error`` message to that comm, and any other
+    exception (a bug on the kernel side) an ``error`` whose message starts with
+    :data:`INTERNAL_ERROR`; tracking goes on. A comm the frontend closed, or whose send
+    fails, is dropped.
     """
 
     def __init__(self, handlers: Mapping[str, Callable[[Mapping[str, Any]], dict | None]]) -> None:
@@ -126,13 +132,29 @@ class CommChannel:
             reply = self.handlers[kind](data)
         except ProtocolError as exc:
             reply = envelope("error", message=str(exc), in_reply_to=exc.in_reply_to)
+        except Exception as exc:  # a bug here must not escape into ipykernel unanswered
+            reply = envelope(
+                "error",
+                message=f"{INTERNAL_ERROR} ({type(exc).__name__}: {exc}); please report it",
+                in_reply_to=kind if isinstance(kind, str) else None,
+            )
         if reply is not None:
-            comm.send(reply)
+            self._send(comm, reply)
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        """Send a kernel message to every open comm."""
+        """Send a kernel message to every open comm (dropping those that are gone)."""
         for c in list(self.comms):
-            c.send(message)
+            self._send(c, message)
+
+    def _send(self, comm: Any, message: dict[str, Any]) -> None:
+        """Send, or forget a comm that is closed or whose send fails."""
+        if getattr(comm, "_closed", False):
+            self._forget(comm)
+            return
+        try:
+            comm.send(message)
+        except Exception:  # a dead comm must not break tracking: stop sending to it
+            self._forget(comm)
 
 
 def kernel_info() -> dict[str, str]:

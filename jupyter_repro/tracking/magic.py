@@ -12,6 +12,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from .export import ExportError
 from .session import TrackSession
 
 _SESSIONS: dict[int, TrackSession] = {}
@@ -74,7 +75,10 @@ class TrackMagics(Magics):
         elif args.action == "export":
             if not (args.script or args.notebook):
                 raise UsageError("%track export needs --script FILE and/or --notebook FILE")
-            print(session.export(args.script, args.notebook))
+            try:
+                print(session.export(args.script, args.notebook))
+            except ExportError as exc:  # one line: the path and the cause, no traceback
+                raise UsageError(f"%track export: {exc}") from None
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -74,7 +74,20 @@ class OrderBook:
         self._file_cache: tuple[tuple[float, int], list[tuple[str, int, str]], float] | None = None
         self.file_error: str | None = None
         self._base: tuple[tuple, list[NotebookCell]] | None = None
-        self._missing: tuple[tuple, list[str]] | None = None
+        self._missing: tuple[tuple, TrackState, list[str]] | None = None
+        self._by_source: tuple[tuple, dict[str, str]] | None = None
+
+    def forget_runs(self, next_seq: int = 1) -> None:
+        """After ``%track reset``: drop everything derived from the old runs.
+
+        The cells the frontend sent, the saved file and ``deleted`` describe the notebook,
+        not the history, so they stay; but the frontend's message is now older than every
+        run (``frontend_seq`` is the new state's first seq), and the cache of cells that
+        ran but are missing from the source belonged to the old state.
+        """
+        if self.frontend_cells is not None:
+            self.frontend_seq = next_seq
+        self._missing = None
 
     # -- inputs --------------------------------------------------------------------------
     def note_request_metadata(self, meta: Mapping[str, Any] | None) -> None:
@@ -97,6 +110,34 @@ class OrderBook:
         self._frontend_version += 1
         ids = {c.id for c in self.frontend_cells}
         self.deleted -= ids  # undo / cut-and-paste brings a cell back
+
+    def cell_for_source(self, source: str) -> str | None:
+        """The id of the notebook cell whose current source is exactly ``source``, for a
+        run that came without a ``cellId`` (a console, an older frontend).
+
+        Looked up in the frontend's cells, else in the saved notebook; deleted cells are
+        skipped; when several cells have that very source, the topmost one. None when no
+        cell matches (the run then keeps its content-hash id).
+        """
+        if self.frontend_cells is not None:
+            key: tuple = ("frontend", self._frontend_version, len(self.deleted))
+            entries = [(c.id, c.source) for c in self.frontend_cells if c.cell_type == "code"]
+        elif self.notebook_path is not None:
+            saved = self._read_file()
+            if saved is None:
+                return None
+            assert self._file_cache is not None
+            key = ("file", self._file_cache[0], len(self.deleted))
+            entries = [(cid, src) for cid, _, src in saved[0]]
+        else:
+            return None
+        if self._by_source is None or self._by_source[0] != key:
+            index: dict[str, str] = {}
+            for cid, src in entries:
+                if cid not in self.deleted:
+                    index.setdefault(src, cid)
+            self._by_source = (key, index)
+        return self._by_source[1].get(source)
 
     # -- output --------------------------------------------------------------------------
     @property
@@ -147,18 +188,22 @@ class OrderBook:
             else:
                 source = "execution_order"
                 key = ("execution_order", len(self.deleted))
+        # first_seq only grows within one state, so its length versions it; the state
+        # itself is part of the key (a reset starts another one, whose length starts over)
         known_key = (key, len(state.first_seq))
-        if self._missing is None or self._missing[0] != known_key:
+        missing = self._missing
+        if missing is None or missing[0] != known_key or missing[1] is not state:
             known = {c.id for c in cells}
-            self._missing = (
+            missing = self._missing = (
                 known_key,
+                state,
                 [
                     cid
                     for cid in sorted(state.first_seq, key=state.first_seq.__getitem__)
                     if cid not in known and cid not in self.deleted
                 ],
             )
-        extra = [cid for cid in self._missing[1] if not source_newer_than_run(state.latest[cid])]
+        extra = [cid for cid in missing[2] if not source_newer_than_run(state.latest[cid])]
         start = max((c.index for c in cells), default=-1) + 1
         placed = source == "execution_order"  # there, order of first run *is* the order
         cells.extend(NotebookCell(cid, start + k, None, placed) for k, cid in enumerate(extra))

@@ -34,9 +34,11 @@ class ExecutionEvent:
 
     Attributes:
         seq: position in this kernel session's sequence of tracked runs (1, 2, ...).
-        cell_id: the frontend's cell id, or ``sha1:<hash of source>`` when none was sent.
-        cell_id_source: ``"frontend"`` (``cellId`` from the execute request) or
-            ``"content_hash"`` (fallback: an edited cell then looks like a new cell).
+        cell_id: the frontend's cell id; when none was sent, the id of the notebook cell
+            with the same source, else ``sha1:<hash of source>``.
+        cell_id_source: ``"frontend"`` (``cellId`` from the execute request),
+            ``"source_match"`` (no ``cellId``: the notebook cell with exactly this source)
+            or ``"content_hash"`` (no cell matched: the run looks like a new cell).
         execution_count: the ``In [n]`` number.
         started: wall-clock start, seconds since the epoch.
         duration: seconds the cell took, measured between the hooks.

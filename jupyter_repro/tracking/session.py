@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from .. import __version__
 from ..verdicts import Finding, Verdict
 from . import comm as protocol
-from .export import export_notebook, export_script
+from .export import ExportError, export_notebook, export_script
 from .judge import NotebookCell, NotebookOrder, TrackReport, judge, judge_cell, made_stale
 from .order import OrderBook, notebook_path_from_env
 from .record import RECORD_VERSION, ExecutionEvent, RecordWriter, read_record, record_path
@@ -96,6 +96,8 @@ class TrackSession:
         """Forget the state (not the record file): the next runs start a fresh history."""
         self._new_tracker()
         self.last_report = None
+        assert self.tracker is not None
+        self.order.forget_runs(self.tracker.state.next_seq)
         return "%track reset: history forgotten; verdicts start from the next execution"
 
     def close(self) -> None:
@@ -157,11 +159,16 @@ class TrackSession:
         if info.silent or not info.store_history or _TRACK_LINE.match(raw):
             return
         assert self.tracker is not None
+        cell_id, id_source = getattr(info, "cell_id", None), None
+        if not cell_id:  # a console or an older frontend: the cell with this very source
+            cell_id = self.order.cell_for_source(raw)
+            id_source = "source_match" if cell_id else None
         self.tracker.before(
             raw,
             self.shell.user_ns,
-            cell_id=getattr(info, "cell_id", None),
+            cell_id=cell_id,
             execution_count=self.shell.execution_count,
+            cell_id_source=id_source,
         )
 
     def _post_run_cell(self, result: Any) -> None:
@@ -210,7 +217,8 @@ class TrackSession:
         deleted = (
             "; deleted cells from the execute requests" if self.order.saw_deleted_cells else ""
         )
-        runs = len(self.tracker.state.events) if self.tracker else 0
+        # the sequence counter: memory keeps only the runs verdicts still need
+        runs = self.tracker.state.next_seq - 1 if self.tracker else 0
         where = f"; record: {self.record_file}" if self.record_file else ""
         writer = self.tracker.writer if self.tracker else None
         if writer is not None and writer.error:
@@ -227,19 +235,38 @@ class TrackSession:
         return json.dumps(self.judge().to_json(), indent=2)
 
     def export(self, script: str | None, notebook: str | None) -> str:
-        """``%track export``: write what ran, in the order it ran."""
-        assert self.tracker is not None
-        events = self._session_events()
-        done = []
-        if script:
-            done.append(str(export_script(events, script)))
-        if notebook:
-            done.append(str(export_notebook(events, notebook)))
-        return f"%track export: {len(events)} runs written to {', '.join(done)}"
+        """``%track export``: write what ran, in the order it ran.
 
-    def _session_events(self) -> list[ExecutionEvent]:
+        Raises :class:`~.export.ExportError` (one line: the path and the cause) when a
+        file cannot be written; each file is replaced atomically, never left half written.
+        """
+        assert self.tracker is not None
+        events, missing = self._session_events()
+        note = None
+        if missing:
+            writer = self.tracker.writer
+            why = writer.error if writer is not None and writer.error else "no record file"
+            note = (
+                f"INCOMPLETE: the record file is unusable ({why}), and memory keeps only the "
+                f"runs verdicts still need: {len(events)} of {len(events) + missing} runs"
+            )
+        done: list[str] = []
+        try:
+            if script:
+                done.append(str(export_script(events, script, note)))
+            if notebook:
+                done.append(str(export_notebook(events, notebook, note)))
+        except ExportError as exc:
+            if done:
+                raise ExportError(f"{exc} ({', '.join(done)} was written)") from exc
+            raise
+        line = f"%track export: {len(events)} runs written to {', '.join(done)}"
+        return f"{line}; {note}" if note else line
+
+    def _session_events(self) -> tuple[list[ExecutionEvent], int]:
         """Every run of this tracking session, from the record file (memory keeps only
-        the runs verdicts still need), or from memory when the file is unusable."""
+        the runs verdicts still need), or from memory when the file is unusable; and how
+        many runs are missing (pruned from memory, only in the second case)."""
         assert self.tracker is not None
         writer = self.tracker.writer
         if writer is not None and writer.error is None and self.record_file is not None:
@@ -249,11 +276,12 @@ class TrackSession:
                     for line in read_record(self.record_file)
                     if line["type"] == "execution"
                     and line.get("session") == self.tracker.session_id
-                ]
+                ], 0
             except OSError as exc:
                 writer.error = f"cannot read back: {exc}"
         state = self.tracker.state
-        return [state.events[k] for k in sorted(state.events)]
+        events = [state.events[k] for k in sorted(state.events)]
+        return events, state.next_seq - 1 - len(events)
 
     # -- comm handlers --------------------------------------------------------------------
     def _on_hello(self, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,27 +22,27 @@ from .record import ExecutionEvent, RecordWriter
 _MISSING = object()
 
 _SIZED = (list, dict, set, bytearray)
+#: ``len`` of the builtin containers: a subclass that keeps it (``defaultdict``,
+#: ``Counter``, ``OrderedDict``, most user subclasses) is sized the same cheap way
+_BUILTIN_LENS = frozenset(t.__len__ for t in _SIZED)
 _SHAPED_MODULES = ("numpy", "pandas")
 
 
 def _size(value: Any) -> Any:
     """A cheap fingerprint of a container's size, or None when not cheap to get.
 
-    Only builtin containers (``len``) and numpy/pandas objects (``shape``): calling
-    ``len`` on arbitrary objects could run user code with side effects.
+    Builtin containers and their subclasses that do not override ``__len__`` (``len``),
+    and numpy/pandas objects (``shape``): calling an overridden ``__len__`` could run user
+    code with side effects.
     """
     kind = type(value)
     if kind in _SIZED:
         return len(value)
+    if issubclass(kind, _SIZED) and kind.__len__ in _BUILTIN_LENS:  # type only: no user code
+        return len(value)
     if kind.__module__.startswith(_SHAPED_MODULES):
         return getattr(value, "shape", None)
     return None
-
-
-def _called_globals(analysis: CellAnalysis, functions: Mapping[str, frozenset[str]]) -> set[str]:
-    """Every global read by the notebook functions the cell calls, transitively, except
-    names the cell bound before calling (see :func:`~jupyter_repro.analysis.resolve_calls`)."""
-    return set(resolve_calls(analysis, functions))
 
 
 def content_cell_id(source: str) -> str:
@@ -82,13 +82,18 @@ class Tracker:
         namespace: Mapping[str, Any],
         cell_id: str | None = None,
         execution_count: int | None = None,
+        cell_id_source: str | None = None,
     ) -> None:
-        """Call just before a cell runs, with its raw source (magics included)."""
+        """Call just before a cell runs, with its raw source (magics included).
+
+        ``cell_id_source`` says where a given ``cell_id`` came from (default
+        ``"frontend"``); without a ``cell_id`` the run gets a content-hash id.
+        """
         analysis = analyze_cell(source)
         state = self.state
         reads = set(analysis.reads) | analysis.deletes_existing
-        if analysis.calls:
-            reads |= _called_globals(analysis, state.function_reads)
+        if analysis.calls:  # globals read by the notebook functions it calls, transitively
+            reads.update(resolve_calls(analysis, state.function_reads))
         # `np.append(a, 1)`, `os.remove(p)`, `np.random.seed(0)`: the analysis sees a
         # mutator called on a name; when that name is a module, no binding changes
         mutates = {
@@ -120,7 +125,7 @@ class Tracker:
         event = ExecutionEvent(
             seq=state.next_seq,
             cell_id=cell_id or content_cell_id(source),
-            cell_id_source="frontend" if cell_id else "content_hash",
+            cell_id_source=(cell_id_source or "frontend") if cell_id else "content_hash",
             execution_count=execution_count,
             started=time.time(),
             source=source,
