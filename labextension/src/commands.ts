@@ -104,10 +104,11 @@ export function addCommands(
         return;
       }
       const notebook = controller.panel.content;
-      const indices = cellsToRerun(controller.report);
-      const cells = indices
-        .map(i => notebook.widgets[i])
-        .filter(cell => cell && cell.model.type === 'code');
+      // By id, in the notebook's current order (the report may predate a move).
+      const ids = new Set(cellsToRerun(controller.report));
+      const cells = notebook.widgets.filter(
+        cell => ids.has(cell.model.id) && cell.model.type === 'code'
+      );
       if (!cells.length) {
         return;
       }

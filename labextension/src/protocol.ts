@@ -48,6 +48,9 @@ export interface ICellReport {
   execution_count: number | null;
   last_run_seq: number | null;
   raised: string | null;
+  /** False for a cell that ran but is not in the order the kernel has yet (protocol
+   * 1.0, later documents); its `index` is then not a notebook position. */
+  placed?: boolean;
   verdicts: string[];
 }
 

@@ -172,27 +172,35 @@ export function summaryText(report: IReport | null): string {
 const REPLAY_ABOVE = new Set(['out_of_order', 'hidden_state']);
 
 /**
- * The code cells "Run stale cells in order" runs, as 0-based notebook indices, top to
- * bottom: every cell needing attention. A cell that is `out_of_order` or has
- * `hidden_state` read a value from code below it or from code that is gone; re-running it
- * alone would read the same value again, so the cells above it that ran are replayed
- * first, in order: the only way to rebuild that value from the code above without a
- * restart. (A name that only a cell below sets stays out of order: move the cell.)
+ * The code cells "Run stale cells in order" runs, as cell ids, top to bottom: every cell
+ * needing attention. A cell that is `out_of_order` or has `hidden_state` read a value
+ * from code below it or from code that is gone; re-running it alone would read the same
+ * value again, so the cells above it that ran are replayed first, in order: the only way
+ * to rebuild that value from the code above without a restart. (A name that only a cell
+ * below sets stays out of order: move the cell.) Cells the kernel has not placed in the
+ * notebook yet (`placed: false`) come last, as the kernel lists them.
  */
-export function cellsToRerun(report: IReport | null): number[] {
+export function cellsToRerun(report: IReport | null): string[] {
   if (!report) {
     return [];
   }
-  const indices = new Set<number>();
+  const chosen = new Set<string>();
+  const placed = (c: ICellReport) => c.placed !== false;
   for (const view of cellsNeedingAttention(report)) {
-    indices.add(view.index);
-    if (view.badges.some(b => REPLAY_ABOVE.has(b.verdict))) {
-      for (const cell of report.cells) {
-        if (cell.last_run_seq !== null && cell.index < view.index) {
-          indices.add(cell.index);
+    chosen.add(view.cellId);
+    const cell = report.cells.find(c => c.cell_id === view.cellId);
+    if (
+      cell &&
+      placed(cell) &&
+      view.badges.some(b => REPLAY_ABOVE.has(b.verdict))
+    ) {
+      for (const other of report.cells) {
+        if (placed(other) && other.last_run_seq !== null && other.index < cell.index) {
+          chosen.add(other.cell_id);
         }
       }
     }
   }
-  return [...indices].sort((a, b) => a - b);
+  // report.cells is in notebook order, unplaced cells last.
+  return report.cells.map(c => c.cell_id).filter(id => chosen.has(id));
 }

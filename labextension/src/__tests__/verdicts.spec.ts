@@ -103,7 +103,7 @@ describe('run stale cells in order', () => {
       ['c', [], 3],
       ['d', ['stale'], 4]
     ]);
-    expect(cellsToRerun(r)).toEqual([1, 3]);
+    expect(cellsToRerun(r)).toEqual(['b', 'd']);
   });
 
   it('replays the cells above a hidden-state cell, which read a value from gone code', () => {
@@ -113,7 +113,18 @@ describe('run stale cells in order', () => {
       ['c', ['hidden_state'], 2],
       ['d', [], 3]
     ]);
-    expect(cellsToRerun(r)).toEqual([0, 2]);
+    expect(cellsToRerun(r)).toEqual(['a', 'c']);
+  });
+
+  it('replays nothing above for a cell the kernel has not placed yet', () => {
+    const r = report([
+      ['a', [], 1],
+      ['b', ['stale'], 2],
+      ['new', ['hidden_state'], 3]
+    ]);
+    r.cells[2].placed = false;
+    r.cells[2].index = 7;
+    expect(cellsToRerun(r)).toEqual(['b', 'new']);
   });
 
   it('leaves warnings and clean reports alone', () => {
