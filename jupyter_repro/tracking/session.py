@@ -98,6 +98,8 @@ class TrackSession:
         self.last_report = None
         assert self.tracker is not None
         self.order.forget_runs(self.tracker.state.next_seq)
+        if self.channel.comms:  # what frontends show is the old history's: replace it
+            self.channel.broadcast(self._report_message(None))
         return "%track reset: history forgotten; verdicts start from the next execution"
 
     def close(self) -> None:
