@@ -398,17 +398,30 @@ def analyze_cell(source: str, transformed: bool = False) -> CellAnalysis:
 
 @lru_cache(maxsize=4096)
 def _analyze_cached(source: str, transformed: bool) -> CellAnalysis:
-    code = source if transformed else _safe_transform(source)
-    try:
-        tree = ast.parse(code)
-    except SyntaxError as exc:
-        return CellAnalysis(syntax_error=exc)
-    except (ValueError, RecursionError) as exc:  # null bytes, absurd nesting
-        return CellAnalysis(syntax_error=SyntaxError(str(exc)))
+    tree = parse_cell(source, transformed)
+    if isinstance(tree, SyntaxError):
+        return CellAnalysis(syntax_error=tree)
     visitor = _CellVisitor()
     for stmt in tree.body:
         visitor.visit(stmt)
     return visitor.result()
+
+
+@lru_cache(maxsize=1024)
+def parse_cell(source: str, transformed: bool = False) -> ast.Module | SyntaxError:
+    """The cell's syntax tree after IPython's transformations, or the SyntaxError.
+
+    Never raises: null bytes and absurdly deep nesting (``ValueError``, ``RecursionError``,
+    ``MemoryError`` from the parser) come back as a SyntaxError too. Cached; callers must
+    not modify the tree.
+    """
+    code = source if transformed else _safe_transform(source)
+    try:
+        return ast.parse(code)
+    except SyntaxError as exc:
+        return exc
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return SyntaxError(f"{type(exc).__name__}: {exc}")
 
 
 def _safe_transform(source: str) -> str:

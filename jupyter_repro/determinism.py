@@ -27,7 +27,8 @@ import ast
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .analysis import transform_cell
+from .analysis import _literal_path as literal_path
+from .analysis import analyze_cell, parse_cell
 
 _RANDOM_FUNCS = {
     "random", "randint", "choice", "choices", "shuffle", "sample", "uniform", "gauss",
@@ -93,11 +94,13 @@ def scan_notebook(sources: Sequence[tuple[int, str]]) -> list[Source]:
     state = _State()
     found: list[Source] = []
     for index, source in sources:
-        try:
-            tree = ast.parse(transform_cell(source))
-        except (SyntaxError, ValueError):
+        tree = parse_cell(source)
+        if isinstance(tree, SyntaxError):
             continue
         state.cell = index
+        analysis = analyze_cell(source)
+        state.written_paths |= analysis.file_writes
+        state.cell_reads = analysis.file_reads
         visitor = _Visitor(state)
         visitor.visit(tree)
         found.extend(visitor.found)
@@ -114,6 +117,7 @@ class _State:
         self.aliases: dict[str, str] = {}
         self.seeded: set[str] = set()  # "random", "numpy", "torch"
         self.written_paths: set[str] = set()
+        self.cell_reads: frozenset[str] = frozenset()
         self.cell = 0
 
 
@@ -128,14 +132,14 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _literal_path(node: ast.expr | None) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
+def _pickle_path(node: ast.expr | None) -> str | None:
+    """The literal path a pickle is loaded from: ``"m.pkl"``, ``Path("m.pkl")`` or
+    ``open("m.pkl", "rb")``, normalised as :mod:`jupyter_repro.analysis` does."""
+    if node is None:
+        return None
     if isinstance(node, ast.Call) and _dotted(node.func) == "open" and node.args:
-        return _literal_path(node.args[0])
-    if isinstance(node, ast.Call) and node.args and _dotted(node.func) in ("Path", "pathlib.Path"):
-        return _literal_path(node.args[0])
-    return None
+        node = node.args[0]
+    return literal_path(node)
 
 
 class _Visitor(ast.NodeVisitor):
@@ -200,7 +204,7 @@ class _Visitor(ast.NodeVisitor):
                 f"lists a folder with .{node.func.attr}() without sorted(): the order depends on the file system",
             )  # fmt: skip
         if isinstance(node.func, ast.Attribute) and node.func.attr == "to_pickle" and node.args:
-            path = _literal_path(node.args[0])
+            path = _pickle_path(node.args[0])
             if path:
                 self.state.written_paths.add(path)
         self.generic_visit(node)
@@ -212,10 +216,13 @@ class _Visitor(ast.NodeVisitor):
             k.arg in ("seed", "x") and not _is_none(k.value) for k in node.keywords
         )
         # seeds
-        if name in ("random.seed",):
-            state.seeded.add("random")
-        elif name in ("numpy.random.seed",):
-            state.seeded.add("numpy")
+        seeded = bool(node.args or node.keywords) and not (node.args and _is_none(node.args[0]))
+        if name == "random.seed":
+            if seeded:  # random.seed() with no argument seeds from the OS: not repeatable
+                state.seeded.add("random")
+        elif name == "numpy.random.seed":
+            if seeded:
+                state.seeded.add("numpy")
         elif name in (
             "torch.manual_seed",
             "torch.random.manual_seed",
@@ -270,7 +277,10 @@ class _Visitor(ast.NodeVisitor):
                 f"{name}() without sorted(): the order depends on the file system",
             )  # fmt: skip
         elif name in _PICKLE_LOADS:
-            path = _literal_path(node.args[0]) if node.args else None
+            path = _pickle_path(node.args[0]) if node.args else None
+            if path is None and len(state.cell_reads) == 1:
+                # pickle.load(f) with `with open("m.pkl", "rb") as f:` in the same cell
+                (path,) = state.cell_reads
             where = f" {path!r}" if path else ""
             self._add(
                 node, "untrusted_pickle", f"{name}|{path or ''}",
@@ -278,7 +288,7 @@ class _Visitor(ast.NodeVisitor):
                 "unpickling runs code from that file; check its checksum first",
             )  # fmt: skip
         elif name in _PICKLE_WRITES and len(node.args) >= 2:
-            path = _literal_path(node.args[1])
+            path = _pickle_path(node.args[1])
             if path:
                 state.written_paths.add(path)
 

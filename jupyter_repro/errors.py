@@ -7,6 +7,7 @@ line and exit code 2 (usage or bad input); they never show a traceback for one.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +18,6 @@ class ReproError(Exception):
     """Base class of every error jupyter_repro raises on purpose."""
 
     exit_code: int = 2
-
-
-class UsageError(ReproError):
-    """The command line or options make no sense (exit code 2)."""
 
 
 class NotebookReadError(ReproError):
@@ -79,14 +76,43 @@ class ParameterError(ReproError):
         super().__init__(f"{self.path}: {message}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so the same clean-up runs (exit code 143)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def run_command(prog: str, func: Callable[[Any], int], args: Any) -> int:
     """Run a CLI command: a :class:`ReproError` becomes one line on stderr and its exit
-    code (2), Ctrl-C becomes exit code 130; every CLI of the toolkit goes through here."""
+    code (2); Ctrl-C exits 130 and SIGTERM 143, after the command's own clean-up (it sees
+    a ``KeyboardInterrupt``); a closed pipe (``| head``) ends quietly. Every CLI of the
+    toolkit goes through here."""
+    import signal
+
+    previous = None
+    if hasattr(signal, "SIGTERM"):
+        try:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread
+            pass
     try:
         return int(func(args))
     except ReproError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`nb-smoke ... | head`): stop without a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -69,17 +69,34 @@ def _read_ipynb(p: Path, text: str) -> NotebookNode:
         raise NotebookReadError(p, "not a notebook: missing or non-integer 'nbformat'")
     if major not in (3, 4):
         raise NotebookReadError(p, f"unsupported nbformat {major} (supported: 3, 4)")
+    if isinstance(data.get("cells"), list):
+        for index, cell in enumerate(data["cells"]):
+            _check_cell(p, index, cell)
     try:
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():
+            # e.g. MissingIDFieldWarning: ids are added in memory; the file is not touched
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises a zoo of types for malformed documents
         raise NotebookReadError(p, f"malformed notebook: {_first_line(exc)}") from None
     if not isinstance(nb.get("cells"), list):
         raise NotebookReadError(p, "malformed notebook: 'cells' is not a list")
     for index, cell in enumerate(nb.cells):
-        if not isinstance(cell, dict) or "cell_type" not in cell:
-            raise NotebookReadError(p, f"malformed notebook: cell {index} has no cell_type")
+        _check_cell(p, index, cell)
         _normalise_cell(cell)
     return nb
+
+
+def _check_cell(p: Path, index: int, cell: object) -> None:
+    if not isinstance(cell, dict) or "cell_type" not in cell:
+        raise NotebookReadError(p, f"malformed notebook: cell {index} has no cell_type")
+    if not isinstance(cell.get("metadata", {}), dict):
+        raise NotebookReadError(p, f"malformed notebook: cell {index} metadata is not a mapping")
+    source = cell.get("source", "")
+    if not isinstance(source, str) and not (
+        isinstance(source, list) and all(isinstance(line, str) for line in source)
+    ):
+        raise NotebookReadError(p, f"malformed notebook: cell {index} source is not text")
 
 
 def _read_text_notebook(p: Path, text: str) -> NotebookNode:
@@ -161,26 +178,14 @@ def discover_notebooks(paths: Iterable[str | Path], jupytext: bool = False) -> I
                 yield f
 
 
-@dataclass(frozen=True)
-class CellRef:
-    """How reports name a cell: its index, its id, its execution-count label and first line.
-
-    Attributes:
-        index: 0-based position among all the notebook's cells.
-        cell_id: nbformat 4.5 id, or None for older notebooks.
-        execution_count: the saved ``In [N]`` number, or None.
-    """
-
-    index: int
-    cell_id: str | None
-    execution_count: int | None
-
-    @property
-    def label(self) -> str:
-        """``cell 3 [In 7]``, or ``cell 3`` for a cell never run: index first, as papermill."""
-        if self.execution_count is None:
-            return f"cell {self.index}"
-        return f"cell {self.index} [In {self.execution_count}]"
+def cell_label(index: int | None, execution_count: int | None) -> str:
+    """How every report names a cell: ``cell 3 [In 7]``, ``cell 3`` for a cell never run
+    (index first, 0-based among all cells, as papermill), or ``injected parameters cell``."""
+    if index is None:
+        return "injected parameters cell"
+    if execution_count is None:
+        return f"cell {index}"
+    return f"cell {index} [In {execution_count}]"
 
 
 def cell_tags(cell: dict) -> list[str]:

@@ -38,7 +38,9 @@ BUILTIN_SANITIZERS: tuple[tuple[str, str], ...] = (
     # IPython's own timing output (%time, %timeit) measures the machine, not the result.
     (r"CPU times: [^\n]*", "CPU times: TIME"),
     (r"Wall time: [^\n]*", "Wall time: TIME"),
-    (r"[\d.]+ [nµmu]?s ± [\d.]+ [nµmu]?s per loop \(mean ± std\. dev\. of [^\n]*\)", "TIMEIT"),
+    (r"[\d.]+ [nµμmu]?s ± [\d.]+ [nµμmu]?s per loop \(mean ± std\. dev\. of [^\n]*\)", "TIMEIT"),
+    # Where a warning came from: a kernel's cell file or IPython's, different per run.
+    (r"/tmp/ipykernel_\d+/\d+\.py|<ipython-input-\d+-[0-9a-f]+>", "<cell>"),
 )
 IMAGE_MIMETYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 _SKIP_TAGS = {"nbval-skip"}
@@ -101,14 +103,14 @@ class OutputDifference:
         cell_index: 0-based index of the cell in the notebook.
         summary: nbval's one-line reason ("mismatch 'stdout'", "Missing output fields").
         text_diff: unified diff of the text outputs (sanitized), may be empty.
-        images: ``(mimetype, reference sha256 or None, fresh sha256 or None)`` for
-            every image that differs.
+        images: ``(position, mimetype, reference sha256 or None, fresh sha256 or None)``
+            for every image that differs; position counts the cell's images from 0.
     """
 
     cell_index: int
     summary: str
     text_diff: str = ""
-    images: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    images: list[tuple[int, str, str | None, str | None]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,7 +118,8 @@ class OutputDifference:
             "summary": self.summary,
             "text_diff": self.text_diff,
             "images": [
-                {"mimetype": m, "reference_sha256": a, "fresh_sha256": b} for m, a, b in self.images
+                {"position": k, "mimetype": m, "reference_sha256": a, "fresh_sha256": b}
+                for k, m, a, b in self.images
             ],
         }
 
@@ -165,18 +168,22 @@ def _nodes(outputs: Iterable[Mapping[str, Any]]) -> list:
     return coalesce_streams(nodes)
 
 
+def images_of(outputs: Iterable[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """``(mimetype, value)`` of every image in a cell's outputs, in order."""
+    return [
+        (mime, out["data"][mime])
+        for out in outputs
+        for mime in IMAGE_MIMETYPES
+        if mime in (out.get("data") or {})
+    ]
+
+
 def image_hashes(outputs: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """``(mimetype, sha256 of the decoded bytes)`` of every image output, in order."""
-    found = []
-    for out in outputs:
-        for mime in IMAGE_MIMETYPES:
-            value = out.get("data", {}).get(mime)
-            if value is None:
-                continue
-            raw = "".join(value) if isinstance(value, list) else value
-            payload = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
-            found.append((mime, hashlib.sha256(payload).hexdigest()))
-    return found
+    return [
+        (mime, hashlib.sha256(decode_image(value, mime)).hexdigest())
+        for mime, value in images_of(outputs)
+    ]
 
 
 def compare_cell_outputs(
@@ -196,12 +203,12 @@ def compare_cell_outputs(
     adapter = _NbvalCell(sanitizers)
     same_text = IPyNbCell.compare_outputs(adapter, fresh_nodes, ref_nodes)
     ref_images, fresh_images = image_hashes(reference), image_hashes(fresh)
-    images: list[tuple[str, str | None, str | None]] = []
+    images: list[tuple[int, str, str | None, str | None]] = []
     for k in range(max(len(ref_images), len(fresh_images))):
         a = ref_images[k] if k < len(ref_images) else None
         b = fresh_images[k] if k < len(fresh_images) else None
         if a is None or b is None or a[1] != b[1]:
-            images.append(((a or b)[0], a[1] if a else None, b[1] if b else None))
+            images.append((k, (a or b)[0], a[1] if a else None, b[1] if b else None))
     if same_text and not images:
         return None
     summary = "; ".join(adapter.comparison_traceback) or "images differ"

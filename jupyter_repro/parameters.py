@@ -164,13 +164,12 @@ def parameters_cell_names(source: str) -> dict[str, ParameterInfo]:
     comments and multi-line values all work. IPython syntax is transformed first.
     A cell that does not parse gives an empty mapping.
     """
-    from .analysis import transform_cell
+    from .analysis import _safe_transform, parse_cell
 
-    try:
-        code = transform_cell(source)
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    tree = parse_cell(source)
+    if isinstance(tree, SyntaxError):
         return {}
+    code = _safe_transform(source)
     out: dict[str, ParameterInfo] = {}
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign):

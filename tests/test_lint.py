@@ -80,6 +80,13 @@ def test_star_import_silences_unknown_names(tmp_path):
 def test_deleted_name_is_not_defined_any_more(tmp_path):
     found = lint(tmp_path, "x = 1", "del x", "print(x)", "x = 2")
     assert (Verdict.OUT_OF_ORDER, 2, ("x",)) in found
+    gone = lint_notebook(
+        nbformat.read(make_notebook(tmp_path / "d.ipynb", "y = 1", "del y", "print(y)"), 4)
+    )
+    assert [(f.verdict, f.cell_index, f.related_cells) for f in gone] == [
+        (Verdict.UNDEFINED_NAME, 2, (1,))
+    ]
+    assert "deleted by cell 1 above" in gone[0].message
 
 
 @pytest.mark.parametrize(

@@ -92,8 +92,8 @@ def test_changed_images_are_compared_by_hash_and_written_when_asked(tmp_path):
     assert image["mimetype"] == "image/png"
     assert image["reference_sha256"] != image["fresh_sha256"]
     folder = tmp_path / "out" / "report-images"
-    saved = folder / "plot-cell0-0-saved.png"
-    fresh = folder / "plot-cell0-0-fresh.png"
+    (saved,) = folder.glob("*plot-cell0-0-saved.png")
+    (fresh,) = folder.glob("*plot-cell0-0-fresh.png")
     assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fresh.exists()
     import base64
     import hashlib
@@ -217,3 +217,67 @@ def test_probable_cause_prefers_the_cell_itself_then_earlier_rngs():
     assert "random.random" in probable_cause(sources, 1)
     assert "time.time" in probable_cause(sources, 2)
     assert "nothing recognisable" in probable_cause(sources, 0)
+
+
+# -- regressions found in review -------------------------------------------------------------
+def test_repeat_of_a_notebook_that_writes_files_is_not_a_false_alarm(tmp_path, nb):
+    path = nb(
+        "writes.ipynb",
+        "import os, time\nif os.path.exists('out.txt'):\n    os.remove('out.txt')\ntime.sleep(0.5)",
+        "open('out.txt', 'x').write('done')",
+    )
+    proc = run_cli("nb-smoke", path, "--repeat", "3", "-j", "3")
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("mode", ["script", "kernel"])
+def test_warnings_and_clear_output_compare_equal(tmp_path, mode):
+    path = executed(
+        tmp_path / "w.ipynb",
+        "import warnings\nwarnings.warn('careful')",
+        "from IPython.display import clear_output\nfor i in range(3):\n"
+        "    clear_output(wait=True)\n    print('step', i)",
+    )
+    proc = run_cli("nb-smoke", path, "--check-outputs", "--mode", mode)
+    assert proc.returncode == 0, proc.stdout
+    proc = run_cli("nb-smoke", path, "--repeat", "2", "--mode", mode)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_save_images_writes_the_image_that_differs_under_a_unique_name(tmp_path):
+    plots = []
+    for folder in ("ia", "ib"):
+        (tmp_path / folder).mkdir()
+        plots.append(
+            executed(
+                tmp_path / folder / "plot.ipynb",
+                "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+                "plt.plot([0, 0])\nplt.show()\nplt.plot([1, 2, 3])\nplt.show()",
+            )
+        )
+    for path in plots:
+        nb_ = nbformat.read(path, 4)
+        nb_.cells[0].source = nb_.cells[0].source.replace("[1, 2, 3]", "[3, 2, 1]")
+        nbformat.write(nb_, path)
+    report = tmp_path / "r.json"
+    proc = run_cli(
+        "nb-smoke", *plots, "--check-outputs", "--json", report, "--save-images", cwd=tmp_path
+    )
+    assert proc.returncode == 1
+    for entry in json.loads(report.read_text())["notebooks"]:
+        (image,) = entry["output_differences"][0]["images"]
+        assert image["position"] == 1  # the first plot did not change
+    names = sorted(p.name for p in (tmp_path / "r-images").iterdir())
+    assert len(names) == 4 and all("cell0-1" in n for n in names)
+    assert any("ia_plot-" in n for n in names) and any("ib_plot-" in n for n in names)
+
+
+def test_pickle_round_trip_through_with_open_is_trusted_and_bare_seed_is_not_a_seed():
+    sources = scan_notebook(
+        [
+            (0, "import pickle, random\nwith open('m.pkl', 'wb') as f:\n    pickle.dump(1, f)"),
+            (1, "with open('./m.pkl', 'rb') as f:\n    m = pickle.load(f)"),
+            (2, "random.seed()\nx = random.random()"),
+        ]
+    )
+    assert [(s.kind, s.cell_index) for s in sources] == [("unseeded_random", 2)]

@@ -291,15 +291,18 @@ def test_skip_tags_are_not_run(tmp_path, nb, mode):
     assert proc.returncode == 0, proc.stdout
 
 
-def test_matplotlib_show_does_not_block_and_gui_backends_fall_back(tmp_path, nb):
+@pytest.mark.parametrize("mode", MODES)
+def test_matplotlib_uses_the_inline_backend_as_in_a_kernel(tmp_path, nb, mode):
     path = nb(
         "plot.ipynb",
         "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()",
         "import matplotlib\nprint(matplotlib.get_backend())",
     )
-    proc, report = smoke_json(tmp_path, path, "--timeout", "60")
-    assert proc.returncode == 0
-    assert report["notebooks"][0]["output"]["1"].strip().lower() == "agg"
+    proc, report = smoke_json(tmp_path, path, "--timeout", "120", "--mode", mode)
+    assert proc.returncode == 0, proc.stdout
+    output = report["notebooks"][0]["output"]
+    assert "matplotlib_inline" in output["1"]
+    assert "Figure" in output["0"]  # the figure became an output (text/plain part shown)
 
 
 def test_nothing_is_inherited_from_a_running_kernel(tmp_path, nb):
@@ -313,17 +316,18 @@ def test_nothing_is_inherited_from_a_running_kernel(tmp_path, nb):
 
 # -- --fast -----------------------------------------------------------------------------------
 def test_fast_runs_timeit_once(tmp_path, nb):
-    counter = tmp_path / "count.txt"
+    calls = tmp_path / "calls.txt"
     path = nb(
         "timeit.ipynb",
-        f"calls = 0\ndef work():\n    global calls\n    calls += 1\n    open({str(counter)!r}, 'w').write(str(calls))",
+        f"def work():\n    with open({str(calls)!r}, 'a') as fh:\n        fh.write('x')",
         "%timeit -n 50 -r 3 work()",
         "%%timeit -r 5\nwork()",
     )
     assert run_cli("nb-smoke", path, "--fast").returncode == 0
-    assert counter.read_text() == "2"
+    assert calls.read_text() == "xx"
+    calls.unlink()
     assert run_cli("nb-smoke", path).returncode == 0
-    assert int(counter.read_text()) > 100
+    assert len(calls.read_text()) > 100
 
 
 # -- timeouts kill the whole tree ---------------------------------------------------------------
@@ -429,3 +433,138 @@ def test_a_process_that_dies_mid_cell_fails_at_that_cell(tmp_path, nb, mode):
     assert entries["die.ipynb"]["failure"]["ename"] == "DeadKernelError"
     assert entries["ok.ipynb"]["status"] == "passed"
     assert proc.returncode == 1
+
+
+# -- regressions found in review -------------------------------------------------------------
+def test_a_thread_left_running_does_not_hang_the_run(tmp_path, nb):
+    path = nb(
+        "thread.ipynb",
+        "import threading, time\nthreading.Thread(target=lambda: time.sleep(1000)).start()",
+        "print('after')",
+    )
+    started = time.monotonic()
+    proc = run_cli("nb-smoke", path, "--timeout", "60")
+    assert proc.returncode == 0, proc.stdout
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_dead_kernel_fails_even_in_a_raises_exception_cell(tmp_path, nb, mode):
+    path = nb("die.ipynb", ("import os\nos._exit(1)", ["raises-exception"]), "print('later')")
+    proc, report = smoke_json(tmp_path, path, "--mode", mode)
+    assert proc.returncode == 1
+    assert report["notebooks"][0]["failure"]["ename"] == "DeadKernelError"
+
+
+def test_sigterm_kills_every_worker_and_exits_143(tmp_path, nb):
+    pids = [tmp_path / f"child{i}.pid" for i in range(2)]
+    paths = [
+        nb(f"hang{i}.ipynb",
+           f"import subprocess, time\np = subprocess.Popen(['sleep', '300'])\n"
+           f"open({str(pid)!r}, 'w').write(str(p.pid))\ntime.sleep(300)")
+        for i, pid in enumerate(pids)
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [cli("nb-smoke"), *map(str, paths), "-j", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not all(p.exists() and p.read_text() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.terminate()
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    children = [int(p.read_text()) for p in pids]
+    time.sleep(0.5)
+    alive = [
+        c for c in children
+        if psutil.pid_exists(c) and psutil.Process(c).status() != psutil.STATUS_ZOMBIE
+    ]  # fmt: skip
+    assert not alive, "worker children survived SIGTERM"
+
+
+def test_script_mode_writes_nothing_into_the_users_ipython_history(tmp_path, nb):
+    ipython_dir = tmp_path / "ipython"
+    path = nb("hist.ipynb", "secret_token_value = 12345")
+    proc = run_cli("nb-smoke", path, env={"IPYTHONDIR": str(ipython_dir)})
+    assert proc.returncode == 0
+    for db in ipython_dir.rglob("history.sqlite"):
+        assert b"secret_token_value" not in db.read_bytes()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_users_ipython_profile_does_not_run(tmp_path, nb, mode):
+    ipython_dir = tmp_path / "ipython"
+    startup = ipython_dir / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    marker = tmp_path / "profile-ran"
+    (startup / "00-mark.py").write_text(f"open({str(marker)!r}, 'w').write('x')\nHIDDEN = 1\n")
+    path = nb("prof.ipynb", "print('HIDDEN' in globals())")
+    _proc, report = smoke_json(tmp_path, path, "--mode", mode, env={"IPYTHONDIR": str(ipython_dir)})
+    assert report["notebooks"][0]["output"]["0"].strip() == "False"
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fast_keeps_local_scope_and_tolerates_spacing(tmp_path, nb, mode):
+    path = nb(
+        "t.ipynb",
+        "def f():\n    y = 3\n    %timeit y + 1\nf()",
+        "%timeit  -n100000000 -r 50 sum(range(10))",
+        "%timeit -n10 -r2 -o sum(range(5))",
+    )
+    proc = run_cli("nb-smoke", path, "--fast", "--mode", mode, "--timeout", "120")
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_unwritable_report_path_is_an_error_before_running(tmp_path, nb):
+    marker = tmp_path / "ran"
+    path = nb("a.ipynb", f"open({str(marker)!r}, 'w')")
+    proc = run_cli("nb-smoke", path, "--json", path / "r.json")
+    assert proc.returncode == 2 and "--json" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert run_cli("nb-smoke", path, "--junit-xml", folder).returncode == 2
+
+
+def test_junit_xml_survives_control_characters(tmp_path, nb):
+    path = nb("c.ipynb", "raise ValueError('bad \\x1b[31mred\\x1b[0m \\x07 bell')")
+    junit = tmp_path / "j.xml"
+    proc = run_cli("nb-smoke", path, "--junit-xml", junit)
+    assert proc.returncode == 1
+    failure = ET.parse(junit).getroot().find("testcase/failure")
+    assert "ValueError: bad red" in failure.get("message")
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path, nb):
+    paths = [nb(f"n{i}.ipynb", "print(1)") for i in range(3)]
+    shell = subprocess.run(
+        f"{cli('nb-smoke')} {' '.join(map(str, paths))} -j 1 | head -1",
+        shell=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "Traceback" not in shell.stderr and "BrokenPipe" not in shell.stderr
+
+
+@pytest.mark.parametrize(
+    ("cell", "cause"),
+    [
+        ({"cell_type": "code", "metadata": [], "source": "1", "outputs": [], "execution_count": None}, "metadata is not a mapping"),
+        ({"cell_type": "code", "metadata": {}, "source": 5, "outputs": [], "execution_count": None}, "source is not text"),
+    ],
+)  # fmt: skip
+def test_malformed_cells_are_one_line_errors(tmp_path, cell, cause):
+    path = tmp_path / "m.ipynb"
+    path.write_text(
+        json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 4})
+    )
+    for extra in ([], ["--lint-only"]):
+        proc = run_cli("nb-smoke", path, *extra)
+        assert proc.returncode == 2
+        assert cause in proc.stdout and "internal error" not in proc.stdout
+
+
+def test_absurdly_nested_code_is_not_an_internal_error(tmp_path, nb):
+    path = nb("deep.ipynb", "x = " + "-" * 20000 + "1")
+    proc = run_cli("nb-smoke", path, "--lint-only")
+    assert "internal error" not in proc.stdout

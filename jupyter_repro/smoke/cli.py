@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError, run_command
@@ -189,19 +190,36 @@ class _Progress:
             self.bar.close()
 
 
+def _check_report_path(path: str | None, option: str) -> None:
+    """Fail before running anything when a report could not be written (exit 2)."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ReproError(f"{option} {path}: is a folder")
+    parent = target.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ReproError(
+            f"{option} {path}: cannot write there ({existing} is not a writable folder)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run nb-smoke for parsed arguments; returns the exit code."""
     from ..notebook import discover_notebooks
     from .run import smoke_notebooks
 
     options = options_from_args(args)
-    total = len(list(discover_notebooks(args.paths, jupytext=options.jupytext)))
-    if total == 0:
+    _check_report_path(args.json, "--json")
+    _check_report_path(args.junit_xml, "--junit-xml")
+    notebooks = list(discover_notebooks(args.paths, jupytext=options.jupytext))
+    if not notebooks:
         print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
-    progress = _Progress(total, args.quiet, args.show_output)
+    progress = _Progress(len(notebooks), args.quiet, args.show_output)
     try:
-        report = smoke_notebooks(args.paths, options, on_result=progress)
+        report = smoke_notebooks(notebooks, options, on_result=progress)
     finally:
         progress.close()
     if args.json:

@@ -7,41 +7,43 @@ This module is imported inside the fresh IPython process or kernel, never by the
 
 from __future__ import annotations
 
-_OPTIONS_WITH_VALUE = {"-n", "-r", "-p"}
+import re
+
+_OPTION = re.compile(r"-([nrp])\s*(\S+)\s*|-([A-Za-z]+)\s*")
 
 
 def _once(line: str) -> str:
-    """Rewrite ``%timeit`` options so the statement runs exactly once, quietly."""
-    words = line.split(" ")
-    out: list[str] = []
-    i = 0
-    # Only leading options belong to the magic; the rest is the statement.
-    while i < len(words) and words[i].startswith("-"):
-        word = words[i]
-        if word in _OPTIONS_WITH_VALUE:
-            i += 2
-            continue
-        if word[:2] in _OPTIONS_WITH_VALUE and len(word) > 2:
-            i += 1
-            continue
-        out.append(word)
-        i += 1
-    rest = " ".join(words[i:])
-    return " ".join(["-n1", "-r1", *out, rest]).strip()
+    """Rewrite ``%timeit`` options so the statement runs exactly once.
+
+    Only leading options belong to the magic; ``-n``/``-r`` (and their values, glued or
+    not) are replaced, other options (``-o``, ``-q``, ``-p3``) are kept.
+    """
+    rest = line.strip()
+    kept: list[str] = []
+    while rest.startswith("-"):
+        match = _OPTION.match(rest)
+        if match is None:
+            break
+        if match.group(1) == "p":
+            kept.append(f"-p{match.group(2)}")
+        elif match.group(3):
+            kept.append(f"-{match.group(3)}")
+        rest = rest[match.end() :]
+    return " ".join(["-n1", "-r1", *kept, rest]).strip()
 
 
 def install(shell) -> None:
     """Replace the ``timeit`` line and cell magics of ``shell`` with run-once versions."""
     original = shell.find_magic("timeit")
-    original_cell = shell.find_cell_magic("timeit")
     if original is None:
         return
+    magics = original.__self__  # IPython's ExecutionMagics
 
-    def timeit_once(line: str = "", cell: str | None = None):
-        if cell is None:
-            return original(_once(line))
-        return original_cell(_once(line), cell)
+    def timeit_once(line: str = "", cell: str | None = None, local_ns=None):
+        # IPython passes the caller's local namespace (%timeit inside a function).
+        return magics.timeit(_once(line), cell, local_ns)
 
+    timeit_once.needs_local_scope = True
     timeit_once.__doc__ = "nb-smoke --fast: run the statement once.\n\n" + (original.__doc__ or "")
     shell.register_magic_function(timeit_once, "line_cell", "timeit")
 

@@ -117,6 +117,7 @@ def check_names(cells: list, analyses: Mapping[int, CellAnalysis]) -> list[Findi
             definers[name].append(i)
     functions: dict[str, frozenset[str]] = {}
     defined_above: set[str] = set()
+    deleted_by: dict[str, int] = {}
     star_above = False
     readers: dict[str, list[int]] = defaultdict(list)
     for i in sorted(analyses):
@@ -141,6 +142,18 @@ def check_names(cells: list, analyses: Mapping[int, CellAnalysis]) -> list[Findi
                         related_cells=tuple(below),
                     )
                 )
+            elif name in deleted_by:
+                findings.append(
+                    Finding(
+                        Verdict.UNDEFINED_NAME,
+                        i,
+                        f"reads `{name}`, deleted by cell {deleted_by[name]} above: "
+                        "NameError in a clean run",
+                        cell_id=_cell_id(cells[i]),
+                        names=(name,),
+                        related_cells=(deleted_by[name],),
+                    )
+                )
             elif not star_above and not a.star_import:
                 ran = _ran_cleanly(cells[i])
                 findings.append(
@@ -159,6 +172,10 @@ def check_names(cells: list, analyses: Mapping[int, CellAnalysis]) -> list[Findi
                 )
         defined_above |= a.defines
         defined_above -= a.deletes
+        for name in a.deletes:
+            deleted_by[name] = i
+        for name in a.defines:
+            deleted_by.pop(name, None)
         functions.update(a.function_reads)
         star_above = star_above or a.star_import
     for name, where in sorted(definers.items()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -35,13 +36,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-def status_of(result: NotebookResult) -> str:
-    return result.to_json()["status"]
-
-
 def result_line(result: NotebookResult) -> str:
     """One line per notebook: ``PASS  path (1.2 s)`` / ``FAIL  path: cell 3 ...``."""
-    status = status_of(result)
+    status = result.final_status
     head = f"{_MARK[status]}  {result.path}"
     if result.status == ERROR:
         error = result.error or ""
@@ -80,7 +77,7 @@ def render_details(result: NotebookResult, show_output: bool = False) -> str:
     for d in result.output_differences:
         lines.append(f"    cell {d.cell_index}: output differs from the saved one: {d.summary}")
         lines += ["      " + ln for ln in d.text_diff.rstrip().splitlines()[:30]]
-        for mime, saved, fresh in d.images:
+        for _k, mime, saved, fresh in d.images:
             lines.append(
                 f"      {mime}: saved {(saved or 'none')[:12]} fresh {(fresh or 'none')[:12]} (sha256)"
             )
@@ -125,6 +122,14 @@ def to_json_text(report: SmokeReport) -> str:
     return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
 
 
+_XML_INVALID = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Text XML 1.0 can hold: ANSI colour codes and control characters removed."""
+    return _XML_INVALID.sub("", text)
+
+
 def to_junit_xml(report: SmokeReport) -> str:
     """JUnit XML: one ``testsuite`` "nb-smoke", one ``testcase`` per notebook.
 
@@ -145,24 +150,32 @@ def to_junit_xml(report: SmokeReport) -> str:
         case = ET.SubElement(
             suite, "testcase", classname="nb-smoke", name=r.path, time=f"{r.seconds:.3f}"
         )
-        status = status_of(r)
+        status = r.final_status
         if status == ERROR:
-            ET.SubElement(case, "error", message=r.error or "error", type="NotebookError")
+            ET.SubElement(
+                case, "error", message=_xml_text(r.error or "error"), type="NotebookError"
+            )
         elif status in (FAILED, TIMED_OUT):
             if r.failure is not None:
                 f = r.failure
                 where = f.label + (f", line {f.line}" if f.line else "")
                 el = ET.SubElement(
-                    case, "failure", message=f"{where}: {f.ename}: {f.evalue}", type=f.ename
+                    case,
+                    "failure",
+                    message=_xml_text(f"{where}: {f.ename}: {f.evalue}"),
+                    type=f.ename,
                 )
-                el.text = f"{f.first_lines}\n\n{f.traceback}"
+                el.text = _xml_text(f"{f.first_lines}\n\n{f.traceback}")
             else:
                 ET.SubElement(
-                    case, "failure", message=r.error or "warnings under --strict", type=status
+                    case,
+                    "failure",
+                    message=_xml_text(r.error or "warnings under --strict"),
+                    type=status,
                 )
         details = render_details(r)
         if details and (r.findings or r.notices):
-            ET.SubElement(case, "system-out").text = details
+            ET.SubElement(case, "system-out").text = _xml_text(details)
     ET.indent(suite)
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
@@ -171,7 +184,8 @@ def to_junit_xml(report: SmokeReport) -> str:
 
 def write_image_pairs(report: SmokeReport, json_path: str | Path) -> None:
     """Write each differing image, saved and fresh, into ``<report>-images/`` beside the
-    JSON report (``<notebook>-cell<N>-<k>-saved.png`` / ``-fresh.png``)."""
+    JSON report: ``<notebook path>-cell<N>-<k>-saved.png`` and ``-fresh.png``, where the
+    notebook path has its separators replaced, so two ``plot.ipynb`` never collide."""
     from ..outputs import decode_image
 
     folder = Path(json_path).with_name(Path(json_path).stem + "-images")
@@ -182,7 +196,7 @@ def write_image_pairs(report: SmokeReport, json_path: str | Path) -> None:
         "image/svg+xml": ".svg",
     }
     for r in report.results:
-        stem = Path(r.path).stem
+        stem = "_".join(p for p in Path(r.path).with_suffix("").parts if p not in ("/", "..", "."))
         for name, mime, saved, fresh in r.image_pairs:
             folder.mkdir(parents=True, exist_ok=True)
             for which, value in (("saved", saved), ("fresh", fresh)):

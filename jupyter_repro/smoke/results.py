@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..notebook import cell_label
 from ..outputs import OutputDifference
 from ..verdicts import Finding
 
@@ -49,11 +50,7 @@ class CellFailure:
     @property
     def label(self) -> str:
         """``cell 3 [In 7]``, or ``injected parameters cell``."""
-        if self.cell_index is None:
-            return "injected parameters cell"
-        if self.execution_count is None:
-            return f"cell {self.cell_index}"
-        return f"cell {self.cell_index} [In {self.execution_count}]"
+        return cell_label(self.cell_index, self.execution_count)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,10 +132,15 @@ class NotebookResult:
     def ok(self) -> bool:
         return self.status == PASSED and not self.strict_failed
 
+    @property
+    def final_status(self) -> str:
+        """The status reports show: ``failed`` for a pass with warnings under --strict."""
+        return FAILED if self.strict_failed and self.status == PASSED else self.status
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
-            "status": self.status if not (self.strict_failed and self.status == PASSED) else FAILED,
+            "status": self.final_status,
             "mode": self.mode,
             "seconds": round(self.seconds, 3),
             "cells_run": self.cells_run,
@@ -171,7 +173,7 @@ class SmokeReport:
     def counts(self) -> dict[str, int]:
         out = {PASSED: 0, FAILED: 0, TIMED_OUT: 0, ERROR: 0}
         for r in self.results:
-            out[r.to_json()["status"]] += 1
+            out[r.final_status] += 1
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -4,9 +4,11 @@
 each notebook it reads the file (bad input becomes an ``error`` result naming the file),
 runs the static lint, builds the run spec, and starts
 ``python -m jupyter_repro.smoke.worker`` in the notebook's folder, in a new session, with
-stdin closed, ``MPLBACKEND=Agg`` and a clean environment for Jupyter variables. Temporary
-files live in a private temp folder, never beside the notebook, and the notebook itself
-is only read.
+stdin closed, a clean environment for Jupyter variables, an empty IPython profile
+(``IPYTHONDIR`` in the private temporary folder, so no user startup code or extension
+runs) and, in script mode, matplotlib's inline backend (``plt.show()`` never blocks; the
+figure becomes an output, as in a kernel). Temporary files live in a private temporary
+folder, never beside the notebook, and the notebook itself is only read.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from ..errors import NotebookReadError, ParameterError, ReproError
 from ..notebook import (
+    cell_label,
     discover_notebooks,
     first_lines,
     kernelspec_name,
@@ -47,6 +50,9 @@ from .results import (
     Notice,
     SmokeReport,
 )
+
+#: matplotlib's backend in a Jupyter kernel: figures become outputs, show() never blocks.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 #: Environment variables a fresh run must not inherit from a running Jupyter kernel.
 _KERNEL_ENV = (
@@ -102,21 +108,31 @@ def smoke_notebooks(
     lock = threading.Lock()
 
     def job(i: int, path: Path) -> None:
-        result = check_notebook(path, options, kernels, slots)
+        result = check_notebook(path, options, kernels)
         with lock:
             results[i] = result
         if on_result is not None:
             on_result(result)
 
     jobs = max(1, options.jobs)
-    slots = threading.Semaphore(jobs)  # worker processes alive at once, repeats included
     if jobs == 1 or len(notebooks) <= 1:
-        for i, path in enumerate(notebooks):
-            job(i, path)
+        try:
+            for i, path in enumerate(notebooks):
+                job(i, path)
+        except BaseException:
+            _LIVE.kill_all()
+            raise
     else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
             for future in [pool.submit(job, i, p) for i, p in enumerate(notebooks)]:
                 future.result()
+        except BaseException:
+            # Ctrl-C or SIGTERM: stop queued notebooks, kill the running ones' processes.
+            pool.shutdown(wait=False, cancel_futures=True)
+            _LIVE.kill_all()
+            raise
+        pool.shutdown()
     report = SmokeReport([r for r in results if r is not None])
     report.seconds = time.monotonic() - started
     return report
@@ -126,12 +142,8 @@ def check_notebook(
     path: Path,
     options: SmokeOptions,
     kernels: dict[str, str] | None = None,
-    slots: threading.Semaphore | None = None,
 ) -> NotebookResult:
-    """Lint and run one notebook; never raises for bad input (returns an ``error``).
-
-    ``slots``, when given, is acquired around every worker process this starts.
-    """
+    """Lint and run one notebook; never raises for bad input (returns an ``error``)."""
     started = time.monotonic()
     result = NotebookResult(path=str(path), mode="lint" if options.lint_only else options.mode)
     try:
@@ -139,7 +151,7 @@ def check_notebook(
         if options.lint or options.lint_only:
             result.findings = lint_notebook(nb)
         if not options.lint_only:
-            _execute(path, nb, options, kernels if kernels is not None else {}, result, slots)
+            _execute(path, nb, options, kernels if kernels is not None else {}, result)
     except (NotebookReadError, ParameterError, ReproError) as exc:
         result.status = ERROR
         result.error = str(exc)
@@ -201,7 +213,6 @@ def _execute(
     options: SmokeOptions,
     kernels: dict[str, str],
     result: NotebookResult,
-    slots: threading.Semaphore | None = None,
 ) -> None:
     params = dict(options.parameters)
     for warning in validate_parameters(path, nb, params, options.allow_unknown):
@@ -227,10 +238,9 @@ def _execute(
         "metadata": dict(nb.get("metadata", {})),
         "cells": [c.to_json() for c in cells],
     }
-    runs = _run_repeats(path, spec, options, slots)
+    runs = _run_repeats(path, spec, options)
     first = runs[0]
     _interpret(cells, *first, options, result)
-    result.cell_outputs = _cell_outputs(first[0], first[1], first[2])
     sanitizers = load_sanitizers(options.sanitize_with)
     if options.check_outputs and result.status == PASSED:
         _check_saved_outputs(nb, cells, result, sanitizers)
@@ -239,25 +249,19 @@ def _execute(
 
 
 def _run_repeats(
-    path: Path, spec: dict[str, Any], options: SmokeOptions, slots: threading.Semaphore | None
+    path: Path, spec: dict[str, Any], options: SmokeOptions
 ) -> list[tuple[list[dict[str, Any]], bytes, bytes, bool]]:
-    """Run the spec ``options.repeat`` times; ``slots`` caps live processes overall (-j)."""
+    """Run the spec ``options.repeat`` times, one after another.
 
-    def once(_k: int):
-        if slots is not None:
-            slots.acquire()
-        try:
-            with tempfile.TemporaryDirectory(prefix="nb-smoke-") as tmp:
-                return _run_worker(path, spec, Path(tmp), options.timeout)
-        finally:
-            if slots is not None:
-                slots.release()
-
-    n = max(1, options.repeat)
-    if n == 1:
-        return [once(0)]
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(once, range(n)))
+    Repeats of one notebook never overlap: they share the notebook's folder, and a
+    notebook that writes files there would trip over its own copies. ``-j`` still runs
+    different notebooks at once.
+    """
+    runs = []
+    for _k in range(max(1, options.repeat)):
+        with tempfile.TemporaryDirectory(prefix="nb-smoke-") as tmp:
+            runs.append(_run_worker(path, spec, Path(tmp), options.timeout))
+    return runs
 
 
 def _run_worker(
@@ -267,7 +271,9 @@ def _run_worker(
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     events_file.touch()
     env = {k: v for k, v in os.environ.items() if k not in _KERNEL_ENV}
-    env["MPLBACKEND"] = "Agg"
+    if spec["mode"] == "script":
+        env["MPLBACKEND"] = INLINE_BACKEND  # a kernel sets the same for itself
+    env["IPYTHONDIR"] = str(tmp / "ipython")  # no profile: no user startup code
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     cwd = path.resolve().parent
@@ -281,6 +287,7 @@ def _run_worker(
             env=env,
             start_new_session=True,
         )
+        _LIVE.add(proc)
         timed_out = False
         try:
             proc.wait(timeout=timeout)
@@ -288,10 +295,38 @@ def _run_worker(
             timed_out = True
         except BaseException:
             _kill_tree(proc, _read_events(events_file))
+            _LIVE.discard(proc)
             raise
         events = _read_events(events_file)
         _kill_tree(proc, events)
+        _LIVE.discard(proc)
     return events, (tmp / "stdout").read_bytes(), (tmp / "stderr").read_bytes(), timed_out
+
+
+class _LiveWorkers:
+    """Worker processes alive right now, so an interrupt can kill them all at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen] = set()
+
+    def add(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def discard(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def kill_all(self) -> None:
+        """Kill every live worker with its session and kernel (Ctrl-C, SIGTERM)."""
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            _kill_tree(proc, [])
+
+
+_LIVE = _LiveWorkers()
 
 
 def _read_events(path: Path) -> list[dict[str, Any]]:
@@ -305,20 +340,36 @@ def _read_events(path: Path) -> list[dict[str, Any]]:
 
 
 def _kill_tree(proc: subprocess.Popen, events: list[dict[str, Any]]) -> None:
-    """Kill the worker, its whole session, and a kernel it started (own session)."""
+    """Kill the worker, its whole session, and a kernel it started (own session).
+
+    Only processes that are still the ones nb-smoke started are touched: the worker while
+    it has not been reaped, the kernel only if its start time matches the one the worker
+    reported (a pid may have been reused by then).
+    """
     import psutil
 
-    pids = {proc.pid}
-    pids.update(e["pid"] for e in events if e.get("event") == "kernel" and e.get("pid"))
     victims: list[psutil.Process] = []
-    for pid in pids:
+    groups: list[int] = [proc.pid]  # the worker's session: also orphans it left behind
+    if proc.poll() is None:
         try:
-            p = psutil.Process(pid)
-            victims.append(p)
-            victims.extend(p.children(recursive=True))
+            p = psutil.Process(proc.pid)
+            victims += [p, *p.children(recursive=True)]
+        except psutil.Error:
+            pass
+    for event in events:
+        if event.get("event") != "kernel" or not event.get("pid"):
+            continue
+        try:
+            kernel = psutil.Process(event["pid"])
+            if (
+                event.get("create_time") is not None
+                and kernel.create_time() == event["create_time"]
+            ):
+                victims += [kernel, *kernel.children(recursive=True)]
+                groups.append(kernel.pid)
         except psutil.Error:
             continue
-    for pgid in pids:
+    for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -352,7 +403,13 @@ def _interpret(
     starts = [e for e in events if e.get("event") == "cell_start"]
     ends = {e["position"]: e for e in events if e.get("event") == "cell_end"}
     cell_outputs = _cell_outputs(events, stdout, stderr)
+    result.cell_outputs = cell_outputs
     outputs = {pos: outputs_text(outs) for pos, outs in cell_outputs.items()}
+    # What a failing cell printed before its error (the error itself is reported apart).
+    printed = {
+        pos: outputs_text(o for o in outs if o.get("output_type") != "error")
+        for pos, outs in cell_outputs.items()
+    }
     for pos, text in outputs.items():
         key = str(cells[pos].index) if cells[pos].index is not None else "injected"
         result.output[key] = text[-20000:]
@@ -372,10 +429,14 @@ def _interpret(
                 )
             continue
         error = end.get("error") or {}
-        if tagged and not error.get("evalue", "").startswith("exit() was called"):
+        # The tag allows an exception; not exit() and not a kernel that died.
+        fatal = error.get("ename") == "DeadKernelError" or error.get("evalue", "").startswith(
+            "exit() was called"
+        )
+        if tagged and not fatal:
             continue
         result.status = FAILED
-        result.failure = _failure(cell, error, outputs.get(pos, ""))
+        result.failure = _failure(cell, error, printed.get(pos, ""))
         return
 
     crash = next((e for e in events if e.get("event") == "crash"), None)
@@ -392,7 +453,12 @@ def _interpret(
                     "evalue": f"notebook exceeded {options.timeout:g} s "
                     f"while running {_label(cell)}; killed with its children",
                 },
-                outputs.get(running, ""),
+                printed.get(running, ""),
+            )
+        elif starts:
+            result.error = (
+                f"timed out after {options.timeout:g} s: every cell finished but the "
+                "process did not exit"
             )
         else:
             result.error = f"timed out after {options.timeout:g} s before the first cell"
@@ -415,7 +481,7 @@ def _interpret(
             result.failure = _failure(
                 cells[running],
                 {"ename": crash["ename"] if crash else "DeadKernelError", "evalue": detail},
-                outputs.get(running, ""),
+                printed.get(running, ""),
             )
         else:
             result.error = detail + "; " + stderr.decode("utf-8", "replace").strip()[-500:]
@@ -440,9 +506,10 @@ def _cell_outputs(
         outs = list(end.get("outputs", []))
         if end.get("streams") == "fd" or pos not in ends:
             nxt = starts[k + 1] if k + 1 < len(starts) else {}
+            begin = end.get("stream_start") or start  # after the cell's last clear_output()
             streams = []
             for name, data, key in (("stdout", stdout, "stdout"), ("stderr", stderr, "stderr")):
-                text = _slice(data, start.get(key), nxt.get(key))
+                text = _slice(data, begin.get(key), nxt.get(key))
                 if text:
                     streams.append({"output_type": "stream", "name": name, "text": text})
             outs = streams + outs
@@ -477,18 +544,13 @@ def _check_saved_outputs(
 
 def _image_pairs(index: int, saved: list, fresh: list, diff) -> list[tuple[str, str, str, str]]:
     """``(name, mimetype, saved value, fresh value)`` for each differing image."""
-    from ..outputs import IMAGE_MIMETYPES
+    from ..outputs import images_of
 
-    def images(outs):
-        return [(m, o["data"][m]) for o in outs for m in IMAGE_MIMETYPES if m in o.get("data", {})]
-
-    pairs = []
-    a, b = images(saved), images(fresh)
-    for k, (mime, _ref, _new) in enumerate(diff.images):
-        pairs.append(
-            (f"cell{index}-{k}", mime, a[k][1] if k < len(a) else "", b[k][1] if k < len(b) else "")
-        )
-    return pairs
+    a, b = images_of(saved), images_of(fresh)
+    return [
+        (f"cell{index}-{k}", mime, a[k][1] if k < len(a) else "", b[k][1] if k < len(b) else "")
+        for k, mime, _ref, _new in diff.images
+    ]
 
 
 def _compare_repeats(
@@ -502,28 +564,28 @@ def _compare_repeats(
     """--repeat N: cells whose outputs differ between runs, with a probable cause."""
     from ..determinism import probable_cause, scan_notebook
 
-    per_run = [(_cell_outputs(ev, out, err), ev) for ev, out, err, _t in runs]
-    base, base_events = per_run[0]
-    ok_base = {e["position"] for e in base_events if e.get("event") == "cell_end" and e.get("ok")}
+    def ran_ok(events: list[dict[str, Any]]) -> set[int]:
+        return {e["position"] for e in events if e.get("event") == "cell_end" and e.get("ok")}
+
+    base, ok_base = result.cell_outputs, ran_ok(runs[0][0])
     differing: dict[int, tuple[int, Any]] = {}
-    for k, (outs, events) in enumerate(per_run[1:], start=2):
-        if result.status == PASSED:
-            probe = NotebookResult(path=result.path, mode=result.mode)
-            _interpret(cells, *runs[k - 1], options, probe)
-            if probe.status != PASSED and probe.failure is not None:
-                result.status = FAILED
-                result.failure = probe.failure
-                result.error = f"run {k} of {len(runs)} failed although run 1 passed (flaky)"
-        ok = {e["position"] for e in events if e.get("event") == "cell_end" and e.get("ok")}
-        for pos in sorted(ok_base & ok):
+    for k, run in enumerate(runs[1:], start=2):
+        probe = NotebookResult(path=result.path, mode=result.mode)
+        _interpret(cells, *run, options, probe)
+        if result.status == PASSED and probe.status != PASSED and probe.failure is not None:
+            result.status = FAILED
+            result.failure = probe.failure
+            result.error = f"run {k} of {len(runs)} failed although run 1 passed (flaky)"
+        for pos in sorted(ok_base & ran_ok(run[0])):
             if pos in differing or cells[pos].index is None:
                 continue
             saved = nb.cells[cells[pos].index]
             if cell_comparison_mode(saved) != "compare":
                 continue
             diff = compare_cell_outputs(
-                cells[pos].index, base[pos], outs[pos], sanitizers, ("run 1", f"run {k}")
-            )
+                cells[pos].index, base[pos], probe.cell_outputs[pos], sanitizers,
+                ("run 1", f"run {k}"),
+            )  # fmt: skip
             if diff is not None:
                 differing[pos] = (k, diff)
     if not differing:
@@ -554,11 +616,7 @@ def _compare_repeats(
 
 
 def _label(cell: SpecCell) -> str:
-    if cell.index is None:
-        return "injected parameters cell"
-    if cell.execution_count is None:
-        return f"cell {cell.index}"
-    return f"cell {cell.index} [In {cell.execution_count}]"
+    return cell_label(cell.index, cell.execution_count)
 
 
 def _failure(cell: SpecCell, error: dict[str, Any], output: str) -> CellFailure:

@@ -6,9 +6,10 @@ files. It reads the run spec (JSON, written by :mod:`jupyter_repro.smoke.convert
 appends one JSON event per line to EVENTS, flushed at once, so the parent knows which
 cell was running even when this process is killed:
 
-``{"event": "start", "mode": ...}``, ``{"event": "kernel", "pid": ...}``,
+``{"event": "start", "mode": ...}``, ``{"event": "kernel", "pid": ..., "create_time": ...}``,
 ``{"event": "cell_start", "position": i, "stdout": offset, "stderr": offset}``,
-``{"event": "cell_end", "position": i, "ok": bool, "error": {...} | null, "output": str}``,
+``{"event": "cell_end", "position": i, "ok": bool, "error": {...} | null,
+"outputs": [...], "streams": "fd" (script mode), "stream_start": {...} | null}``,
 ``{"event": "done"}``.
 
 Script mode: a plain ``InteractiveShell`` (IPython, no kernel) runs each cell with
@@ -25,6 +26,8 @@ import sys
 import time
 import traceback
 from typing import Any
+
+from jupyter_repro.smoke.options import RAISES_TAG
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _KERNEL_CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
@@ -101,7 +104,12 @@ def _make_shell():
             )
 
         def clear_output(self, wait=False):
+            # Displays are dropped here; printed text is dropped by starting the cell's
+            # streams at the current end of stdout/stderr (the parent slices them).
             self.shell.cell_outputs.clear()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.shell.stream_start = {"stdout": _offset(1), "stderr": _offset(2)}
 
     class SmokeShell(InteractiveShell):
         """An InteractiveShell that remembers errors shown outside ``run_code``.
@@ -120,6 +128,7 @@ def _make_shell():
         shown_tracebacks: list[tuple[BaseException, str]]
         in_displayhook = False
         cell_outputs: list[dict[str, Any]]
+        stream_start: dict[str, int | None] | None = None
         asked_exit = False
 
         def showtraceback(self, exc_tuple=None, *args, **kwargs):
@@ -149,7 +158,11 @@ def _make_shell():
                 gui = "inline"
             return super().enable_matplotlib(gui)
 
-    shell = SmokeShell.instance(colors="nocolor")
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"  # never the user's IPython history
+    shell = SmokeShell.instance(colors="nocolor", config=config)
     shell.shown_errors = []
     shell.shown_tracebacks = []
     shell.cell_outputs = []
@@ -215,6 +228,7 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
         shell.shown_tracebacks = []
         shell.in_displayhook = False
         shell.cell_outputs = []
+        shell.stream_start = None
         count = shell.execution_count
         result = shell.run_cell(cell["source"], store_history=True)
         sys.stdout.flush()
@@ -264,8 +278,9 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
             error=error,
             outputs=shell.cell_outputs,
             streams="fd",
+            stream_start=shell.stream_start,
         )
-        if error is not None and "raises-exception" not in cell["tags"]:
+        if error is not None and RAISES_TAG not in cell["tags"]:
             break
         if shell.asked_exit:
             break
@@ -310,7 +325,7 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
     with client.setup_kernel():
         pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
         events.emit(event="start", mode="kernel", pid=os.getpid())
-        events.emit(event="kernel", pid=pid)
+        events.emit(event="kernel", pid=pid, create_time=_create_time(pid))
         if spec.get("fast"):
             code = (
                 "try:\n import jupyter_repro.smoke.fast as _nbsmoke_fast\n"
@@ -352,7 +367,7 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
                 tb = _strip_ansi("\n".join(shown.get("traceback", [])))
                 ename = shown.get("ename", "Error")
                 evalue = shown.get("evalue", "")
-                if ename == "SyntaxError":
+                if ename in ("SyntaxError", "IndentationError", "TabError"):
                     evalue = _SYNTAX_WHERE.sub("", evalue)
                 error = _error(ename, evalue, _kernel_line(tb, cell.get("execution_count")), tb)
             elif any(p.get("source") == "ask_exit" for p in reply.get("payload", [])):
@@ -364,9 +379,21 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
                 error=error,
                 outputs=_jsonable(cell.get("outputs", [])),
             )
-            tagged = "raises-exception" in spec["cells"][position]["tags"]
+            tagged = RAISES_TAG in spec["cells"][position]["tags"]
             if error is not None and (not tagged or error["evalue"] == _EXIT_MESSAGE):
                 break
+
+
+def _create_time(pid: int | None) -> float | None:
+    """The process's start time, so the parent never kills a later process with a reused pid."""
+    if pid is None:
+        return None
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def _kernel_line(tb: str, count: int | None) -> int | None:
@@ -401,4 +428,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # A notebook may leave non-daemon threads running; a kernel would not wait for them
+    # at the end of a run, and neither does nb-smoke.
+    os._exit(code)
