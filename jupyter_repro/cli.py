@@ -11,7 +11,10 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from . import (
+    __version__,
+    _fast_import,  # noqa: F401 - first: skips a slow import
+)
 from .errors import run_command
 
 #: (module, description) of each subcommand provider, in ``--help`` order.

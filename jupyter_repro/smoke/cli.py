@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .. import _fast_import  # noqa: F401 - first: skips a slow import
 from ..errors import ReproError, run_command
 from ..parameters import load_parameters_file, parse_value
 from .options import SmokeOptions

@@ -27,6 +27,7 @@ import time
 import traceback
 from typing import Any
 
+import jupyter_repro._fast_import  # noqa: F401 - before nbclient/nbformat
 from jupyter_repro.smoke.options import RAISES_TAG
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
