@@ -568,3 +568,32 @@ def test_absurdly_nested_code_is_not_an_internal_error(tmp_path, nb):
     path = nb("deep.ipynb", "x = " + "-" * 20000 + "1")
     proc = run_cli("nb-smoke", path, "--lint-only")
     assert "internal error" not in proc.stdout
+
+
+# -- --mlflow: a smoke run logged like a batch run ---------------------------------------------
+@pytest.mark.slow
+def test_mlflow_logs_each_smoke_run_with_its_status_parameters_and_outputs(tmp_path, nb):
+    import mlflow
+
+    good = nb(
+        "good.ipynb",
+        ("rate = 0.1", ["parameters"]),
+        "import jupyter_repro\njupyter_repro.record('score', rate * 10);",
+    )
+    bad = nb("bad.ipynb", ("rate = 0.1", ["parameters"]), "1 / 0")
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    proc, report = smoke_json(
+        tmp_path, good, bad, "--mlflow", "--tracking-uri", uri, "-p", "rate", "0.5", "-j", "2"
+    )
+    entries = by_name(report)
+    client = mlflow.MlflowClient(uri)
+    good_run = client.get_run(entries["good.ipynb"]["mlflow_run_id"])
+    assert good_run.info.status == "FINISHED"
+    assert good_run.data.params["rate"] == "0.5"
+    assert good_run.data.metrics["score"] == 5.0
+    assert good_run.data.tags["jupyter_repro.source"] == "nb-smoke"
+    artifacts = {a.path for a in client.list_artifacts(good_run.info.run_id)}
+    assert "notebook" in artifacts
+    bad_run = client.get_run(entries["bad.ipynb"]["mlflow_run_id"])
+    assert bad_run.info.status == "FAILED"
+    assert proc.returncode == 1

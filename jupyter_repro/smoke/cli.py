@@ -108,6 +108,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --json: write differing images (saved and fresh) beside the report",
     )
+    parser.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="log each run to MLflow with all its coordinates, as jupyter-repro batch does",
+    )
+    parser.add_argument("--tracking-uri", metavar="URI", help="MLflow store for --mlflow")
+    parser.add_argument("--experiment", metavar="NAME", help="MLflow experiment for --mlflow")
     parser.add_argument("--json", metavar="FILE", help="write the JSON report here")
     parser.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report here")
     parser.add_argument("--show-output", action="store_true", help="print every cell's output")
@@ -151,6 +158,9 @@ def options_from_args(args: argparse.Namespace) -> SmokeOptions:
         check_outputs=args.check_outputs,
         repeat=args.repeat,
         sanitize_with=args.sanitize_with,
+        mlflow=args.mlflow,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
     )
 
 

@@ -34,6 +34,10 @@ class SmokeOptions:
         check_outputs: compare fresh outputs with the saved ones (nbval's rules).
         repeat: run each notebook this many times and report cells whose outputs differ.
         sanitize_with: an nbval sanitizer file (regex/replace pairs) for comparisons.
+        mlflow: log each run to MLflow exactly as ``jupyter-repro batch`` logs a run.
+        tracking_uri: MLflow store (default: ``MLFLOW_TRACKING_URI``, else the project's
+            sqlite store, as for batch).
+        experiment: MLflow experiment (default: the notebook's name).
     """
 
     mode: Mode = "script"
@@ -50,3 +54,6 @@ class SmokeOptions:
     check_outputs: bool = False
     repeat: int = 1
     sanitize_with: str | None = None
+    mlflow: bool = False
+    tracking_uri: str | None = None
+    experiment: str | None = None

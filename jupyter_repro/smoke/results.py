@@ -108,6 +108,7 @@ class NotebookResult:
             from the saved ones.
         nondeterministic: with ``--repeat N``, cells whose outputs differ between runs,
             first in notebook order first, each with its probable cause.
+        mlflow_run_id: with ``--mlflow``, the MLflow run this check was logged as.
     """
 
     path: str
@@ -123,6 +124,7 @@ class NotebookResult:
     strict_failed: bool = False
     output_differences: list[OutputDifference] = field(default_factory=list)
     nondeterministic: list[dict[str, Any]] = field(default_factory=list)
+    mlflow_run_id: str | None = None
     #: Fresh outputs per spec position (nbformat shape); not part of the JSON report.
     cell_outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     #: ``(name, mimetype, saved value, fresh value)`` of differing images.
@@ -151,6 +153,7 @@ class NotebookResult:
             "output": self.output,
             "output_differences": [d.to_json() for d in self.output_differences],
             "nondeterministic": self.nondeterministic,
+            "mlflow_run_id": self.mlflow_run_id,
         }
 
 

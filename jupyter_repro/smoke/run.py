@@ -13,6 +13,7 @@ folder, never beside the notebook, and the notebook itself is only read.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -246,6 +247,70 @@ def _execute(
         _check_saved_outputs(nb, cells, result, sanitizers)
     if len(runs) > 1:
         _compare_repeats(nb, cells, runs, options, result, sanitizers)
+    if options.mlflow:
+        _log_to_mlflow(path, nb, cells, params, options, result)
+
+
+def executed_notebook(nb, cells: Sequence[SpecCell], result: NotebookResult):
+    """The notebook as this run left it: fresh outputs and execution counts, and the
+    injected parameters cell where papermill would put it. ``nb`` is not modified."""
+    import nbformat
+
+    out = nbformat.from_dict(copy.deepcopy(dict(nb)))
+    by_index = {c.index: pos for pos, c in enumerate(cells) if c.index is not None}
+    count = 0
+    for index, cell in enumerate(out.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        pos = by_index.get(index)
+        if pos is not None and pos in result.cell_outputs:
+            count += 1
+            cell["outputs"] = [nbformat.from_dict(o) for o in result.cell_outputs[pos]]
+            cell["execution_count"] = count
+        else:
+            cell["outputs"], cell["execution_count"] = [], None
+    injected = [pos for pos, c in enumerate(cells) if c.index is None]
+    if injected:
+        pos = injected[0]
+        after = next((c.index for c in cells[pos + 1 :] if c.index is not None), len(out.cells))
+        new = nbformat.v4.new_code_cell(cells[pos].source)
+        new.metadata["tags"] = list(cells[pos].tags)
+        new.outputs = [nbformat.from_dict(o) for o in result.cell_outputs.get(pos, [])]
+        out.cells.insert(after, new)
+    return out
+
+
+def _log_to_mlflow(
+    path: Path, nb, cells: Sequence[SpecCell], params: dict[str, Any],
+    options: SmokeOptions, result: NotebookResult,
+) -> None:  # fmt: skip
+    """--mlflow: one MLflow run per checked notebook, through batch's own logging path."""
+    from ..provenance.mlflow_log import log_finished_notebook
+
+    status = "FINISHED" if result.status == PASSED else "FAILED"
+    error = None
+    if result.failure is not None:
+        f = result.failure
+        error = {"cell_index": f.cell_index, "ename": f.ename, "evalue": f.evalue}
+    try:
+        result.mlflow_run_id = log_finished_notebook(
+            path,
+            executed_notebook(nb, cells, result),
+            status,
+            reason=result.error or "",
+            error=error,
+            params=params,
+            tracking_uri=options.tracking_uri,
+            experiment=options.experiment,
+            extra_tags={
+                "jupyter_repro.source": "nb-smoke",
+                "jupyter_repro.smoke.mode": result.mode,
+            },
+        )
+    except Exception as exc:  # the check itself stands; say why it was not logged
+        result.notices.append(
+            Notice("mlflow", f"not logged to MLflow: {type(exc).__name__}: {exc}", strict=False)
+        )
 
 
 def _run_repeats(
