@@ -51,9 +51,6 @@ RESULTS = HERE / "results"
 BIN = Path(sys.executable).parent
 LECTURES_REPO = "jrjohansson/scientific-python-lectures"
 LECTURES_MIRROR = Path("/work/.mirror/jrjohansson+scientific-python-lectures/repo")
-#: Folders of installed packages known to ship notebooks (any other site-packages
-#: notebook is gathered too; these are only named in the output).
-INSTALLED_HINTS = ("nbdime/tests/files", "papermill/tests/notebooks", "nbdime/webapp/testnotebooks")
 
 PASS, FAIL, MISSING = "pass", "fail", "missing"
 #: Set for every tool unless --no-sandbox: tutorial notebooks run ``!pip install ...`` and
@@ -286,7 +283,9 @@ def run_nbmake(src: Path, work: Path, notebooks: list[str], args) -> ToolRun:
             continue
         text = (bad.get("message") or "") + "\n" + (bad.text or "")
         status = "timed_out" if "timed out" in text.lower() and "Timeout" in text else bad.tag
-        run.verdicts[rel] = Verdict(FAIL, status, _last_exception(text) or _tail(text))
+        detail = _last_exception(text) or _tail(text)
+        cell = _failing_cell(copy / rel, text, _NBMAKE_SOURCE)
+        run.verdicts[rel] = Verdict(FAIL, status, detail, cell)
     return run
 
 
@@ -344,9 +343,16 @@ _FAILED_SOURCE = re.compile(
 )
 
 
-def _failing_cell(notebook: Path, output: str) -> int | None:
-    """The index of the cell nbconvert's CellExecutionError quotes (first one that matches)."""
-    m = _FAILED_SOURCE.search(_ANSI.sub("", output))
+#: nbmake's failure text: a line of 75 dashes, the failing cell's source, the traceback
+#: (which starts with a line of dashes too).
+_NBMAKE_SOURCE = re.compile(r"^-{75}\n(.*?)\n-{75}", re.S)
+
+
+def _failing_cell(
+    notebook: Path, output: str, quote: re.Pattern[str] = _FAILED_SOURCE
+) -> int | None:
+    """The index of the cell a tool's error quotes (nbconvert's CellExecutionError)."""
+    m = quote.search(_ANSI.sub("", output))
     if not m:
         return None
     try:
@@ -354,11 +360,22 @@ def _failing_cell(notebook: Path, output: str) -> int | None:
     except (OSError, ValueError):
         return None
     quoted = m.group(1).strip()
-    for i, cell in enumerate(cells):
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else source
-        if cell.get("cell_type") == "code" and source.strip() == quoted:
-            return i
+    sources = {
+        i: "".join(c.get("source", ""))
+        if isinstance(c.get("source"), list)
+        else c.get("source", "")
+        for i, c in enumerate(cells)
+        if c.get("cell_type") == "code"
+    }
+    matches = [i for i, src in sources.items() if src.strip() == quoted]
+    if len(matches) == 1:
+        return matches[0]
+    # The same source in several cells: a fresh kernel numbers the non-empty code cells
+    # it runs 1, 2, ...; the traceback's "Cell In[N]" then names the cell. Else unknown.
+    n = re.search(r"Cell In\[(\d+)\]", _ANSI.sub("", output))
+    run = [i for i, src in sources.items() if src.strip()]
+    if n and 0 < int(n.group(1)) <= len(run) and run[int(n.group(1)) - 1] in matches:
+        return run[int(n.group(1)) - 1]
     return None
 
 
@@ -607,6 +624,7 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
         )
         corpus = {"corpus": folder.name, "source": str(folder)}
         before = tree_digest(folder)
+    checkout = _git_state()  # before the run: others may commit while it runs
     notebooks = find_notebooks(src)
     if not notebooks:
         raise SystemExit("smoke_vs_peers: no notebooks found")
@@ -703,7 +721,7 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
                 "pytest-xdist",
             )
         },
-        "jupyter_repro_git": _git_state(),
+        "jupyter_repro_git": checkout,
         "command": ["python", "benchmarks/smoke_vs_peers.py", *(argv or sys.argv[1:])],
     }
     print_report(meta, runs, comparison)
