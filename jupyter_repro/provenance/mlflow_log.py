@@ -16,6 +16,10 @@ What is logged (names are stable; ``docs/batch.md`` lists them):
   ``nbdiff.json``/``nbdiff.txt``/``nbdiff.html``; ``outputs/`` images and
   ``manifest.json`` of output hashes; ``environment.json``; ``data.json``; ``error.json``.
 - inputs: each ``--data`` path as an MLflow dataset with its digest.
+- searchable output hashes: tag ``jupyter_repro.outputs`` (then ``jupyter_repro.outputs.1``,
+  ``.2``... when one tag would be too long) holds the first :data:`OUTPUT_HASH_PREFIX` hex
+  digits of every output's sha256, space-separated, so ``jupyter-repro locate`` finds the
+  run of a file with one ``LIKE`` query instead of downloading every run's manifest.
 """
 
 from __future__ import annotations
@@ -43,6 +47,31 @@ IMAGE_MIMETYPES = {
     "image/svg+xml": "svg",
     "image/gif": "gif",
 }
+#: Hex digits of each output's sha256 kept in the searchable ``jupyter_repro.outputs`` tags.
+OUTPUT_HASH_PREFIX = 32
+#: Characters per ``jupyter_repro.outputs`` tag: under MLflow's tag value limit
+#: (8000 since MLflow 2.x, 5000 before; servers of either age accept it).
+OUTPUT_TAG_CHARS = 4000
+OUTPUTS_TAG = "jupyter_repro.outputs"
+
+
+def output_hash_tags(manifest: list[dict[str, Any]]) -> dict[str, str]:
+    """The searchable output-hash tags of a run: ``jupyter_repro.outputs``, ``.1``, ...
+
+    Each value is space-separated sha256 prefixes (each output once, manifest order),
+    cut into chunks of at most :data:`OUTPUT_TAG_CHARS` characters.
+    """
+    prefixes = list(dict.fromkeys(e["sha256"][:OUTPUT_HASH_PREFIX] for e in manifest))
+    chunks: list[list[str]] = [[]]
+    per_chunk = OUTPUT_TAG_CHARS // (OUTPUT_HASH_PREFIX + 1)
+    for prefix in prefixes:
+        if len(chunks[-1]) >= per_chunk:
+            chunks.append([])
+        chunks[-1].append(prefix)
+    return {
+        (OUTPUTS_TAG if i == 0 else f"{OUTPUTS_TAG}.{i}"): " ".join(chunk)
+        for i, chunk in enumerate(chunks)
+    }
 
 
 @dataclass
@@ -219,6 +248,8 @@ def close_run(uri: str, run_id: str, finished: FinishedRun, provenance: Provenan
     for key in ("cell_index", "cell_id", "ename", "evalue"):
         if finished.error.get(key) is not None:
             tags[f"{TAG}error.{key}"] = str(finished.error[key])[:5000]
+    if finished.executed is not None:
+        tags.update(output_hash_tags(output_manifest(finished.executed)))
     batch_metrics = [Metric(m.name, m.value, m.timestamp, m.step) for m in metrics]
     for start in range(0, max(len(batch_metrics), 1), 900):
         retry_locked(

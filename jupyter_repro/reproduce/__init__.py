@@ -1,0 +1,1 @@
+"""``jupyter-repro locate`` and ``jupyter-repro reproduce``: find a file's run, re-run a run."""
