@@ -24,8 +24,11 @@ COMPUTE = (
     "print(round(score, 6))\n"
     "jupyter_repro.record('score', score)"
 )
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>'
 PLOT = (
-    "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot(rng.normal(size=10))\nplt.show()"
+    "%matplotlib inline\nimport matplotlib.pyplot as plt\nfrom IPython.display import SVG, display\n"
+    "plt.plot(rng.normal(size=10))\nplt.show()\n"
+    f"display(SVG({SVG!r}))"
 )
 
 
@@ -92,6 +95,16 @@ def test_locate_finds_the_run_of_a_logged_plot(logged, tmp_path):
     assert match["run_id"] == run_id and match["execution"][0]["cell_index"] == 2
     assert match["code"]["commit"] == commit
     assert match["environment"]["python_version"]
+
+
+def test_locate_finds_an_svg_it_logged(logged, tmp_path):
+    uri, run_id, root = logged
+    (svg,) = (root / "store" / "artifacts" / "seeded").glob(
+        f"{run_id}/artifacts/outputs/images/*.svg"
+    )
+    proc = repro("locate", svg, "--experiment", "seeded", uri=uri)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert run_id in proc.stdout and "image/svg+xml" in proc.stdout
 
 
 def test_locate_exits_1_for_a_plot_it_did_not_log(logged, tmp_path):

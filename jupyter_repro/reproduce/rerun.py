@@ -289,7 +289,10 @@ def reproduce(
         executed_name = next((p for p in listing if p.endswith(".ipynb")), None)
         if executed_name is None:
             raise ReproError(f"run {run_id} has no logged notebook (it never started?)")
-        executed = nbformat.read(str(_download(client, run_id, executed_name, art)), as_version=4)
+        executed_file = _download(client, run_id, executed_name, art)
+        if executed_file is None:
+            raise ReproError(f"run {run_id}: cannot download its notebook {executed_name}")
+        executed = nbformat.read(str(executed_file), as_version=4)
         data_file = _download(client, run_id, "data.json", art)
         data_items = json.loads(data_file.read_text()) if data_file else []
         env_file = _download(client, run_id, "environment.json", art)
