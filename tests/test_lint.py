@@ -135,6 +135,7 @@ def test_example_notebooks_get_their_expected_verdicts():
         "train_model.ipynb": set(),
         "hidden_state.ipynb": {("hidden_state", 2)},
         "out_of_order.ipynb": {("out_of_order", 1), ("out_of_order", 3)},
+        "unseeded.ipynb": {("unseeded_random", 1)},
     }
     for name, verdicts in expected.items():
         nb = nbformat.read(root / name, 4)
