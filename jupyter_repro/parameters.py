@@ -227,7 +227,10 @@ def validate_parameters(
     if not params:
         return warnings
     if find_parameters_cell(nb) is None:
-        message = "has no cell tagged 'parameters', so the values would be overwritten"
+        message = (
+            "has no cell tagged 'parameters': injected values would go above the notebook's "
+            "own assignments, which would silently overwrite them"
+        )
         if not allow_unknown:
             raise ParameterError(path, message + " (tag one, or pass --allow-unknown)")
         warnings.append(f"{path}: {message}; injecting at the top (--allow-unknown)")

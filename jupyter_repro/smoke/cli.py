@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=d.jobs,
         metavar="N",
-        help=f"notebooks at once (default: CPU count, {d.jobs})",
+        help=f"notebooks at once (default: the CPU count, here {d.jobs})",
     )
     parser.add_argument(
         "--timeout",
