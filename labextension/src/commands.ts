@@ -56,9 +56,10 @@ export function addCommands(
       }
       const state = await controller.enable();
       if (state !== 'tracking') {
+        const why = controller.enableError ? ` (${controller.enableError})` : '';
         Notification.warning(
-          '%track could not be turned on in this kernel. Is jupyter_repro installed in ' +
-            "the kernel's environment? (pip install jupyter-repro)",
+          `%track could not be turned on in this kernel${why}. Is jupyter_repro ` +
+            "installed in the kernel's environment? (pip install jupyter-repro)",
           { autoClose: 8000 }
         );
       }

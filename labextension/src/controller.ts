@@ -66,6 +66,9 @@ export class NotebookController {
     return this.client.report;
   }
 
+  /** Why the last `enable()` failed in the kernel (`"ModuleNotFoundError: ..."`), or null. */
+  enableError: string | null = null;
+
   /** True when the kernel is a Python kernel, where `%load_ext jupyter_repro` works. */
   get isPython(): boolean {
     return this._isPython;
@@ -120,7 +123,10 @@ export class NotebookController {
       silent: true,
       store_history: false
     }).done;
+    this.enableError = null;
     if (reply.content.status !== 'ok') {
+      const content = reply.content as { ename?: string; evalue?: string };
+      this.enableError = `${content.ename ?? 'Error'}: ${content.evalue ?? ''}`;
       return this.client.state;
     }
     if (this.client.state !== 'tracking') {
