@@ -114,3 +114,21 @@ def test_sigkill_then_gc_marks_dangling_runs_killed(tmp_path):
     assert all(r.info.end_time for r in runs)
     assert all("jupyter-repro gc" in r.data.tags["jupyter_repro.status_reason"] for r in runs)
     assert "0 dangling" in gc(uri=uri).stderr
+
+
+def test_sigkill_of_the_batch_alone_ends_its_runs_killed_with_no_process_left(tmp_path):
+    """Only the batch process dies (its forkserver and workers live on): each worker sees
+    it gone, ends its run KILLED and exits, so nothing keeps running or stays RUNNING."""
+    proc, uri, kernels = _start_two_sleepers(tmp_path)
+    owners = [int(r.data.tags["jupyter_repro.heartbeat.pid"]) for r in runs_of(uri, "sleeper")]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    wait_for(
+        lambda: [r.info.status for r in runs_of(uri, "sleeper")] == ["KILLED", "KILLED"],
+        60,
+        "the workers to close their runs KILLED",
+    )
+    assert all(r.info.end_time for r in runs_of(uri, "sleeper"))
+    wait_for(
+        lambda: not any(pid_running(p) for p in owners + kernels), 30, "workers and kernels to exit"
+    )

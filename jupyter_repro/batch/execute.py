@@ -87,6 +87,7 @@ class _WorkerState:
     def __init__(self) -> None:
         self.stopping = False  # SIGTERM/SIGINT received: finish the current run as KILLED
         self.timed_out = False
+        self.running = False  # a run is in flight in this worker
 
 
 _STATE = _WorkerState()
@@ -112,23 +113,44 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
     kill_kernels()
 
 
-def worker_init() -> None:
-    """Run once in each worker process: signal handlers, parent-death signal, warm imports.
+def worker_init(batch_pid: int | None = None) -> None:
+    """Run once in each worker process: signal handlers, batch-death watch, warm imports.
 
     SIGINT is ignored (Ctrl-C reaches the whole process group; the batch process decides);
-    SIGTERM means "stop now, close runs as KILLED". On Linux the worker also gets SIGTERM
-    when its parent dies, so a SIGKILLed batch still ends its runs.
+    SIGTERM means "stop now, close runs as KILLED". A worker's parent is the forkserver,
+    not the batch, so the parent-death signal cannot tell that the batch died: a daemon
+    thread watches ``batch_pid`` every second and, once it is gone (SIGKILL, crash), stops
+    the run in flight exactly as SIGTERM would, so it ends KILLED and its kernel is shut.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_stop_signal)
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if batch_pid is not None:
+        threading.Thread(target=_watch_batch, args=(batch_pid,), daemon=True).start()
     warm_imports()
+
+
+def _watch_batch(batch_pid: int) -> None:
+    import psutil
+
+    try:
+        batch = psutil.Process(batch_pid)
+        started = batch.create_time()
+    except psutil.Error:
+        started = None
+    while True:
+        time.sleep(1.0)
+        try:
+            alive = started is not None and psutil.Process(batch_pid).create_time() == started
+        except psutil.Error:
+            alive = False
+        if not alive:
+            _STATE.stopping = True
+            kill_kernels()
+            os.kill(os.getpid(), signal.SIGTERM)  # same path as a stop request
+            deadline = time.monotonic() + 120
+            while _STATE.running and time.monotonic() < deadline:
+                time.sleep(0.2)  # the run closes itself as KILLED
+            os._exit(0)  # nobody will send this worker another run
 
 
 def warm_imports() -> None:
@@ -223,6 +245,15 @@ def papermill_ready(nb: Any) -> Any:
 
 
 def execute_run(spec: RunSpec) -> RunResult:
+    """Run one parameter set (see :func:`_execute_run`), noting that a run is in flight."""
+    _STATE.running = True
+    try:
+        return _execute_run(spec)
+    finally:
+        _STATE.running = False
+
+
+def _execute_run(spec: RunSpec) -> RunResult:
     """Run one parameter set: MLflow run, papermill in a fresh kernel, artifacts, status.
 
     Returns a result for every outcome (FINISHED, FAILED, KILLED). A run not started

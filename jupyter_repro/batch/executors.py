@@ -71,7 +71,9 @@ class LocalProcessExecutor:
         from .execute import worker_init
 
         self.jobs = max(1, int(jobs))
-        self._pool = ProcessPoolExecutor(self.jobs, mp_context=_context(), initializer=worker_init)
+        self._pool = ProcessPoolExecutor(
+            self.jobs, mp_context=_context(), initializer=worker_init, initargs=(os.getpid(),)
+        )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Schedule ``fn(*args)`` on the next free worker."""
