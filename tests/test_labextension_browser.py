@@ -222,20 +222,15 @@ class Page:
         self.page.keyboard.press("Escape")
 
     def run(self, index: int, expect_count: int) -> None:
-        """Run cell `index` in place, wait for its new prompt and an idle kernel.
-
-        A key pressed while JupyterLab still moves the focus after opening the notebook
-        can be lost: press again only if the prompt did not change at all."""
+        """Run cell `index` in place (Run menu: "... and Do not Advance"), then wait for
+        its new prompt and an idle kernel. Clicks, not a shortcut: a key pressed while
+        JupyterLab still moves the focus can be lost."""
         self.wait_idle()
-        before = self.prompt(index).inner_text()
-        for _attempt in range(3):
-            self.select(index)
-            self.page.keyboard.press("Control+Enter")
-            try:
-                self.expect(self.prompt(index)).not_to_have_text(before, timeout=20_000)
-                break
-            except AssertionError:
-                continue
+        self.select(index)
+        self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        self.page.locator(
+            ".lm-Menu-itemLabel", has_text=re.compile(r"^Run Selected Cells? and Do not Advance$")
+        ).click()
         self.expect(self.prompt(index)).to_have_text(f"[{expect_count}]:", timeout=60_000)
         self.wait_idle()
 
