@@ -151,3 +151,18 @@ def test_environment_fingerprint_has_packages_and_no_env_values(repo, tmp_path, 
     dumped = json.dumps(env)
     home_secret = "HOME=" + str(__import__("os").environ.get("HOME"))
     assert home_secret not in dumped and "environ" not in dumped
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("https://user:p@ss@github.com/x.git", "https://github.com/x.git"),
+        ("https://github.com/x.git?token=abc", "https://github.com/x.git"),
+        ("https://tok@gitlab.com:8443/a/b", "https://gitlab.com:8443/a/b"),
+        ("git@github.com:x/y.git", "git@github.com:x/y.git"),
+    ],
+)
+def test_remote_urls_are_logged_without_credentials(url, logged):
+    from jupyter_repro.provenance.git import _strip_credentials
+
+    assert _strip_credentials(url) == logged

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import ReproError
 
@@ -105,6 +106,13 @@ def run_batch_command(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         progress=not args.no_progress,
     )
+    from ..fileio import check_writable
+
+    check_writable(args.json, "--json")
+    out = Path(args.output_dir)
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ReproError(f"--output-dir {args.output_dir}: {existing} is not a folder")
     report = run_batch(args.notebook, sets, options)
     print(format_table(report), flush=True)
     if args.json:
@@ -113,18 +121,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
 
 def write_json_atomic(path: str, data: dict) -> None:
-    """Write ``data`` to ``path`` via a temp file + rename, so readers never see half."""
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`jupyter_repro.fileio`)."""
     import json
-    import os
-    import tempfile
-    from pathlib import Path
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, default=str)
-    os.replace(tmp, target)
+    from ..fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))
 
 
 def gc_command(args: argparse.Namespace) -> int:

@@ -189,7 +189,9 @@ def run_batch(
         executor.kill()
         raise
     batch_id = uuid.uuid4().hex
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    # Second-resolution stamp plus a part of the batch id: two batches started in the same
+    # second never share a run name (or an executed notebook's file name).
+    stamp = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{batch_id[:4]}"
     out_dir = Path(options.output_dir) / experiment
     specs = []
     for index, params in enumerate(param_sets):

@@ -43,11 +43,19 @@ class GitInfo:
 
 
 def _strip_credentials(url: str) -> str:
-    """``https://user:token@host/x`` -> ``https://host/x``: never log a secret."""
-    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url
+    """``https://user:p@ss@host/x?token=t`` -> ``https://host/x``: never log a secret.
+
+    The user-info part ends at the *last* ``@`` of the authority; query and fragment are
+    dropped (git remotes need neither; tokens hide there). ``git@host:x`` (scp-like, no
+    password) is kept as it is.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def git_info(notebook: str | Path) -> GitInfo:

@@ -11,15 +11,14 @@ import os
 import re
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from .. import _fast_import  # noqa: F401 - first: skips a slow import
 from ..errors import ReproError, run_command
+from ..fileio import atomic_write_text, check_writable
 from ..parameters import load_parameters_file, parse_value
 from .options import SmokeOptions
 from .report import (
-    atomic_write_text,
     render_details,
     result_line,
     summary_line,
@@ -201,29 +200,14 @@ class _Progress:
             self.bar.close()
 
 
-def _check_report_path(path: str | None, option: str) -> None:
-    """Fail before running anything when a report could not be written (exit 2)."""
-    if not path:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise ReproError(f"{option} {path}: is a folder")
-    parent = target.parent
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise ReproError(
-            f"{option} {path}: cannot write there ({existing} is not a writable folder)"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     """Run nb-smoke for parsed arguments; returns the exit code."""
     from ..notebook import discover_notebooks
     from .run import smoke_notebooks
 
     options = options_from_args(args)
-    _check_report_path(args.json, "--json")
-    _check_report_path(args.junit_xml, "--junit-xml")
+    check_writable(args.json, "--json")
+    check_writable(args.junit_xml, "--junit-xml")
     notebooks = list(discover_notebooks(args.paths, jupytext=options.jupytext))
     if not notebooks:
         print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)
