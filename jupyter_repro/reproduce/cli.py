@@ -100,7 +100,11 @@ def reproduce_command(args: argparse.Namespace) -> int:
     from ..provenance.store import resolve_tracking_uri
     from .rerun import Tolerances, format_report, reproduce
 
-    tol = Tolerances(args.rtol, args.atol, _per_metric(args.tol))
+    per_metric = _per_metric(args.tol)
+    for name, value in [("--rtol", args.rtol), ("--atol", args.atol), *per_metric.items()]:
+        if not value >= 0:  # also rejects NaN
+            raise ReproError(f"tolerance {name} must be a number >= 0, not {value}")
+    tol = Tolerances(args.rtol, args.atol, per_metric)
     uri = resolve_tracking_uri(args.tracking_uri)
     report = reproduce(
         args.run_id,

@@ -347,6 +347,14 @@ def reproduce(
                     progress=False,
                 )
                 batch = run_batch(notebook, [report.params], options, echo=echo)
+                if batch.interrupted:  # Ctrl-C / SIGTERM: no verdict, the CLI exits 130/143
+                    import signal
+
+                    from ..errors import Terminated
+
+                    raise (
+                        Terminated() if batch.interrupted == signal.SIGTERM else KeyboardInterrupt()
+                    )
                 result = batch.results[0]
                 report.new_run_id = result.run_id
                 report.status = (run.info.status, result.status)
