@@ -323,16 +323,29 @@ def _execute_run(spec: RunSpec) -> RunResult:
                 timer.start()
             if _STATE.stopping:
                 raise RuntimeError("batch stopped")
-            executed = papermill.execute_notebook(
-                nb,
-                str(tmp),
-                kernel_name=spec.kernel_name,
-                cwd=spec.cwd,
-                progress_bar=False,
-                start_timeout=spec.start_timeout,
-                execution_timeout=None,  # the run-wide watchdog below ends it
-                request_save_on_cell_execute=True,
-            )
+            for attempt in (1, 2):
+                try:
+                    executed = papermill.execute_notebook(
+                        nb,
+                        str(tmp),
+                        kernel_name=spec.kernel_name,
+                        cwd=spec.cwd,
+                        progress_bar=False,
+                        start_timeout=spec.start_timeout,
+                        execution_timeout=None,  # the run-wide watchdog below ends it
+                        request_save_on_cell_execute=True,
+                    )
+                    break
+                except RuntimeError as exc:
+                    # A kernel that dies while starting (e.g. a port taken between
+                    # jupyter_client choosing it and the kernel binding it, under load)
+                    # ran no user code: start a fresh one once before calling it FAILED.
+                    if (
+                        attempt == 2
+                        or _STATE.stopping
+                        or "before replying to kernel_info" not in str(exc)
+                    ):
+                        raise
         except BaseException as exc:  # every outcome, even KeyboardInterrupt, is a status
             failure = exc
             if tmp.exists():
