@@ -80,6 +80,11 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def not_started(cls, spec: RunSpec, reason: str) -> RunResult:
+        """A run the batch stopped before it began: KILLED, no MLflow run, no time spent."""
+        return cls(spec.index, spec.run_name, spec.params, "KILLED", None, 0.0, reason)
+
 
 class _WorkerState:
     """Per-process state shared with the signal handler and the timeout timer."""
@@ -268,15 +273,7 @@ def _execute_run(spec: RunSpec) -> RunResult:
     t0 = time.time()
     timings: dict[str, float] = {}
     if _STATE.stopping:
-        return RunResult(
-            spec.index,
-            spec.run_name,
-            spec.params,
-            "KILLED",
-            None,
-            0.0,
-            "batch stopped before this run started",
-        )
+        return RunResult.not_started(spec, "batch stopped before this run started")
     _STATE.timed_out = False
     nb = inject_parameters(papermill_ready(read_notebook(spec.notebook)), spec.params)
     extra = {

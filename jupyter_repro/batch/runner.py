@@ -262,15 +262,7 @@ def run_batch(
                     if fut in done and not fut.cancelled():
                         results[spec.index] = _result_of(fut, spec)
                     else:
-                        results[spec.index] = RunResult(
-                            spec.index,
-                            spec.run_name,
-                            spec.params,
-                            "KILLED",
-                            None,
-                            0.0,
-                            "batch interrupted",
-                        )
+                        results[spec.index] = RunResult.not_started(spec, "batch interrupted")
     finally:
         bar.close()
         for s, handler in previous.items():
@@ -292,15 +284,7 @@ def _result_of(fut: cf.Future, spec: RunSpec) -> RunResult:
     try:
         return fut.result()
     except cf.CancelledError:
-        return RunResult(
-            spec.index,
-            spec.run_name,
-            spec.params,
-            "KILLED",
-            None,
-            0.0,
-            "batch interrupted before this run started",
-        )
+        return RunResult.not_started(spec, "batch interrupted before this run started")
     except Exception as exc:  # the worker process died or logging failed: say so per run
         text = str(exc).strip().splitlines()
         return RunResult(
