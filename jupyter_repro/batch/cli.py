@@ -38,7 +38,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run even if a name is not in the parameters cell (runs are flagged)",
     )
-    b.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (default 1)")
+    b.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs at a time: local processes (default 1), or LocalCluster workers with "
+        "--executor dask and no --scheduler (default: one per core)",
+    )
+    b.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="where runs execute: local worker processes (default) or a dask cluster",
+    )
+    b.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        default=None,
+        help="with --executor dask: the dask scheduler to submit to (default: start a "
+        "LocalCluster on this machine)",
+    )
+    b.add_argument(
+        "--shared-fs",
+        action="store_true",
+        help="with --executor dask: workers see this file system, so the notebook and "
+        "--data inputs are not shipped to them",
+    )
     b.add_argument("--timeout", type=float, default=None, help="seconds allowed per run")
     b.add_argument("--kernel", default=None, help="kernelspec to use instead of the notebook's")
     b.add_argument("--experiment", default=None, help="MLflow experiment (default: notebook name)")
@@ -94,6 +120,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     sets = parameter_sets(args.params, args.parameters_file, args.grid)
     if args.timeout is not None and args.timeout <= 0:
         raise ReproError(f"--timeout must be positive, not {args.timeout:g}")
+    if args.heartbeat_interval <= 0:
+        raise ReproError(f"--heartbeat-interval must be positive, not {args.heartbeat_interval:g}")
     options = BatchOptions(
         experiment=args.experiment,
         tracking_uri=args.tracking_uri,
@@ -105,6 +133,9 @@ def run_batch_command(args: argparse.Namespace) -> int:
         data=tuple(args.data),
         heartbeat_interval=args.heartbeat_interval,
         progress=not args.no_progress,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        shared_fs=args.shared_fs,
     )
     from ..fileio import check_writable
 

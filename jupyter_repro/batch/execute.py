@@ -4,21 +4,23 @@
 arguments, so a process pool or a dask cluster can run it). It never raises for a
 notebook's own failure: every outcome becomes a :class:`RunResult` and an MLflow status.
 
-Signals: the executor asks a worker to stop with SIGTERM (:func:`worker_init` installs
-the handler). The handler kills this worker's kernel processes at once; papermill then
-fails fast with a dead kernel, and the run is closed as KILLED with its partial notebook.
-A per-run timeout uses the same path and closes the run as FAILED.
+Stopping: every run in flight has a :class:`_RunState` holding its kernel's process id.
+:func:`stop_runs` (called by the local pool's SIGTERM handler, by a dask client through
+``Client.run``, and by a watcher that sees the batch process or the dask task go away)
+kills the kernels of the runs it names; papermill then fails fast with a dead kernel,
+and the run is closed as KILLED with its partial notebook. A per-run timeout kills the
+same way and closes the run as FAILED. Nothing here touches process-wide state while a
+run is in flight (the kernel's environment and stderr are given to its own launch), so
+several runs can share one process, as on a dask worker with several threads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,19 @@ class RunSpec:
     provenance: Provenance
     heartbeat_interval: float = 30.0
     flags: dict[str, str] = field(default_factory=dict)
+    #: (host, pid, process start time) of the batch process: a run on the same host stops
+    #: as KILLED once that process is gone (set by executors whose workers can outlive it).
+    owner: tuple[str, int, float] | None = None
+    #: Look for earlier attempts of this run (a dask worker died running it) before
+    #: starting: close them as FAILED and give up after :data:`MAX_ATTEMPTS`.
+    check_attempts: bool = False
+
+
+#: Attempts of one run when the worker running it dies: the first and one retry.
+MAX_ATTEMPTS = 2
+ATTEMPT_TAG = "jupyter_repro.batch.attempt"
+WORKER_TAG = "jupyter_repro.batch.worker"
+RETRY_OF_TAG = "jupyter_repro.batch.retry_of"
 
 
 @dataclass
@@ -79,6 +94,11 @@ class RunResult:
     output_path: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    worker: str = ""  # host:pid of the process that ran it
+    attempt: int = 1
+    #: the executed notebook as JSON text, when it was written on another machine and
+    #: must be shipped back to the client (dask without a shared file system)
+    notebook_text: str | None = field(default=None, repr=False)
 
     @classmethod
     def not_started(cls, spec: RunSpec, reason: str) -> RunResult:
@@ -87,19 +107,61 @@ class RunResult:
 
 
 class _WorkerState:
-    """Per-process state shared with the signal handler and the timeout timer."""
+    """Process-wide stop requests, shared with the signal handler and the watchers."""
 
     def __init__(self) -> None:
-        self.stopping = False  # SIGTERM/SIGINT received: finish the current run as KILLED
+        self.stopping = False  # SIGTERM / owner gone: every run in this process stops
+        self.stopped_batches: set[str] = set()  # batches whose client asked to stop
+        self.runs: dict[int, _RunState] = {}  # id(state) -> state, runs in flight
+        self.lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        """Whether a run is in flight in this process."""
+        return bool(self.runs)
+
+
+class _RunState:
+    """One run in flight: why it may stop, and its kernel's process id once started."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        self.stopped = False  # this run was asked to stop (KILLED)
+        self.stop_reason = ""
         self.timed_out = False
-        self.running = False  # a run is in flight in this worker
+        self.kernel_pid: int | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.stopped or _STATE.stopping or self.batch_id in _STATE.stopped_batches
+
+    def kill_kernel(self) -> None:
+        """Kill this run's kernel and everything it started (no-op before it starts)."""
+        if self.kernel_pid is not None:
+            kill_tree(self.kernel_pid)
 
 
 _STATE = _WorkerState()
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL process ``pid`` and all its descendants (gone ones are skipped)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [*proc.children(recursive=True), proc]
+    except psutil.Error:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            continue
+
+
 def kill_kernels() -> None:
-    """Kill every child process of this process (a worker's children are its kernels)."""
+    """Kill every child process of this process (a pool worker's children are its kernels)."""
     import psutil
 
     try:
@@ -113,8 +175,31 @@ def kill_kernels() -> None:
             continue
 
 
+def stop_runs(batch_id: str | None = None, reason: str = "") -> int:
+    """Stop the runs of ``batch_id`` in this process (all runs when None): they end KILLED.
+
+    Runs of that batch not yet started here will not start (they return KILLED at once).
+    Safe to call from any thread, a signal handler or ``distributed.Client.run``.
+
+    Returns:
+        How many runs in flight were stopped.
+    """
+    if batch_id is None:
+        _STATE.stopping = True
+    else:
+        _STATE.stopped_batches.add(batch_id)
+    stopped = 0
+    for state in list(_STATE.runs.values()):
+        if batch_id is None or state.batch_id == batch_id:
+            state.stopped = True
+            state.stop_reason = state.stop_reason or reason
+            state.kill_kernel()
+            stopped += 1
+    return stopped
+
+
 def _on_stop_signal(signum: int, frame: Any) -> None:
-    _STATE.stopping = True
+    stop_runs(None, "batch interrupted (SIGTERM/SIGINT)")
     kill_kernels()
 
 
@@ -134,28 +219,126 @@ def worker_init(batch_pid: int | None = None) -> None:
     warm_imports()
 
 
+def process_identity(pid: int | None = None) -> tuple[str, int, float]:
+    """(host name, pid, start time) of a process: enough to tell later whether it is gone."""
+    import socket
+
+    import psutil
+
+    proc = psutil.Process(pid)
+    return socket.gethostname(), proc.pid, proc.create_time()
+
+
+def _alive(pid: int, started: float | None) -> bool:
+    import psutil
+
+    try:
+        return started is not None and abs(psutil.Process(pid).create_time() - started) < 1.0
+    except psutil.Error:
+        return False
+
+
 def _watch_batch(batch_pid: int) -> None:
     import psutil
 
     try:
-        batch = psutil.Process(batch_pid)
-        started = batch.create_time()
+        started = psutil.Process(batch_pid).create_time()
     except psutil.Error:
         started = None
     while True:
         time.sleep(1.0)
-        try:
-            alive = started is not None and psutil.Process(batch_pid).create_time() == started
-        except psutil.Error:
-            alive = False
-        if not alive:
-            _STATE.stopping = True
+        if not _alive(batch_pid, started):
+            stop_runs(None, "the batch process is gone (killed or crashed)")
             kill_kernels()
-            os.kill(os.getpid(), signal.SIGTERM)  # same path as a stop request
             deadline = time.monotonic() + 120
             while _STATE.running and time.monotonic() < deadline:
                 time.sleep(0.2)  # the run closes itself as KILLED
             os._exit(0)  # nobody will send this worker another run
+
+
+class _RunWatcher:
+    """Stops one run when its owner goes away: the batch process on this host (by pid),
+    or, on a dask worker, the task itself (cancelled, or released because the client
+    disconnected). Polls every ``interval`` seconds in a daemon thread."""
+
+    def __init__(self, spec: RunSpec, state: _RunState, interval: float = 0.5) -> None:
+        self.spec, self.state, self.interval = spec, state, interval
+        self._done = threading.Event()
+        self._task = _current_dask_task()
+        self._thread = threading.Thread(target=self._loop, name="jrepro-watch", daemon=True)
+
+    def __enter__(self) -> _RunWatcher:
+        if self._task is not None or self._owner_here():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+
+    def _owner_here(self) -> bool:
+        import socket
+
+        return self.spec.owner is not None and self.spec.owner[0] == socket.gethostname()
+
+    def _loop(self) -> None:
+        owner_here = self._owner_here()
+        while not self._done.wait(self.interval):
+            reason = ""
+            if owner_here and not _alive(self.spec.owner[1], self.spec.owner[2]):
+                reason = "the batch process is gone (killed or crashed)"
+            elif self._task is not None and not _dask_task_wanted(*self._task):
+                reason = "the dask client cancelled the run or went away"
+            if reason:
+                self.state.stopped = True
+                self.state.stop_reason = self.state.stop_reason or reason
+                self.state.kill_kernel()
+                return
+
+
+def _current_dask_task() -> tuple[Any, Any] | None:
+    """(worker, task key) when this thread runs a dask task, else None."""
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        key = worker.get_current_task()
+    except Exception:
+        return None
+    return worker, key
+
+
+def _dask_task_wanted(worker: Any, key: Any) -> bool:
+    """False once the scheduler released the task (cancelled, or its client is gone)."""
+    try:
+        ts = worker.state.tasks.get(key)
+    except Exception:
+        return True
+    return ts is not None and ts.state not in ("cancelled", "released", "forgotten")
+
+
+def _kernel_manager_class(state: _RunState, env: dict[str, str], stderr_path: Path) -> type:
+    """An ``AsyncKernelManager`` that starts this run's kernel with ``env`` added to its
+    environment and its stderr in ``stderr_path``, and records the kernel's process id.
+
+    Given to nbclient through papermill (``kernel_manager_class``), so no process-wide
+    ``os.environ`` or file descriptor changes while the run is in flight.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class RunKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["env"] = {**(kw.get("env") or os.environ), **env}
+            with open(stderr_path, "ab") as err:
+                kw["stderr"] = err
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            pid = getattr(self.provisioner, "pid", None)
+            state.kernel_pid = pid if isinstance(pid, int) else None
+            if state.stopping or state.timed_out:
+                state.kill_kernel()  # a stop that arrived while the kernel was starting
+
+    return RunKernelManager
 
 
 def warm_imports() -> None:
@@ -211,25 +394,6 @@ def _running_cell(executed: Any) -> int | None:
     return source_cell_index(executed, last) if last is not None else None
 
 
-@contextlib.contextmanager
-def _stderr_to(path: Path) -> Iterator[None]:
-    """Send this process's (and so the kernel's) stderr to ``path`` during a run.
-
-    The kernel's own chatter (connection warnings, C-library messages) then becomes the
-    run's ``kernel_stderr.txt`` artifact instead of interleaving on the batch's terminal.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(path, "wb") as fh:
-            os.dup2(fh.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def papermill_ready(nb: Any) -> Any:
     """The metadata papermill's own loader adds (tags lists, ``papermill`` dicts).
 
@@ -250,15 +414,68 @@ def papermill_ready(nb: Any) -> Any:
 
 
 def execute_run(spec: RunSpec) -> RunResult:
-    """Run one parameter set (see :func:`_execute_run`), noting that a run is in flight."""
-    _STATE.running = True
+    """Run one parameter set (see :func:`_execute_run`), registered as in flight so that
+    :func:`stop_runs` and the watchers can reach its kernel."""
+    state = _RunState(spec.batch_id)
+    with _STATE.lock:
+        _STATE.runs[id(state)] = state
     try:
-        return _execute_run(spec)
+        with _RunWatcher(spec, state):
+            return _execute_run(spec, state)
     finally:
-        _STATE.running = False
+        with _STATE.lock:
+            _STATE.runs.pop(id(state), None)
 
 
-def _execute_run(spec: RunSpec) -> RunResult:
+def _worker_label() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def earlier_attempts(spec: RunSpec) -> list[Any]:
+    """MLflow runs of the same batch and index as ``spec`` (attempts whose worker died)."""
+    from mlflow.tracking import MlflowClient
+
+    from ..provenance.store import retry_locked
+
+    return retry_locked(
+        MlflowClient(spec.uri).search_runs,
+        [spec.experiment_id],
+        filter_string=(
+            f"tags.`{BATCH_TAG}` = '{spec.batch_id}' and "
+            f"tags.`jupyter_repro.batch.index` = '{spec.index}'"
+        ),
+    )
+
+
+def _close_dead_attempts(spec: RunSpec, runs: list[Any], retried: bool) -> None:
+    """End attempts left RUNNING by a worker that died as FAILED, saying what happened."""
+    from mlflow.entities import RunTag
+    from mlflow.tracking import MlflowClient
+
+    from ..provenance.store import retry_locked
+
+    client = MlflowClient(spec.uri)
+    for run in runs:
+        if run.info.status != "RUNNING":
+            continue
+        where = run.data.tags.get(WORKER_TAG, "a worker")
+        reason = f"the worker running it ({where}) died mid-run" + (
+            "; retried on another worker" if retried else "; not retried again"
+        )
+        retry_locked(
+            client.log_batch,
+            run.info.run_id,
+            tags=[
+                RunTag("jupyter_repro.status", "FAILED"),
+                RunTag("jupyter_repro.status_reason", reason),
+            ],
+        )
+        retry_locked(client.set_terminated, run.info.run_id, "FAILED", int(time.time() * 1000))
+
+
+def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
     """Run one parameter set: MLflow run, papermill in a fresh kernel, artifacts, status.
 
     Returns a result for every outcome (FINISHED, FAILED, KILLED). A run not started
@@ -272,16 +489,42 @@ def _execute_run(spec: RunSpec) -> RunResult:
 
     t0 = time.time()
     timings: dict[str, float] = {}
-    if _STATE.stopping:
+    worker = _worker_label()
+    if state.stopping:
         return RunResult.not_started(spec, "batch stopped before this run started")
-    _STATE.timed_out = False
+    attempt, retry_of = 1, None
+    if spec.check_attempts:
+        earlier = earlier_attempts(spec)
+        attempt = len(earlier) + 1
+        if earlier:
+            retry_of = max(earlier, key=lambda r: r.info.start_time).info.run_id
+        if attempt > MAX_ATTEMPTS:
+            _close_dead_attempts(spec, earlier, retried=False)
+            where = sorted({r.data.tags.get(WORKER_TAG, "?") for r in earlier})
+            return RunResult(
+                spec.index,
+                spec.run_name,
+                spec.params,
+                "FAILED",
+                retry_of,
+                0.0,
+                f"the worker running it died {len(earlier)} times ({', '.join(where)}); "
+                "not retried again",
+                worker=worker,
+                attempt=len(earlier),
+            )
+        _close_dead_attempts(spec, earlier, retried=True)
     nb = inject_parameters(papermill_ready(read_notebook(spec.notebook)), spec.params)
     extra = {
         **heartbeat_tags(),
         BATCH_TAG: spec.batch_id,
         "jupyter_repro.batch.index": str(spec.index),
+        WORKER_TAG: worker,
         **spec.flags,
     }
+    if attempt > 1:
+        extra[ATTEMPT_TAG] = str(attempt)
+        extra[RETRY_OF_TAG] = str(retry_of)
     run_id = open_run(
         spec.uri,
         spec.experiment_id,
@@ -295,32 +538,32 @@ def _execute_run(spec: RunSpec) -> RunResult:
     timings["open_run"] = time.time() - t0
     out = Path(spec.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.partial.ipynb")
-    env_keys = {
+    tag = f"{os.getpid()}.{threading.get_ident()}"
+    tmp = out.with_name(f".{out.stem}.{tag}.partial.ipynb")
+    stderr_log = out.with_name(f".{out.stem}.{tag}.stderr.txt")
+    kernel_env = {
         "MLFLOW_RUN_ID": run_id,
         "MLFLOW_TRACKING_URI": spec.uri,
         "MLFLOW_EXPERIMENT_ID": spec.experiment_id,
     }
-    saved_env = {k: os.environ.get(k) for k in env_keys}
-    os.environ.update(env_keys)
+    km_class = _kernel_manager_class(state, kernel_env, stderr_log)
 
     def on_timeout() -> None:
-        _STATE.timed_out = True
-        kill_kernels()
+        state.timed_out = True
+        state.kill_kernel()
 
     timer = threading.Timer(spec.timeout, on_timeout) if spec.timeout else None
     executed = None
     failure: BaseException | None = None
     status, reason, error = "FINISHED", "", {}
     t1 = time.time()
-    stderr_log = out.with_name(f".{out.stem}.{os.getpid()}.stderr.txt")
-    with Heartbeat(spec.uri, run_id, spec.heartbeat_interval), _stderr_to(stderr_log):
+    with Heartbeat(spec.uri, run_id, spec.heartbeat_interval):
         try:
             if timer:
                 timer.start()
-            if _STATE.stopping:
+            if state.stopping:
                 raise RuntimeError("batch stopped")
-            for attempt in (1, 2):
+            for attempt_start in (1, 2):
                 try:
                     executed = papermill.execute_notebook(
                         nb,
@@ -331,6 +574,7 @@ def _execute_run(spec: RunSpec) -> RunResult:
                         start_timeout=spec.start_timeout,
                         execution_timeout=None,  # the run-wide watchdog below ends it
                         request_save_on_cell_execute=True,
+                        kernel_manager_class=km_class,
                     )
                     break
                 except RuntimeError as exc:
@@ -338,8 +582,8 @@ def _execute_run(spec: RunSpec) -> RunResult:
                     # jupyter_client choosing it and the kernel binding it, under load)
                     # ran no user code: start a fresh one once before calling it FAILED.
                     if (
-                        attempt == 2
-                        or _STATE.stopping
+                        attempt_start == 2
+                        or state.stopping
                         or "before replying to kernel_info" not in str(exc)
                     ):
                         raise
@@ -353,29 +597,25 @@ def _execute_run(spec: RunSpec) -> RunResult:
             status = "FAILED"
             reason, error = _classify(exc, executed)
             if not isinstance(exc, Exception):
-                _STATE.stopping = True
+                state.stopped = True
         finally:
             if timer:
                 timer.cancel()
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
     timings["execute"] = time.time() - t1
     # A run that completed, or failed in a cell of its own, before the signal or the
     # deadline keeps that outcome (the deadline can pass while the kernel shuts down).
     from papermill.exceptions import PapermillExecutionError
 
     cell_failed = isinstance(failure, PapermillExecutionError)
-    if status == "FAILED" and not cell_failed and _STATE.stopping:
+    if status == "FAILED" and not cell_failed and state.stopping:
         status = "KILLED"
         cell = _running_cell(executed)
-        reason = "batch interrupted (SIGTERM/SIGINT): kernel shut down" + (
+        why = state.stop_reason or "batch interrupted (SIGTERM/SIGINT)"
+        reason = f"{why}: kernel shut down" + (
             f" while cell {cell} was running" if cell is not None else ""
         )
         error = {"cell_index": cell} if cell is not None else {}
-    elif status == "FAILED" and not cell_failed and _STATE.timed_out:
+    elif status == "FAILED" and not cell_failed and state.timed_out:
         cell = _running_cell(executed)
         reason = f"timed out after {spec.timeout:g}s" + (
             f" in cell {cell}" if cell is not None else ""
@@ -414,6 +654,8 @@ def _execute_run(spec: RunSpec) -> RunResult:
         output_path,
         metrics,
         timings,
+        worker=worker,
+        attempt=attempt,
     )
 
 

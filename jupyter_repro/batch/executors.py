@@ -1,5 +1,6 @@
-"""Where runs happen. Today: a local pool of worker processes; a dask executor can be
-added by implementing :class:`Executor` (submit a picklable function, stop on request).
+"""Where runs happen: a local pool of worker processes (``-j N``, the default), or a
+dask.distributed cluster (``--executor dask``, :mod:`.dask_executor`). Both implement
+:class:`Executor` (submit a picklable function, stop on request).
 
 Workers are long-lived: each imports papermill/MLflow/nbconvert once and then runs many
 notebooks, each in its own fresh kernel. They start from a ``forkserver`` (a clean
@@ -22,6 +23,11 @@ class Executor(Protocol):
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Schedule ``fn(*args)``; the future holds its return value."""
+        ...
+
+    def submit_run(self, spec: Any) -> Future:
+        """Schedule one batch run (:func:`~.execute.execute_run` of ``spec`` or its
+        equivalent); the future holds its :class:`~.execute.RunResult`."""
         ...
 
     def stop(self) -> None:
@@ -79,6 +85,12 @@ class LocalProcessExecutor:
         """Schedule ``fn(*args)`` on the next free worker."""
         return self._pool.submit(fn, *args)
 
+    def submit_run(self, spec: Any) -> Future:
+        """Schedule one batch run on the next free worker."""
+        from .execute import execute_run
+
+        return self._pool.submit(execute_run, spec)
+
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers."""
         procs = getattr(self._pool, "_processes", None) or {}
@@ -114,6 +126,31 @@ class LocalProcessExecutor:
         self._pool.shutdown(wait=True, cancel_futures=cancel_pending)
 
 
-def make_executor(jobs: int) -> LocalProcessExecutor:
-    """The executor for ``-j jobs`` (the place a ``--dask`` option would plug in)."""
-    return LocalProcessExecutor(jobs)
+def make_executor(
+    kind: str,
+    jobs: int,
+    *,
+    scheduler: str | None = None,
+    batch_id: str = "",
+    payload: Any = None,
+) -> Executor:
+    """The executor for a batch.
+
+    Args:
+        kind: ``"local"`` (a pool of ``jobs`` processes) or ``"dask"`` (the cluster at
+            ``scheduler``, or a LocalCluster of ``jobs`` workers when it is None).
+        payload: for dask, the :class:`~.dask_executor.Payload` shipped with every run
+            (None: the workers share this file system).
+
+    Raises:
+        ReproError: an unknown kind, or a dask scheduler that cannot be used.
+    """
+    if kind == "local":
+        return LocalProcessExecutor(jobs)
+    if kind == "dask":
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor(scheduler, jobs, batch_id, payload)
+    from ..errors import ReproError
+
+    raise ReproError(f"--executor must be 'local' or 'dask', not {kind!r}")

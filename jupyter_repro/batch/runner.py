@@ -8,6 +8,7 @@ touched, so bad input (exit 2) never leaves a run behind (field cases F08, F10).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import signal
 import sys
 import time
@@ -23,7 +24,7 @@ from ..parameters import find_parameters_cell, notebook_parameters, validate_par
 from ..provenance.data import digest_input
 from ..provenance.mlflow_log import collect_provenance, format_param
 from ..provenance.store import prepare_experiment, resolve_tracking_uri
-from .execute import RunResult, RunSpec, close_orphans, execute_run
+from .execute import RunResult, RunSpec, close_orphans, process_identity
 from .executors import make_executor, prestart
 
 
@@ -34,7 +35,8 @@ class BatchOptions:
     Attributes:
         experiment: MLflow experiment name (default: the notebook's file stem).
         tracking_uri: overrides ``MLFLOW_TRACKING_URI`` and the local default store.
-        jobs: runs at a time on this machine (``-j``).
+        jobs: runs at a time (``-j``): local pool processes, or LocalCluster workers with
+            ``executor="dask"`` and no scheduler. None: 1 locally, one per core on dask.
         timeout: seconds allowed for each whole run (None: no limit).
         kernel: kernelspec to use instead of the notebook's own.
         output_dir: executed notebooks go to ``<output_dir>/<experiment>/<run>.ipynb``.
@@ -44,11 +46,15 @@ class BatchOptions:
         stop_grace: seconds to wait for in-flight runs to close after SIGTERM/SIGINT.
         start_timeout: seconds to wait for a kernel to start.
         progress: show a progress bar on stderr (when it is a terminal).
+        executor: ``"local"`` (process pool) or ``"dask"`` (see docs/batch.md).
+        scheduler: ``tcp://HOST:PORT`` of a dask scheduler; None with dask starts a
+            LocalCluster.
+        shared_fs: dask workers see this file system: do not ship the notebook and data.
     """
 
     experiment: str | None = None
     tracking_uri: str | None = None
-    jobs: int = 1
+    jobs: int | None = None
     timeout: float | None = None
     kernel: str | None = None
     output_dir: str = "runs"
@@ -58,6 +64,9 @@ class BatchOptions:
     stop_grace: float = 20.0
     start_timeout: float = 60.0
     progress: bool = True
+    executor: str = "local"
+    scheduler: str | None = None
+    shared_fs: bool = False
 
 
 @dataclass
@@ -88,6 +97,7 @@ class BatchReport:
         runs = []
         for r in self.results:
             item = asdict(r)
+            item.pop("notebook_text", None)
             item["params"] = {k: format_param(v) for k, v in r.params.items()}
             runs.append(item)
         return {
@@ -137,8 +147,12 @@ def plan_batch(
         for line in validate_parameters(notebook, nb, params, options.allow_unknown):
             if line not in warnings:
                 warnings.append(line)
-    if options.jobs < 1:
+    if options.jobs is not None and options.jobs < 1:
         raise ReproError(f"-j must be at least 1, not {options.jobs}")
+    if options.executor not in ("local", "dask"):
+        raise ReproError(f"--executor must be 'local' or 'dask', not {options.executor!r}")
+    if options.executor != "dask" and (options.scheduler or options.shared_fs):
+        raise ReproError("--scheduler and --shared-fs need --executor dask")
     return nb, kernel, warnings
 
 
@@ -160,7 +174,9 @@ def run_batch(
     say = echo or (lambda line: print(line, file=sys.stderr))
     path = Path(notebook)
     nb, kernel, warnings = plan_batch(path, param_sets, options)
-    prestart()  # workers' imports now overlap with the provenance computed below
+    on_dask = options.executor == "dask"
+    if not on_dask:
+        prestart()  # workers' imports now overlap with the provenance computed below
     for line in warnings:
         say(f"warning: {line}")
     data = [digest_input(p) for p in options.data]
@@ -181,18 +197,40 @@ def run_batch(
     uri = resolve_tracking_uri(options.tracking_uri, path.parent)
     experiment = options.experiment or path.stem
     provenance = collect_provenance(path, data)
-    executor = make_executor(min(options.jobs, len(param_sets)))
-    setup = executor.submit(prepare_experiment, uri, experiment)
+    batch_id = uuid.uuid4().hex
+    payload = None
+    if on_dask:
+        from .dask_executor import build_payload
+
+        jobs = min(options.jobs or os.cpu_count() or 1, len(param_sets))
+        payload = None if options.shared_fs else build_payload(path, options.data)
+    else:
+        jobs = min(options.jobs or 1, len(param_sets))
+    executor = make_executor(
+        options.executor, jobs, scheduler=options.scheduler, batch_id=batch_id, payload=payload
+    )
     try:
-        experiment_id = setup.result()
+        if on_dask:
+            for line in executor.check(uri, kernel, options.shared_fs):
+                say(f"warning: {line}")
+            workers = len(executor.client.scheduler_info().get("workers", {}))
+            shipped = (
+                f"shipping {len(payload.files)} file(s), {payload.size / 1e6:.1f} MB"
+                if payload is not None
+                else "shared file system"
+            )
+            say(
+                f"dask: {len(param_sets)} run(s) on {workers} worker(s) at {executor.address}; {shipped}"
+            )
+        experiment_id = executor.submit(prepare_experiment, uri, experiment).result()
     except BaseException:
         executor.kill()
         raise
-    batch_id = uuid.uuid4().hex
     # Second-resolution stamp plus a part of the batch id: two batches started in the same
     # second never share a run name (or an executed notebook's file name).
     stamp = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{batch_id[:4]}"
     out_dir = Path(options.output_dir) / experiment
+    owner = process_identity()
     specs = []
     for index, params in enumerate(param_sets):
         run_name = f"{path.stem}-{stamp}-{index:03d}"
@@ -219,6 +257,8 @@ def run_batch(
                 provenance=provenance,
                 heartbeat_interval=options.heartbeat_interval,
                 flags=flags,
+                owner=owner,
+                check_attempts=on_dask,
             )
         )
     report = BatchReport([], experiment, uri, warnings=warnings)
@@ -242,7 +282,7 @@ def run_batch(
     try:
         try:
             for spec in specs:
-                futures[executor.submit(execute_run, spec)] = spec
+                futures[executor.submit_run(spec)] = spec
             for fut in cf.as_completed(futures):
                 results[futures[fut].index] = _result_of(fut, futures[fut])
                 bar.update(1)
@@ -282,7 +322,14 @@ def run_batch(
 
 def _result_of(fut: cf.Future, spec: RunSpec) -> RunResult:
     try:
-        return fut.result()
+        result = fut.result()
+        if result.notebook_text is not None:  # run on another machine: write it here
+            from ..fileio import atomic_write_text
+
+            Path(spec.output_path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(spec.output_path, result.notebook_text)
+            result.notebook_text = None
+        return result
     except cf.CancelledError:
         return RunResult.not_started(spec, "batch interrupted before this run started")
     except Exception as exc:  # the worker process died or logging failed: say so per run

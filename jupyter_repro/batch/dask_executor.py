@@ -1,0 +1,358 @@
+"""``--executor dask``: the runs of a batch on a dask.distributed cluster.
+
+Design (the reasons are in docs/architecture.md): a dask task runs the very same
+:func:`~jupyter_repro.batch.execute.execute_run` as a local pool worker, so the worker
+opens, heartbeats and closes the MLflow run itself and there is one code path for what
+is logged. That needs a tracking store every worker can reach: an ``mlflow server``
+over HTTP (``jupyter-repro server``), or a local sqlite/file store when every worker is
+on this machine (``LocalCluster``, workers on 127.0.0.1) or shares its disk
+(``--shared-fs``). The client checks this before any run exists.
+
+Without ``--shared-fs`` the notebook and the declared ``--data`` inputs are shipped by
+content (scattered once per batch; workers copy them peer to peer) into a scratch folder
+per run that keeps their relative layout, and the executed notebook comes back to the
+client, which writes it under ``runs/`` as a local run would.
+
+Failures: a worker that dies mid-run is noticed by the scheduler, which runs the task
+again elsewhere; the new attempt finds the dead attempt's MLflow run (same batch id and
+index), ends it FAILED ("the worker ... died mid-run; retried") and runs once more; a
+third attempt gives up FAILED (:data:`~jupyter_repro.batch.execute.MAX_ATTEMPTS`). On a
+cluster configured to give up at once (``KilledWorker``) the client resubmits once
+itself. Ctrl-C stops the batch's runs on every worker (``Client.run`` of
+:func:`~jupyter_repro.batch.execute.stop_runs`); a client that is killed outright
+releases its tasks, and each running task sees that and ends its run KILLED.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import ipaddress
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReproError
+from .execute import RunResult, RunSpec, execute_run
+
+#: Seconds to wait for the scheduler to answer and for a first worker to join.
+CONNECT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a worker needs on its disk to run the notebook: files by content.
+
+    Attributes:
+        files: relative POSIX path -> bytes, laid out as on the client below a common
+            folder of the notebook's folder and every ``--data`` input.
+        notebook: the notebook's relative path among ``files``.
+    """
+
+    files: dict[str, bytes]
+    notebook: str
+
+    @property
+    def size(self) -> int:
+        """Total bytes shipped."""
+        return sum(len(b) for b in self.files.values())
+
+
+def build_payload(notebook: str | Path, data: list[str] | tuple[str, ...] = ()) -> Payload:
+    """Read the notebook and every declared input into a :class:`Payload`.
+
+    Raises:
+        ReproError: an input cannot be read (the message names it).
+    """
+    nb = Path(notebook).resolve()
+    inputs = [Path(p).resolve() for p in data]
+    root = Path(os.path.commonpath([nb.parent, *inputs]))
+    paths = [nb]
+    for item in inputs:
+        paths.extend(sorted(f for f in item.rglob("*") if f.is_file()) if item.is_dir() else [item])
+    files: dict[str, bytes] = {}
+    for f in paths:
+        try:
+            files[f.relative_to(root).as_posix()] = f.read_bytes()
+        except OSError as exc:
+            raise ReproError(f"{f}: cannot read to ship to the workers: {exc.strerror or exc}")
+    return Payload(files, nb.relative_to(root).as_posix())
+
+
+def _scratch_parent() -> str | None:
+    """The dask worker's own local directory (its scratch space), if known."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except Exception:
+        return None
+
+
+def run_shipped(spec: RunSpec, payload: Payload | None) -> RunResult:
+    """Run ``spec`` on a dask worker: in a scratch copy of ``payload`` unless it is None
+    (``--shared-fs``: the client's paths are valid here).
+
+    Returns the run's :class:`RunResult`; with a payload, ``notebook_text`` holds the
+    executed notebook for the client to write to ``spec.output_path``.
+    """
+    if payload is None:
+        return execute_run(spec)
+    scratch = Path(tempfile.mkdtemp(prefix="jrepro-run-", dir=_scratch_parent()))
+    try:
+        for rel, content in payload.files.items():
+            target = scratch / "files" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        notebook = scratch / "files" / payload.notebook
+        out = scratch / "out" / Path(spec.output_path).name
+        result = execute_run(
+            replace(spec, notebook=str(notebook), cwd=str(notebook.parent), output_path=str(out))
+        )
+        if result.output_path:
+            result.notebook_text = out.read_text(encoding="utf-8")
+            result.output_path = spec.output_path
+        if result.status == "FAILED" and any(
+            name in result.reason for name in ("FileNotFoundError", "ModuleNotFoundError")
+        ):
+            result.reason += (
+                " (on a dask worker only the notebook and --data inputs are shipped: "
+                "declare the file with --data, or use --shared-fs)"
+            )
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def worker_facts() -> dict[str, Any]:
+    """Run on each worker before the batch: warms the imports, says what it can run."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from .. import __version__
+    from .execute import warm_imports
+
+    warm_imports()
+    return {
+        "host": socket.gethostname(),
+        "version": __version__,
+        "kernels": sorted(KernelSpecManager().find_kernel_specs()),
+    }
+
+
+def _local_addresses() -> set[str]:
+    import psutil
+
+    names = {"localhost", socket.gethostname(), socket.getfqdn()}
+    for addrs in psutil.net_if_addrs().values():
+        names.update(a.address.split("%")[0] for a in addrs)
+    return names
+
+
+def worker_is_local(address: str) -> bool:
+    """Whether a worker address (``tcp://HOST:PORT``) is on this machine."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        pass
+    return host in _local_addresses()
+
+
+def store_is_local(uri: str) -> bool:
+    """Whether a tracking URI names files on this machine (sqlite, file) rather than a
+    server every worker can reach."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+class DaskExecutor:
+    """Runs on a dask.distributed cluster: an existing scheduler, or a ``LocalCluster``.
+
+    Args:
+        scheduler: ``tcp://HOST:PORT`` of a running scheduler; None starts a
+            ``LocalCluster`` of ``jobs`` worker processes with one thread each.
+        jobs: workers of the LocalCluster (ignored with a scheduler).
+        batch_id: the batch whose runs :meth:`stop` stops on every worker.
+        payload: files to ship with every run, or None (``--shared-fs``).
+
+    Raises:
+        ReproError: the scheduler cannot be reached or has no workers.
+    """
+
+    def __init__(
+        self,
+        scheduler: str | None,
+        jobs: int,
+        batch_id: str,
+        payload: Payload | None,
+    ) -> None:
+        from distributed import Client, LocalCluster
+
+        self.batch_id = batch_id
+        self.scheduler = scheduler
+        self.cluster = None
+        self._lock = threading.Lock()
+        self._dask: dict[cf.Future, Any] = {}  # our future -> the dask future behind it
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise ReproError(f"cannot reach the dask scheduler at {scheduler}: {exc}")
+        else:
+            self.cluster = LocalCluster(
+                n_workers=max(1, jobs),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            self.client = Client(self.cluster)
+        try:
+            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError):
+            self.close()
+            raise ReproError(
+                f"the dask scheduler at {scheduler} has no workers "
+                f"(none joined within {CONNECT_TIMEOUT:.0f}s)"
+            )
+        self.payload_future = (
+            self.client.scatter(payload, broadcast=False) if payload is not None else None
+        )
+
+    @property
+    def address(self) -> str:
+        """The scheduler's address."""
+        return self.client.scheduler.address
+
+    def check(self, uri: str, kernel: str, shared_fs: bool) -> list[str]:
+        """Ask every worker what it can run before any run exists; return warnings.
+
+        Raises:
+            ReproError: a worker cannot import jupyter_repro, lacks the kernelspec, or
+                cannot reach a tracking store that is a file on this machine.
+        """
+        from .. import __version__
+
+        facts = self.client.run(worker_facts, on_error="return")
+        warnings = []
+        for address, fact in sorted(facts.items()):
+            if isinstance(fact, BaseException):
+                raise ReproError(
+                    f"dask worker {address} cannot run jupyter-repro "
+                    f"({type(fact).__name__}: {fact}); install jupyter-repro {__version__} "
+                    "in every worker's environment"
+                )
+            if kernel not in fact["kernels"]:
+                raise ReproError(
+                    f"dask worker {address} has no kernel named '{kernel}' "
+                    f"(it has: {', '.join(fact['kernels']) or 'none'})"
+                )
+            if fact["version"] != __version__:
+                warnings.append(
+                    f"dask worker {address} runs jupyter-repro {fact['version']}, "
+                    f"this client {__version__}"
+                )
+            if store_is_local(uri) and not shared_fs and not worker_is_local(address):
+                raise ReproError(
+                    f"the tracking store {uri} is a file on this machine and dask worker "
+                    f"{address} ({fact['host']}) cannot reach it: use a tracking server "
+                    "(jupyter-repro server; --tracking-uri http://HOST:PORT), or --shared-fs "
+                    "if the workers see this path"
+                )
+        return warnings
+
+    # --- the Executor protocol -----------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        """Run ``fn(*args)`` on some worker; the returned future holds its value."""
+        ours: cf.Future = cf.Future()
+        ours.set_running_or_notify_cancel()
+        self._submit(ours, fn, args, resubmits=0)
+        return ours
+
+    def submit_run(self, spec: RunSpec) -> cf.Future:
+        """Run one batch run on some worker (shipped files unless --shared-fs)."""
+        return self.submit(run_shipped, spec, self.payload_future)
+
+    def _submit(self, ours: cf.Future, fn: Callable[..., Any], args: tuple, resubmits: int) -> None:
+        fut = self.client.submit(fn, *args, pure=False)
+        with self._lock:
+            self._dask[ours] = fut
+
+        def done(f: Any) -> None:
+            from distributed.scheduler import KilledWorker
+
+            if ours.done():
+                return
+            try:
+                if f.status == "cancelled":
+                    ours.set_exception(cf.CancelledError())
+                elif f.status == "error":
+                    exc = f.exception()
+                    if isinstance(exc, KilledWorker) and resubmits == 0:
+                        self._submit(ours, fn, args, resubmits=1)  # the one retry
+                    else:
+                        ours.set_exception(exc)
+                else:
+                    ours.set_result(f.result())
+            except BaseException as exc:  # the client is closing: the run is not known
+                if not ours.done():
+                    ours.set_exception(exc)
+
+        fut.add_done_callback(done)
+
+    def stop(self) -> None:
+        """Stop this batch's runs on every worker: they end KILLED, with their results."""
+        from .execute import stop_runs
+
+        thread = threading.Thread(
+            target=self.client.run,
+            args=(stop_runs, self.batch_id, "batch interrupted (Ctrl-C/SIGTERM)"),
+            kwargs={"on_error": "return"},
+            daemon=True,
+        )
+        thread.start()
+        thread.join(10.0)
+
+    def cancel_pending(self) -> None:
+        """Cancel runs no worker has started (started ones end through :meth:`stop`)."""
+        try:
+            processing = {k for keys in self.client.processing().values() for k in keys}
+        except Exception:
+            processing = set()
+        with self._lock:
+            waiting = [f for f in self._dask.values() if not f.done() and f.key not in processing]
+        if waiting:
+            self.client.cancel(waiting)
+
+    def kill(self) -> None:
+        """Cancel every unfinished run and disconnect (tasks see it and kill their kernels)."""
+        with self._lock:
+            unfinished = [f for f in self._dask.values() if not f.done()]
+        try:
+            if unfinished:
+                self.client.cancel(unfinished, force=True)
+        finally:
+            self.close()
+
+    def shutdown(self, cancel_pending: bool = False) -> None:
+        """Wait for the runs (unless ``cancel_pending``) and disconnect; a LocalCluster ends."""
+        if cancel_pending:
+            self.cancel_pending()
+        self.close()
+
+    def close(self) -> None:
+        """Disconnect from the scheduler; close the LocalCluster this executor started."""
+        for thing in (self.client, self.cluster):
+            if thing is None:
+                continue
+            try:
+                thing.close()
+            except Exception:  # closing must never hide the batch's own outcome
+                continue
