@@ -65,6 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --executor dask: workers see this file system, so the notebook and "
         "--data inputs are not shipped to them",
     )
+    b.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --executor dask: wait this long for the scheduler and a first worker",
+    )
     b.add_argument("--timeout", type=float, default=None, help="seconds allowed per run")
     b.add_argument("--kernel", default=None, help="kernelspec to use instead of the notebook's")
     b.add_argument("--experiment", default=None, help="MLflow experiment (default: notebook name)")
@@ -136,6 +143,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         executor=args.executor,
         scheduler=args.scheduler,
         shared_fs=args.shared_fs,
+        connect_timeout=args.connect_timeout,
     )
     from ..fileio import check_writable
 

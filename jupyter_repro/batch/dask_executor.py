@@ -9,7 +9,7 @@ on this machine (``LocalCluster``, workers on 127.0.0.1) or shares its disk
 (``--shared-fs``). The client checks this before any run exists.
 
 Without ``--shared-fs`` the notebook and the declared ``--data`` inputs are shipped by
-content (scattered once per batch; workers copy them peer to peer) into a scratch folder
+content (sent once per batch as the result of a task, which the scheduler recomputes if every copy dies with its worker; workers copy it peer to peer) into a scratch folder
 per run that keeps their relative layout, and the executed notebook comes back to the
 client, which writes it under ``runs/`` as a local run would.
 
@@ -130,6 +130,11 @@ def run_shipped(spec: RunSpec, payload: Payload | None) -> RunResult:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _hold(payload: Payload) -> Payload:
+    """The task whose result is the payload (see :class:`DaskExecutor`)."""
+    return payload
+
+
 def worker_facts() -> dict[str, Any]:
     """Run on each worker before the batch: warms the imports, says what it can run."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -180,6 +185,7 @@ class DaskExecutor:
         jobs: workers of the LocalCluster (ignored with a scheduler).
         batch_id: the batch whose runs :meth:`stop` stops on every worker.
         payload: files to ship with every run, or None (``--shared-fs``).
+        connect_timeout: seconds to wait for the scheduler and for a first worker.
 
     Raises:
         ReproError: the scheduler cannot be reached or has no workers.
@@ -191,6 +197,7 @@ class DaskExecutor:
         jobs: int,
         batch_id: str,
         payload: Payload | None,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         from distributed import Client, LocalCluster
 
@@ -201,9 +208,10 @@ class DaskExecutor:
         self._dask: dict[cf.Future, Any] = {}  # our future -> the dask future behind it
         if scheduler:
             try:
-                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+                self.client = Client(scheduler, timeout=connect_timeout)
             except (OSError, TimeoutError) as exc:
-                raise ReproError(f"cannot reach the dask scheduler at {scheduler}: {exc}")
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ReproError(f"cannot reach the dask scheduler at {scheduler}: {first}")
         else:
             self.cluster = LocalCluster(
                 n_workers=max(1, jobs),
@@ -214,15 +222,18 @@ class DaskExecutor:
             )
             self.client = Client(self.cluster)
         try:
-            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            self.client.wait_for_workers(1, timeout=connect_timeout)
         except (OSError, TimeoutError):
             self.close()
             raise ReproError(
                 f"the dask scheduler at {scheduler} has no workers "
-                f"(none joined within {CONNECT_TIMEOUT:.0f}s)"
+                f"(none joined within {connect_timeout:g}s)"
             )
+        self._stopping = False
+        # Shipped as the result of a task, not scattered: the scheduler keeps the task, so
+        # a copy lost with a dead worker is made again (scattered data would be gone).
         self.payload_future = (
-            self.client.scatter(payload, broadcast=False) if payload is not None else None
+            self.client.submit(_hold, payload, pure=False) if payload is not None else None
         )
 
     @property
@@ -278,9 +289,18 @@ class DaskExecutor:
 
     def submit_run(self, spec: RunSpec) -> cf.Future:
         """Run one batch run on some worker (shipped files unless --shared-fs)."""
-        return self.submit(run_shipped, spec, self.payload_future)
+        ours: cf.Future = cf.Future()
+        ours.set_running_or_notify_cancel()
+        self._submit(ours, run_shipped, (spec, self.payload_future), resubmits=0)
+        return ours
 
-    def _submit(self, ours: cf.Future, fn: Callable[..., Any], args: tuple, resubmits: int) -> None:
+    def _submit(
+        self,
+        ours: cf.Future,
+        fn: Callable[..., Any],
+        args: tuple,
+        resubmits: int,
+    ) -> None:
         fut = self.client.submit(fn, *args, pure=False)
         with self._lock:
             self._dask[ours] = fut
@@ -291,16 +311,19 @@ class DaskExecutor:
             if ours.done():
                 return
             try:
-                if f.status == "cancelled":
-                    ours.set_exception(cf.CancelledError())
-                elif f.status == "error":
-                    exc = f.exception()
-                    if isinstance(exc, KilledWorker) and resubmits == 0:
-                        self._submit(ours, fn, args, resubmits=1)  # the one retry
-                    else:
-                        ours.set_exception(exc)
-                else:
+                if f.status == "finished":
                     ours.set_result(f.result())
+                    return
+                # A worker died with the task (dask gave up: KilledWorker) or with data it
+                # needed (the task is cancelled though nobody asked): submit it once more.
+                exc = f.exception() if f.status == "error" else cf.CancelledError()
+                lost = isinstance(exc, KilledWorker) or (
+                    f.status == "cancelled" and not self._stopping
+                )
+                if lost and resubmits == 0 and not self._stopping:
+                    self._submit(ours, fn, args, resubmits=1)
+                else:
+                    ours.set_exception(exc)
             except BaseException as exc:  # the client is closing: the run is not known
                 if not ours.done():
                     ours.set_exception(exc)
@@ -311,6 +334,7 @@ class DaskExecutor:
         """Stop this batch's runs on every worker: they end KILLED, with their results."""
         from .execute import stop_runs
 
+        self._stopping = True
         thread = threading.Thread(
             target=self.client.run,
             args=(stop_runs, self.batch_id, "batch interrupted (Ctrl-C/SIGTERM)"),
@@ -322,6 +346,7 @@ class DaskExecutor:
 
     def cancel_pending(self) -> None:
         """Cancel runs no worker has started (started ones end through :meth:`stop`)."""
+        self._stopping = True
         try:
             processing = {k for keys in self.client.processing().values() for k in keys}
         except Exception:
@@ -333,6 +358,7 @@ class DaskExecutor:
 
     def kill(self) -> None:
         """Cancel every unfinished run and disconnect (tasks see it and kill their kernels)."""
+        self._stopping = True
         with self._lock:
             unfinished = [f for f in self._dask.values() if not f.done()]
         try:

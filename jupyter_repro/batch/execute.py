@@ -508,8 +508,7 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
                 "FAILED",
                 retry_of,
                 0.0,
-                f"the worker running it died {len(earlier)} times ({', '.join(where)}); "
-                "not retried again",
+                f"worker died {len(earlier)} times mid-run; not retried again ({', '.join(where)})",
                 worker=worker,
                 attempt=len(earlier),
             )

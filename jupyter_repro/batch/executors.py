@@ -133,6 +133,7 @@ def make_executor(
     scheduler: str | None = None,
     batch_id: str = "",
     payload: Any = None,
+    connect_timeout: float = 30.0,
 ) -> Executor:
     """The executor for a batch.
 
@@ -150,7 +151,7 @@ def make_executor(
     if kind == "dask":
         from .dask_executor import DaskExecutor
 
-        return DaskExecutor(scheduler, jobs, batch_id, payload)
+        return DaskExecutor(scheduler, jobs, batch_id, payload, connect_timeout)
     from ..errors import ReproError
 
     raise ReproError(f"--executor must be 'local' or 'dask', not {kind!r}")

@@ -50,6 +50,7 @@ class BatchOptions:
         scheduler: ``tcp://HOST:PORT`` of a dask scheduler; None with dask starts a
             LocalCluster.
         shared_fs: dask workers see this file system: do not ship the notebook and data.
+        connect_timeout: seconds to wait for the dask scheduler and a first worker.
     """
 
     experiment: str | None = None
@@ -67,6 +68,7 @@ class BatchOptions:
     executor: str = "local"
     scheduler: str | None = None
     shared_fs: bool = False
+    connect_timeout: float = 30.0
 
 
 @dataclass
@@ -207,7 +209,12 @@ def run_batch(
     else:
         jobs = min(options.jobs or 1, len(param_sets))
     executor = make_executor(
-        options.executor, jobs, scheduler=options.scheduler, batch_id=batch_id, payload=payload
+        options.executor,
+        jobs,
+        scheduler=options.scheduler,
+        batch_id=batch_id,
+        payload=payload,
+        connect_timeout=options.connect_timeout,
     )
     try:
         if on_dask:
