@@ -173,7 +173,52 @@ def worker_is_local(address: str) -> bool:
 def store_is_local(uri: str) -> bool:
     """Whether a tracking URI names files on this machine (sqlite, file) rather than a
     server every worker can reach."""
+    if uri.startswith("databricks"):
+        return False  # "databricks", "databricks://profile", "databricks-uc"
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def judge_workers(facts: dict[str, Any], uri: str, kernel: str, shared_fs: bool) -> list[str]:
+    """Whether every worker can run the batch, from :func:`worker_facts` per address.
+
+    Args:
+        facts: worker address -> its facts, or the exception it raised.
+
+    Returns:
+        Warnings (a different jupyter-repro version).
+
+    Raises:
+        ReproError: a worker cannot import jupyter_repro, lacks the kernelspec, or cannot
+            reach a tracking store that is a file on this machine.
+    """
+    from .. import __version__
+
+    warnings = []
+    for address, fact in sorted(facts.items()):
+        if isinstance(fact, BaseException):
+            raise ReproError(
+                f"dask worker {address} cannot run jupyter-repro "
+                f"({type(fact).__name__}: {fact}); install jupyter-repro {__version__} "
+                "in every worker's environment"
+            )
+        if kernel not in fact["kernels"]:
+            raise ReproError(
+                f"dask worker {address} has no kernel named '{kernel}' "
+                f"(it has: {', '.join(fact['kernels']) or 'none'})"
+            )
+        if fact["version"] != __version__:
+            warnings.append(
+                f"dask worker {address} runs jupyter-repro {fact['version']}, "
+                f"this client {__version__}"
+            )
+        if store_is_local(uri) and not shared_fs and not worker_is_local(address):
+            raise ReproError(
+                f"the tracking store {uri} is a file on this machine and dask worker "
+                f"{address} ({fact['host']}) cannot reach it: use a tracking server "
+                "(jupyter-repro server; --tracking-uri http://HOST:PORT), or --shared-fs "
+                "if the workers see this path"
+            )
+    return warnings
 
 
 class DaskExecutor:
@@ -242,41 +287,13 @@ class DaskExecutor:
         return self.client.scheduler.address
 
     def check(self, uri: str, kernel: str, shared_fs: bool) -> list[str]:
-        """Ask every worker what it can run before any run exists; return warnings.
+        """Ask every worker what it can run (:func:`worker_facts`) before any run exists.
 
-        Raises:
-            ReproError: a worker cannot import jupyter_repro, lacks the kernelspec, or
-                cannot reach a tracking store that is a file on this machine.
+        Returns warnings; raises :class:`ReproError` as :func:`judge_workers` does.
         """
-        from .. import __version__
-
-        facts = self.client.run(worker_facts, on_error="return")
-        warnings = []
-        for address, fact in sorted(facts.items()):
-            if isinstance(fact, BaseException):
-                raise ReproError(
-                    f"dask worker {address} cannot run jupyter-repro "
-                    f"({type(fact).__name__}: {fact}); install jupyter-repro {__version__} "
-                    "in every worker's environment"
-                )
-            if kernel not in fact["kernels"]:
-                raise ReproError(
-                    f"dask worker {address} has no kernel named '{kernel}' "
-                    f"(it has: {', '.join(fact['kernels']) or 'none'})"
-                )
-            if fact["version"] != __version__:
-                warnings.append(
-                    f"dask worker {address} runs jupyter-repro {fact['version']}, "
-                    f"this client {__version__}"
-                )
-            if store_is_local(uri) and not shared_fs and not worker_is_local(address):
-                raise ReproError(
-                    f"the tracking store {uri} is a file on this machine and dask worker "
-                    f"{address} ({fact['host']}) cannot reach it: use a tracking server "
-                    "(jupyter-repro server; --tracking-uri http://HOST:PORT), or --shared-fs "
-                    "if the workers see this path"
-                )
-        return warnings
+        return judge_workers(
+            self.client.run(worker_facts, on_error="return"), uri, kernel, shared_fs
+        )
 
     # --- the Executor protocol -----------------------------------------------------
 

@@ -45,8 +45,8 @@ def resolve_tracking_uri(cli_value: str | None = None, start: str | Path = ".") 
         rel = uri[len("sqlite:///") :]
         if rel and rel != ":memory:":
             uri = f"sqlite:///{Path(rel).resolve()}"
-    elif "://" not in uri:
-        uri = Path(uri).resolve().as_uri()
+    elif "://" not in uri and not uri.startswith("databricks"):
+        uri = Path(uri).resolve().as_uri()  # a plain path ("databricks" is a workspace)
     return uri
 
 
