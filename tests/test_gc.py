@@ -93,6 +93,25 @@ def test_gc_limited_to_an_experiment(tmp_path, capsys):
     other = c.create_experiment("other")
     tags = {HOST: socket.gethostname(), PID: "999999", LAST_SEEN: "0"}
     run = c.create_run(other, tags=tags).info.run_id
-    assert "0 dangling" in gc("--experiment", "gc-none", uri=uri, capsys=capsys).stderr
+    c.create_experiment("empty")
+    assert "0 dangling" in gc("--experiment", "empty", uri=uri, capsys=capsys).stderr
     assert _status(uri, run) == "RUNNING"
+    # a misspelt experiment is an error naming what exists, not a silent "0 dangling"
+    typo = gc("--experiment", "otehr", uri=uri, capsys=capsys)
+    assert typo.returncode == 2
+    assert "no experiment named 'otehr'" in typo.stderr and "other" in typo.stderr
+    assert _status(uri, run) == "RUNNING"
+    bad = gc("--stale-after", "-5", uri=uri, capsys=capsys)
+    assert bad.returncode == 2 and "--stale-after must be 0 or more" in bad.stderr
     assert gc("--experiment", "other", uri=uri, capsys=capsys).stdout.count("marked KILLED") == 1
+
+
+def test_gc_leaves_a_run_that_ended_after_it_was_found(tmp_path):
+    from jupyter_repro.provenance.gc import find_dangling, mark_killed
+
+    uri = ready_store(tmp_path / "store")
+    gone = _run(uri, {HOST: socket.gethostname(), PID: "999999", LAST_SEEN: "0"}, "late")
+    (found,) = find_dangling(uri, ["gc"])
+    client(uri).set_terminated(gone, "FINISHED")  # it finished between search and mark
+    mark_killed(uri, [found])
+    assert _status(uri, gone) == "FINISHED"

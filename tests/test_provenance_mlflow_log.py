@@ -38,3 +38,20 @@ def test_a_finished_smoke_run_is_logged_with_its_coordinates(tmp_path):
     assert run.data.tags["jupyter_repro.tool"] == "nb-smoke"
     paths = {a.path for a in client(uri).list_artifacts(run_id)}
     assert {"notebook", "diff", "outputs", "environment.json", "error.json"} <= paths
+
+
+def test_two_data_inputs_with_one_file_name_keep_both_digests(tmp_path):
+    from jupyter_repro.provenance.data import digest_input
+    from jupyter_repro.provenance.mlflow_log import collect_provenance
+
+    for folder, text in (("a", "1"), ("b", "2")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "train.csv").write_text(text)
+    (tmp_path / "labels.csv").write_text("x")
+    nb = make_notebook(tmp_path / "n.ipynb", "x = 1")
+    inputs = [digest_input(tmp_path / p) for p in ("a/train.csv", "b/train.csv", "labels.csv")]
+    tags = collect_provenance(nb, inputs).tags()
+    assert tags["jupyter_repro.data.a/train.csv.sha256"] == inputs[0].sha256
+    assert tags["jupyter_repro.data.b/train.csv.sha256"] == inputs[1].sha256
+    assert tags["jupyter_repro.data.labels.csv.sha256"] == inputs[2].sha256
+    assert "jupyter_repro.data.train.csv.sha256" not in tags

@@ -173,6 +173,8 @@ def gc_command(args: argparse.Namespace) -> int:
     from ..provenance.gc import find_dangling, mark_killed
     from ..provenance.store import resolve_tracking_uri
 
+    if not args.stale_after >= 0:
+        raise ReproError(f"--stale-after must be 0 or more seconds, not {args.stale_after:g}")
     uri = resolve_tracking_uri(args.tracking_uri)
     runs = find_dangling(uri, args.experiment or None, args.stale_after, args.include_foreign)
     verb = "would mark KILLED" if args.dry_run else "marked KILLED"

@@ -101,6 +101,9 @@ def find_dangling(
         experiment_names: limit to these experiments (default: all active experiments).
         include_foreign: also judge runs without a heartbeat (made by other tools): they
             are dangling when they started more than ``stale_after`` seconds ago.
+
+    Raises:
+        ReproError: an experiment name that the store does not have.
     """
     from mlflow.tracking import MlflowClient
 
@@ -110,8 +113,15 @@ def find_dangling(
         exps = []
         for name in experiment_names:
             exp = retry_locked(client.get_experiment_by_name, name)
-            if exp is not None:
-                exps.append(exp)
+            if exp is None:
+                from ..errors import ReproError
+
+                known = sorted(e.name for e in retry_locked(client.search_experiments))
+                raise ReproError(
+                    f"no experiment named '{name}' in {uri} "
+                    f"(experiments: {', '.join(known) or 'none'})"
+                )
+            exps.append(exp)
     else:
         exps = retry_locked(client.search_experiments)
     if not exps:
@@ -180,12 +190,18 @@ def find_dangling(
 
 
 def mark_killed(uri: str, runs: list[DanglingRun]) -> None:
-    """End each run as KILLED now, recording why in ``jupyter_repro.status_reason``."""
+    """End each run as KILLED now, recording why in ``jupyter_repro.status_reason``.
+
+    A run that is no longer RUNNING when its turn comes (it finished since it was found)
+    is left as it is.
+    """
     from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     for run in runs:
+        if retry_locked(client.get_run, run.run_id).info.status != "RUNNING":
+            continue  # it ended on its own since it was found: keep its real status
         retry_locked(
             client.log_batch,
             run.run_id,

@@ -115,9 +115,18 @@ class Provenance:
             tags["mlflow.source.git.branch"] = g.branch
         if g.repo_url:
             tags["mlflow.source.git.repoURL"] = g.repo_url
+        names = [item.name for item in self.data]
         for item in self.data:
-            tags[f"{TAG}data.{item.name}.sha256"] = item.sha256
+            # two inputs with one file name (a/train.csv, b/train.csv) keep both digests
+            key = item.name if names.count(item.name) == 1 else data_label(item)
+            tags[f"{TAG}data.{key}.sha256"] = item.sha256
         return tags
+
+
+def data_label(item: DataInput) -> str:
+    """``<parent folder>/<name>`` of an input: its name when another input shares it."""
+    path = Path(item.path)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def collect_provenance(
