@@ -16,6 +16,7 @@ several runs can share one process, as on a dask worker with several threads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..provenance.env import environment_fingerprint
 from ..provenance.gc import Heartbeat, heartbeat_tags
 from ..provenance.mlflow_log import (
     FinishedRun,
@@ -514,6 +516,9 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
             )
         _close_dead_attempts(spec, earlier, retried=True)
     nb = inject_parameters(papermill_ready(read_notebook(spec.notebook)), spec.params)
+    # The environment coordinate is the one the run executes in: this worker's, which on
+    # a dask cluster may differ from the client's (cached per process).
+    provenance = dataclasses.replace(spec.provenance, environment=environment_fingerprint())
     extra = {
         **heartbeat_tags(),
         BATCH_TAG: spec.batch_id,
@@ -530,7 +535,7 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
         spec.run_name,
         spec.params,
         spec.defaults,
-        spec.provenance,
+        provenance,
         extra,
     )
     start_ms = int(time.time() * 1000)
@@ -637,7 +642,7 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
         int(time.time() * 1000),
         kernel_stderr=kernel_stderr[-200_000:],
     )
-    close_run(spec.uri, run_id, finished, spec.provenance)
+    close_run(spec.uri, run_id, finished, provenance)
     timings["close_run"] = time.time() - t2
     from ..metrics import read_metrics
 
