@@ -31,6 +31,8 @@ from batch_support import (
 )
 from helpers import cli
 
+from jupyter_repro.provenance.mlflow_log import format_param
+
 pytestmark = [pytest.mark.dask, pytest.mark.slow, pytest.mark.xdist_group("dask")]
 
 BIN = Path(sys.executable).parent
@@ -72,19 +74,41 @@ def cluster(tmp_path_factory):
     log = (folder / "scheduler.log").open("w")
     procs.append(
         subprocess.Popen(
-            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--no-dashboard"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     )
     for name in ("w1", "w2"):
         wlog = (folder / f"{name}.log").open("w")
         procs.append(
             subprocess.Popen(
-                [str(BIN / "dask"), "worker", address, "--nthreads", "1", "--name", name,
-                 "--host", "127.0.0.1", "--no-dashboard",
-                 "--local-directory", str(folder / name)],
-                stdout=wlog, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--name",
+                    name,
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(folder / name),
+                ],
+                stdout=wlog,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 cwd=folder,
             )
         )
@@ -106,9 +130,20 @@ def server(tmp_path_factory):
     port = _free_port()
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen(
-        [cli("jupyter-repro"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--dir", str(folder / "store")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder,
+        [
+            cli("jupyter-repro"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(folder / "store"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=folder,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -116,7 +151,8 @@ def server(tmp_path_factory):
         assert proc.poll() is None, (folder / "server.log").read_text()
         wait_for(
             lambda: f"MLFLOW_TRACKING_URI={url}" in (folder / "server.log").read_text(),
-            60, "the printed tracking URI",
+            60,
+            "the printed tracking URI",
         )
         yield url, folder / "store"
     finally:
@@ -154,8 +190,12 @@ def start(args: list[str], cwd: Path, log: Path, env: dict | None = None) -> sub
     full.update(env or {})
     return subprocess.Popen(
         [cli("jupyter-repro"), "batch", *args, "--no-progress"],
-        cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=full,
-        start_new_session=True, stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=full,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -186,72 +226,129 @@ def _coordinates(run, c) -> dict:
         "tags": {k: run.data.tags.get(k) for k in COORDINATE_TAGS},
         "artifacts": sorted(a.path for a in c.list_artifacts(run.info.run_id)),
         "diff": sorted(a.path for a in c.list_artifacts(run.info.run_id, "diff")),
-        "datasets": sorted(
-            (d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs
-        ),
+        "datasets": sorted((d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs),
     }
 
 
-def test_two_users_on_a_two_worker_cluster_land_on_the_team_server(
-    tmp_path, cluster, server
-):
+def example_checkout(root: Path, name: str) -> Path:
+    """A user's git checkout holding the project's example notebooks."""
+    import shutil
+
+    repo = root / name
+    shutil.copytree(EXAMPLES, repo / "example_notebooks")
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@e", "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "examples")
+    return repo
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_notebooks"
+SCORE_ARGS = ["score.ipynb", "--grid", "grid.yaml", "--data", "data"]
+TRAIN_ARGS = [
+    "example_notebooks/train_model.ipynb",
+    "--grid",
+    "example_notebooks/train_grid.yaml",
+]
+
+
+def test_three_users_on_a_two_worker_cluster_land_on_the_team_server(tmp_path, cluster, server):
+    """ana and ben run a notebook reading --data; cleo the example_notebooks/ grid; all at
+    once, each from their own git checkout into their own experiment."""
     url, store = server
-    users = {name: user_checkout(tmp_path, name) for name in ("ana", "ben")}
+    users = {
+        "ana": (user_checkout(tmp_path, "ana"), SCORE_ARGS, 4),
+        "ben": (user_checkout(tmp_path, "ben"), SCORE_ARGS, 4),
+        "cleo": (example_checkout(tmp_path, "cleo"), TRAIN_ARGS, 6),
+    }
     procs = {
         name: start(
-            ["score.ipynb", "--grid", "grid.yaml", "--data", "data", "--executor", "dask",
-             "--scheduler", cluster, "--experiment", f"team-{name}", "--json", "report.json"],
-            cwd=repo, log=tmp_path / f"{name}.log",
+            [
+                *args,
+                "--executor",
+                "dask",
+                "--scheduler",
+                cluster,
+                "--experiment",
+                f"team-{name}",
+                "--json",
+                "report.json",
+            ],
+            cwd=repo,
+            log=tmp_path / f"{name}.log",
             env={"MLFLOW_TRACKING_URI": url},
         )
-        for name, repo in users.items()
+        for name, (repo, args, _) in users.items()
     }
     for name, proc in procs.items():
-        assert proc.wait(timeout=600) == 0, (tmp_path / f"{name}.log").read_text()
+        assert proc.wait(timeout=900) == 0, (tmp_path / f"{name}.log").read_text()
     c = client(url)
     workers_used = set()
-    for name, repo in users.items():
+    for name, (repo, args, n_runs) in users.items():
         log = (tmp_path / f"{name}.log").read_text()
-        assert f"on 2 worker(s) at {cluster}" in log and "shipping 2 file(s)" in log
+        assert f"on 2 worker(s) at {cluster}" in log
+        assert ("shipping 2 file(s)" if "--data" in args else "shipping 1 file(s)") in log
         found = runs(url, f"team-{name}")
-        assert len(found) == 4 and {r.info.status for r in found} == {"FINISHED"}
+        assert len(found) == n_runs and {r.info.status for r in found} == {"FINISHED"}
         head = _git(repo, "rev-parse", "HEAD")
         for run in found:
             tags, params = run.data.tags, run.data.params
             assert tags["mlflow.source.git.commit"] == head  # each user's own checkout
-            assert tags["jupyter_repro.notebook.path"] == str(repo / "score.ipynb")
-            expected = float(params["alpha"]) * 8.0 + int(params["seed"])
-            assert run.data.metrics["score"] == pytest.approx(expected)  # data was shipped
+            assert tags["jupyter_repro.notebook.path"] == str(repo / args[0])
+            assert tags["mlflow.source.name"] == args[0]
+            if name == "cleo":
+                assert 0.5 < run.data.metrics["accuracy"] <= 1.0
+            else:
+                expected = float(params["alpha"]) * 8.0 + int(params["seed"])
+                assert run.data.metrics["score"] == pytest.approx(expected)  # data shipped
+                assert tags["jupyter_repro.data.data.sha256"]
             workers_used.add(tags["jupyter_repro.batch.worker"])
             top = {a.path for a in c.list_artifacts(run.info.run_id)}
-            assert {"notebook", "diff", "outputs", "environment.json", "data.json"} <= top
-        # the artifacts are stored by the server, not by the users' machines
-        stored = {p.name for p in (store / "artifacts").rglob("nbdiff.html")}
-        assert stored
+            assert {"notebook", "diff", "outputs", "environment.json"} <= top
+            # stored by the server on its disk, not on the users' machines
+            assert list(store.glob(f"artifacts/*/{run.info.run_id}/artifacts/diff/nbdiff.html"))
         # every executed notebook came back to the user's runs/ folder
         report = json.loads((repo / "report.json").read_text())
+        assert len(report["runs"]) == n_runs
         for item in report["runs"]:
-            nb = read_executed(item["output_path"])
             assert Path(item["output_path"]).is_relative_to(repo / "runs")
-            assert any("total 8.0" in "".join(o.get("text", "")) for cell in nb.cells
-                       for o in cell.get("outputs", []))
-    assert len({w.rsplit(":", 1)[0] for w in workers_used}) == 1  # both on 127.0.0.1
+            nb = read_executed(item["output_path"])
+            injected = nb.metadata["papermill"]["parameters"]
+            assert {k: format_param(v) for k, v in injected.items()} == item["params"]
+            assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+    assert len({w.rsplit(":", 1)[0] for w in workers_used}) == 1  # all on this host
     assert len(workers_used) == 2, "the runs were spread over both workers"
 
-    # The same grid run locally lands with the same coordinates.
-    local = subprocess.run(
-        [cli("jupyter-repro"), "batch", "score.ipynb", "--grid", "grid.yaml", "--data", "data",
-         "-j", "2", "--experiment", "team-ana-local", "--tracking-uri", url, "--no-progress"],
-        cwd=users["ana"], capture_output=True, text=True, timeout=600,
-    )
-    assert local.returncode == 0, local.stdout + local.stderr
-    on_dask = sorted(
-        (_coordinates(r, c) for r in runs(url, "team-ana")), key=lambda x: str(x["params"])
-    )
-    on_pool = sorted(
-        (_coordinates(r, c) for r in runs(url, "team-ana-local")), key=lambda x: str(x["params"])
-    )
-    assert on_dask == on_pool
+    # The same grids run on the local pool land with the same coordinates.
+    for name in ("ana", "cleo"):
+        repo, args, _ = users[name]
+        local = subprocess.run(
+            [
+                cli("jupyter-repro"),
+                "batch",
+                *args,
+                "-j",
+                "2",
+                "--experiment",
+                f"team-{name}-local",
+                "--tracking-uri",
+                url,
+                "--no-progress",
+            ],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert local.returncode == 0, local.stdout + local.stderr
+        on_dask = sorted(
+            (_coordinates(r, c) for r in runs(url, f"team-{name}")),
+            key=lambda x: str(x["params"]),
+        )
+        on_pool = sorted(
+            (_coordinates(r, c) for r in runs(url, f"team-{name}-local")),
+            key=lambda x: str(x["params"]),
+        )
+        assert on_dask == on_pool
 
 
 def _kernel_pids(folder: Path) -> list[int]:
@@ -290,13 +387,15 @@ def test_a_worker_killed_mid_run_is_retried_once_then_failed(tmp_path, cluster, 
     uri = ready_store(tmp_path / "store")
     proc = start(
         ["dies.ipynb", "--executor", "dask", "--scheduler", cluster, "--tracking-uri", uri],
-        cwd=tmp_path, log=tmp_path / "batch.log",
+        cwd=tmp_path,
+        log=tmp_path / "batch.log",
     )
     killed = []
     try:
         for n in range(deaths):
             kernel = wait_for(
-                lambda n=n: len(_kernel_pids(pids)) > n and sorted(_kernel_pids(pids))[n:], 240,
+                lambda n=n: len(_kernel_pids(pids)) > n and sorted(_kernel_pids(pids))[n:],
+                240,
                 f"attempt {n + 1}'s kernel",
             )
             killed.append(_kill_worker_of(kernel[0]))
@@ -347,32 +446,46 @@ def test_killed_client_leaves_nothing_running_after_gc(tmp_path, cluster, server
     )
     (tmp_path / "grid.yaml").write_text("i: [0, 1, 2]\n")
     proc = start(
-        ["sleepy.ipynb", "--grid", "grid.yaml", "--executor", "dask", "--scheduler", cluster,
-         "--tracking-uri", url, "--experiment", "killed-client"],
-        cwd=tmp_path, log=tmp_path / "batch.log",
+        [
+            "sleepy.ipynb",
+            "--grid",
+            "grid.yaml",
+            "--executor",
+            "dask",
+            "--scheduler",
+            cluster,
+            "--tracking-uri",
+            url,
+            "--experiment",
+            "killed-client",
+        ],
+        cwd=tmp_path,
+        log=tmp_path / "batch.log",
     )
     try:
         wait_for(lambda: len(_kernel_pids(pids)) >= 2, 240, "two runs in flight")
         wait_for(
             lambda: sum(r.info.status == "RUNNING" for r in runs(url, "killed-client")) == 2,
-            60, "two RUNNING runs on the server",
+            60,
+            "two RUNNING runs on the server",
         )
         proc.kill()  # SIGKILL: no handler, no clean-up in the client
         proc.wait(timeout=30)
         # The scheduler releases the dead client's tasks; each running task sees it,
         # kills its kernel and ends its run KILLED. gc then finds nothing to do.
-        wait_for(
-            lambda: not any(pid_running(p) for p in _kernel_pids(pids)), 60, "kernels gone"
-        )
+        wait_for(lambda: not any(pid_running(p) for p in _kernel_pids(pids)), 60, "kernels gone")
         wait_for(
             lambda: all(r.info.status != "RUNNING" for r in runs(url, "killed-client")),
-            60, "runs closed",
+            60,
+            "runs closed",
         )
     finally:
         kill_pids(_kernel_pids(pids))
     gc = subprocess.run(
         [cli("jupyter-repro"), "gc", "--tracking-uri", url, "--stale-after", "0"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert gc.returncode == 0, gc.stderr
     found = runs(url, "killed-client")
@@ -396,9 +509,26 @@ def test_local_cluster_same_path_and_ctrl_c_leaves_nothing_running(tmp_path):
     repo = user_checkout(tmp_path, "solo", pause=0.2)
     uri = ready_store(tmp_path / "store")
     done = subprocess.run(
-        [cli("jupyter-repro"), "batch", "score.ipynb", "--grid", "grid.yaml", "--data", "data",
-         "--executor", "dask", "-j", "2", "--tracking-uri", uri, "--no-progress"],
-        cwd=repo, capture_output=True, text=True, timeout=600,
+        [
+            cli("jupyter-repro"),
+            "batch",
+            "score.ipynb",
+            "--grid",
+            "grid.yaml",
+            "--data",
+            "data",
+            "--executor",
+            "dask",
+            "-j",
+            "2",
+            "--tracking-uri",
+            uri,
+            "--no-progress",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4/4 runs finished" in done.stdout
@@ -416,8 +546,19 @@ def test_local_cluster_same_path_and_ctrl_c_leaves_nothing_running(tmp_path):
     )
     (repo / "grid3.yaml").write_text("i: [0, 1, 2]\n")
     proc = start(
-        ["sleepy.ipynb", "--grid", "grid3.yaml", "--executor", "dask", "-j", "2",
-         "--tracking-uri", uri], cwd=repo, log=tmp_path / "ctrl-c.log",
+        [
+            "sleepy.ipynb",
+            "--grid",
+            "grid3.yaml",
+            "--executor",
+            "dask",
+            "-j",
+            "2",
+            "--tracking-uri",
+            uri,
+        ],
+        cwd=repo,
+        log=tmp_path / "ctrl-c.log",
     )
     try:
         wait_for(lambda: len(_kernel_pids(pids)) >= 2, 240, "two runs in flight")
@@ -432,8 +573,11 @@ def test_local_cluster_same_path_and_ctrl_c_leaves_nothing_running(tmp_path):
     found = runs(uri, "sleepy")
     assert len(found) == 2 and {r.info.status for r in found} == {"KILLED"}, log
     assert all("batch interrupted" in r.data.tags["jupyter_repro.status_reason"] for r in found)
-    wait_for(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE
-                             for c in children), 60, "LocalCluster processes gone")
+    wait_for(
+        lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
+        60,
+        "LocalCluster processes gone",
+    )
 
 
 def test_a_cancelled_dask_task_kills_its_kernel_and_ends_its_run_killed(tmp_path, cluster):
@@ -454,11 +598,22 @@ def test_a_cancelled_dask_task_kills_its_kernel_and_ends_its_run_killed(tmp_path
     )
     uri = ready_store(tmp_path / "store")
     spec = RunSpec(
-        index=0, run_name="sleepy-000", notebook=str(nb), params={}, defaults={},
-        output_path=str(tmp_path / "runs" / "sleepy-000.ipynb"), kernel_name="python3",
-        cwd=str(tmp_path), timeout=None, start_timeout=120, uri=uri,
-        experiment_id=prepare_experiment(uri, "sleepy"), batch_id="cancel-test",
-        provenance=collect_provenance(nb), owner=None, check_attempts=True,
+        index=0,
+        run_name="sleepy-000",
+        notebook=str(nb),
+        params={},
+        defaults={},
+        output_path=str(tmp_path / "runs" / "sleepy-000.ipynb"),
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        timeout=None,
+        start_timeout=120,
+        uri=uri,
+        experiment_id=prepare_experiment(uri, "sleepy"),
+        batch_id="cancel-test",
+        provenance=collect_provenance(nb),
+        owner=None,
+        check_attempts=True,
     )
     executor = DaskExecutor(cluster, 1, "cancel-test", build_payload(nb))
     try:
@@ -469,7 +624,8 @@ def test_a_cancelled_dask_task_kills_its_kernel_and_ends_its_run_killed(tmp_path
     try:
         wait_for(lambda: not pid_running(kernel), 60, "the kernel killed by its task")
         wait_for(
-            lambda: [r for r in runs(uri, "sleepy") if r.info.status == "KILLED"], 60,
+            lambda: [r for r in runs(uri, "sleepy") if r.info.status == "KILLED"],
+            60,
             "the run ended KILLED",
         )
     finally:
