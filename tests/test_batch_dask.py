@@ -572,7 +572,12 @@ def test_local_cluster_same_path_and_ctrl_c_leaves_nothing_running(tmp_path):
     assert rc == 130, log
     found = runs(uri, "sleepy")
     assert len(found) == 2 and {r.info.status for r in found} == {"KILLED"}, log
-    assert all("batch interrupted" in r.data.tags["jupyter_repro.status_reason"] for r in found)
+    for run in found:  # closed by the workers themselves, with the cell that was running
+        assert run.data.tags["jupyter_repro.status_reason"].startswith(
+            "batch interrupted (Ctrl-C/SIGTERM): kernel shut down while cell 1 was running"
+        ), run.data.tags["jupyter_repro.status_reason"]
+    partial = sorted((repo / "runs" / "sleepy").glob("*.ipynb"))
+    assert len(partial) == 2 and all(read_executed(p).cells[1].outputs == [] for p in partial)
     wait_for(
         lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
         60,
@@ -634,3 +639,195 @@ def test_a_cancelled_dask_task_kills_its_kernel_and_ends_its_run_killed(tmp_path
     assert run.data.tags["jupyter_repro.status_reason"].startswith(
         "the dask client cancelled the run or went away: kernel shut down while cell 1"
     )
+
+
+def test_local_cluster_client_sigkilled_gc_ends_its_runs(tmp_path):
+    """A LocalCluster's workers die with its client (distributed ends them at once), so
+    nobody is left to close the run: gc must, since its owner is provably gone."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    make_notebook(
+        tmp_path / "sleepy.ipynb",
+        ("i = 0", ["parameters"]),
+        f"import os, time\nopen(os.path.join({str(pids)!r}, str(os.getpid())), 'w').close()\n"
+        "time.sleep(300)",
+    )
+    uri = ready_store(tmp_path / "store")
+    proc = start(
+        ["sleepy.ipynb", "--executor", "dask", "-j", "1", "--tracking-uri", uri],
+        cwd=tmp_path,
+        log=tmp_path / "batch.log",
+    )
+    try:
+        wait_for(lambda: _kernel_pids(pids), 240, "the run in flight")
+        wait_for(lambda: runs(uri, "sleepy"), 60, "its MLflow run")
+        proc.kill()
+        proc.wait(timeout=30)
+        wait_for(lambda: not any(pid_running(p) for p in _kernel_pids(pids)), 60, "kernel gone")
+    finally:
+        kill_pids(_kernel_pids(pids))
+    gc = subprocess.run(
+        [cli("jupyter-repro"), "gc", "--tracking-uri", uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert gc.returncode == 0, gc.stderr
+    (run,) = runs(uri, "sleepy")
+    assert run.info.status == "KILLED"
+    assert "is gone" in run.data.tags["jupyter_repro.status_reason"]
+
+
+def test_a_worker_lost_after_its_run_finished_does_not_run_it_again(tmp_path, cluster):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    make_notebook(
+        tmp_path / "two.ipynb",
+        ("i = 0", ["parameters"]),
+        "import os, time\n"
+        f"open(os.path.join({str(pids)!r}, f'{{i}}-{{os.getpid()}}'), 'w').close()\n"
+        "time.sleep(25 if i else 0)",
+    )
+    (tmp_path / "grid.yaml").write_text("i: [0, 1]\n")
+    uri = ready_store(tmp_path / "store")
+    proc = start(
+        [
+            "two.ipynb",
+            "--grid",
+            "grid.yaml",
+            "--executor",
+            "dask",
+            "--scheduler",
+            cluster,
+            "--tracking-uri",
+            uri,
+        ],
+        cwd=tmp_path,
+        log=tmp_path / "batch.log",
+    )
+    try:
+        (first,) = wait_for(
+            lambda: [r for r in runs(uri, "two") if r.info.status == "FINISHED"],
+            240,
+            "run 0 finished",
+        )
+        wait_for(lambda: any(p.name.startswith("1-") for p in pids.iterdir()), 120, "run 1")
+        worker_pid = int(first.data.tags["jupyter_repro.batch.worker"].rsplit(":", 1)[1])
+        running = {
+            psutil.Process(int(p.name.split("-")[1])).ppid()
+            for p in pids.iterdir()
+            if p.name.startswith("1-")
+        }
+        assert worker_pid not in running, "run 1 should be on the other worker"
+        os.kill(worker_pid, signal.SIGKILL)
+        assert proc.wait(timeout=300) == 0, (tmp_path / "batch.log").read_text()
+    finally:
+        _stop(proc)
+    found = runs(uri, "two")
+    assert sorted(r.data.tags["jupyter_repro.batch.index"] for r in found) == ["0", "1"]
+    assert {r.info.status for r in found} == {"FINISHED"}
+    assert not any("jupyter_repro.batch.attempt" in r.data.tags for r in found)
+    assert len([p for p in pids.iterdir() if p.name.startswith("0-")]) == 1, "ran once"
+    from distributed import Client
+
+    with Client(cluster, timeout=60) as c:
+        c.wait_for_workers(2, timeout=180)
+
+
+def test_runs_sharing_a_multithreaded_worker_keep_their_own_folder_and_data(tmp_path):
+    """One `dask worker --nthreads 2`: two users' runs execute side by side in one
+    process; each reads its own --data in its own folder and logs to one shared store."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                address,
+                "--nthreads",
+                "2",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+                "--local-directory",
+                str(tmp_path / "w"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=tmp_path,
+        ),
+    ]
+    uri = ready_store(tmp_path / "store")
+    try:
+        users = {
+            "ana": user_checkout(tmp_path, "ana", pause=2.0),
+            "ben": user_checkout(tmp_path, "ben", pause=2.0),
+        }
+        (users["ben"] / "data" / "values.csv").write_text("100\n")  # ben's own data
+        for repo in users.values():
+            nb = repo / "score.ipynb"
+            text = (
+                nb.read_text()
+                .replace(
+                    "print('total', sum(vals))", "print('total', sum(vals), 'cwd', os.getcwd())"
+                )
+                .replace("import csv, time", "import csv, os, time")
+            )
+            nb.write_text(text)
+        started = {
+            name: start(
+                [
+                    *SCORE_ARGS,
+                    "--executor",
+                    "dask",
+                    "--scheduler",
+                    address,
+                    "--experiment",
+                    name,
+                    "--tracking-uri",
+                    uri,
+                    "--json",
+                    "report.json",
+                ],
+                cwd=repo,
+                log=tmp_path / f"{name}.log",
+            )
+            for name, repo in users.items()
+        }
+        for name, proc in started.items():
+            assert proc.wait(timeout=600) == 0, (tmp_path / f"{name}.log").read_text()
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+    folders = set()
+    for name, total in (("ana", 8.0), ("ben", 100.0)):
+        found = runs(uri, name)
+        assert len(found) == 4 and {r.info.status for r in found} == {"FINISHED"}
+        for run in found:
+            p = run.data.params
+            assert run.data.metrics["score"] == float(p["alpha"]) * total + int(p["seed"])
+        assert len({r.data.tags["jupyter_repro.batch.worker"] for r in found}) == 1
+        for item in json.loads((users[name] / "report.json").read_text())["runs"]:
+            nb = read_executed(item["output_path"])
+            (line,) = [o["text"] for c in nb.cells for o in c.get("outputs", []) if "text" in o]
+            assert f"total {total}" in line
+            folder = line.split("cwd ", 1)[1].strip()
+            assert "jrepro-run-" in folder and folder not in folders
+            folders.add(folder)
+    assert len(folders) == 8, "every run in its own scratch folder"

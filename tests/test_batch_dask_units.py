@@ -13,7 +13,7 @@ from jupyter_repro.batch.dask_executor import (
     build_payload,
     judge_workers,
     store_is_local,
-    worker_is_local,
+    store_reachable,
 )
 from jupyter_repro.errors import ReproError
 
@@ -39,20 +39,6 @@ def test_payload_keeps_the_layout_of_notebook_and_data_relative_to_each_other(tm
 
 
 @pytest.mark.parametrize(
-    ("address", "local"),
-    [
-        ("tcp://127.0.0.1:8786", True),
-        ("tcp://[::1]:8786", True),
-        (f"tcp://{socket.gethostname()}:8786", True),
-        ("tcp://203.0.113.7:8786", False),  # TEST-NET-3: never this machine
-        ("tls://worker-17.example.org:40000", False),
-    ],
-)
-def test_worker_is_local(address, local):
-    assert worker_is_local(address) is local
-
-
-@pytest.mark.parametrize(
     ("uri", "local"),
     [
         ("sqlite:////tmp/x/mlflow.db", True),
@@ -61,36 +47,71 @@ def test_worker_is_local(address, local):
         ("http://mlflow.example.org:5000", False),
         ("https://mlflow.example.org", False),
         ("databricks", False),  # MLflow's name for a Databricks workspace, not a path
+        ("databricks-runs", True),  # a folder that happens to start with that word
     ],
 )
 def test_store_is_local(uri, local):
     assert store_is_local(uri) is local
 
 
-def _facts(host="w", kernels=("python3",), version=__version__):
-    return {"host": host, "kernels": list(kernels), "version": version}
+def _facts(host="w", kernels=("python3",), version=__version__, store=""):
+    return {"host": host, "kernels": list(kernels), "version": version, "store": store}
 
 
 def test_judge_workers_rules():
-    remote = "tcp://203.0.113.7:1"
-    here = "tcp://127.0.0.1:1"
-    assert judge_workers({here: _facts()}, "sqlite:////tmp/a.db", "python3", False) == []
-    # a local store with a remote worker: refused unless the disk is shared
-    with pytest.raises(ReproError, match="is a file on this machine and dask worker"):
-        judge_workers({here: _facts(), remote: _facts()}, "sqlite:////tmp/a.db", "python3", False)
-    assert judge_workers({remote: _facts()}, "sqlite:////tmp/a.db", "python3", True) == []
-    assert judge_workers({remote: _facts()}, "http://m:5000", "python3", False) == []
+    w1, w2 = "tcp://127.0.0.1:1", "tcp://203.0.113.7:1"
+    assert judge_workers({w1: _facts(), w2: _facts()}, "python3") == []
+    with pytest.raises(ReproError, match=r"dask worker tcp://203\.0\.113\.7:1 \(far\) cannot use"):
+        judge_workers({w1: _facts(), w2: _facts(host="far", store="cannot connect")}, "python3")
     with pytest.raises(ReproError, match=r"has no kernel named 'julia-1\.9'.*python3"):
-        judge_workers({remote: _facts()}, "http://m:5000", "julia-1.9", False)
+        judge_workers({w2: _facts()}, "julia-1.9")
     with pytest.raises(ReproError, match=r"cannot run jupyter-repro.*ModuleNotFoundError"):
-        judge_workers(
-            {remote: ModuleNotFoundError("No module named 'jupyter_repro'")},
-            "http://m:5000",
-            "python3",
-            False,
-        )
-    (warning,) = judge_workers({remote: _facts(version="0.0.1")}, "http://m:5000", "python3", False)
+        judge_workers({w2: ModuleNotFoundError("No module named 'jupyter_repro'")}, "python3")
+    (warning,) = judge_workers({w2: _facts(version="0.0.1")}, "python3")
     assert "runs jupyter-repro 0.0.1" in warning
+
+
+def test_store_reachable_checks_what_a_worker_really_sees(tmp_path):
+    # a file store: only the folder the client wrote the probe into counts
+    probe = tmp_path / ".jrepro-probe-x"
+    probe.write_text("token-1")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert store_reachable(uri, (str(probe), "token-1")) == ""
+    assert "does not see that folder" in store_reachable(uri, (str(probe), "token-2"))
+    assert "does not see that folder" in store_reachable(uri, (str(tmp_path / "nope"), "t"))
+    # an HTTP server nobody listens on
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert "cannot connect to http://127.0.0.1:" in store_reachable(
+        f"http://127.0.0.1:{port}", timeout=3
+    )
+
+
+def test_store_reachable_says_when_a_server_wants_credentials(tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    class Auth(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = self.headers.get("Authorization") == "Basic dTpw"  # u:p
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Auth)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+        assert "refused it (HTTP 401)" in store_reachable(url)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "u")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "p")
+        assert store_reachable(url) == ""
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.slow

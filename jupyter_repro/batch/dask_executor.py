@@ -26,10 +26,10 @@ releases its tasks, and each running task sees that and ends its run KILLED.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ipaddress
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -135,50 +135,91 @@ def _hold(payload: Payload) -> Payload:
     return payload
 
 
-def worker_facts() -> dict[str, Any]:
-    """Run on each worker before the batch: warms the imports, says what it can run."""
+async def worker_facts(uri: str, probe: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Run on each worker (``Client.run``) before the batch: what it can run, and
+    whether it reaches the tracking store. The slow part runs in a thread, so the
+    worker's event loop (heartbeats to the scheduler) is never blocked."""
+    import asyncio
+
+    return await asyncio.to_thread(_worker_facts, uri, probe)
+
+
+def _worker_facts(uri: str, probe: tuple[str, str] | None) -> dict[str, Any]:
+    # Warm the imports a run needs (without the local forkserver's sys.modules tweak:
+    # this process is shared with other people's tasks).
+    import mlflow.tracking  # noqa: F401
+    import nbclient  # noqa: F401
+    import papermill  # noqa: F401
     from jupyter_client.kernelspec import KernelSpecManager
 
     from .. import __version__
-    from .execute import warm_imports
 
-    warm_imports()
     return {
         "host": socket.gethostname(),
         "version": __version__,
         "kernels": sorted(KernelSpecManager().find_kernel_specs()),
+        "store": store_reachable(uri, probe),
     }
 
 
-def _local_addresses() -> set[str]:
-    import psutil
+def store_reachable(uri: str, probe: tuple[str, str] | None = None, timeout: float = 10) -> str:
+    """ "" when this process can use the tracking store at ``uri``, else why not.
 
-    names = {"localhost", socket.gethostname(), socket.getfqdn()}
-    for addrs in psutil.net_if_addrs().values():
-        names.update(a.address.split("%")[0] for a in addrs)
-    return names
+    An HTTP(S) server is asked for one experiment (with the credentials MLflow would
+    use from this process's environment); a file store is checked by reading the
+    ``probe`` file (path, token) that the client wrote beside it, which proves the same
+    folder is seen, not a namesake on another disk.
+    """
+    import base64
+    import urllib.error
+    import urllib.request
 
-
-def worker_is_local(address: str) -> bool:
-    """Whether a worker address (``tcp://HOST:PORT``) is on this machine."""
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return True
-    except ValueError:
-        pass
-    return host in _local_addresses()
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+        request = urllib.request.Request(url)
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        if user:
+            secret = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(secret).decode())
+        elif token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                return ""
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                return (
+                    f"the server refused it (HTTP {exc.code}): set MLFLOW_TRACKING_USERNAME/"
+                    "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the worker's "
+                    "environment"
+                )
+            return f"HTTP {exc.code} from {uri}"
+        except (OSError, ValueError) as exc:
+            return f"cannot connect to {uri} ({getattr(exc, 'reason', exc)})"
+    if probe is not None:
+        path, expected = probe
+        try:
+            seen = Path(path).read_text()
+        except OSError:
+            seen = None
+        if seen != expected:
+            return (
+                f"the store is a file on the client's machine ({uri}) and this worker does "
+                "not see that folder"
+            )
+    return ""
 
 
 def store_is_local(uri: str) -> bool:
     """Whether a tracking URI names files on this machine (sqlite, file) rather than a
     server every worker can reach."""
-    if uri.startswith("databricks"):
-        return False  # "databricks", "databricks://profile", "databricks-uc"
+    if uri == "databricks" or uri.startswith(("databricks://", "databricks-uc")):
+        return False  # a Databricks workspace, not a path
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
-def judge_workers(facts: dict[str, Any], uri: str, kernel: str, shared_fs: bool) -> list[str]:
+def judge_workers(facts: dict[str, Any], kernel: str) -> list[str]:
     """Whether every worker can run the batch, from :func:`worker_facts` per address.
 
     Args:
@@ -189,7 +230,7 @@ def judge_workers(facts: dict[str, Any], uri: str, kernel: str, shared_fs: bool)
 
     Raises:
         ReproError: a worker cannot import jupyter_repro, lacks the kernelspec, or cannot
-            reach a tracking store that is a file on this machine.
+            use the tracking store (:func:`store_reachable`).
     """
     from .. import __version__
 
@@ -211,12 +252,11 @@ def judge_workers(facts: dict[str, Any], uri: str, kernel: str, shared_fs: bool)
                 f"dask worker {address} runs jupyter-repro {fact['version']}, "
                 f"this client {__version__}"
             )
-        if store_is_local(uri) and not shared_fs and not worker_is_local(address):
+        if fact.get("store"):
             raise ReproError(
-                f"the tracking store {uri} is a file on this machine and dask worker "
-                f"{address} ({fact['host']}) cannot reach it: use a tracking server "
-                "(jupyter-repro server; --tracking-uri http://HOST:PORT), or --shared-fs "
-                "if the workers see this path"
+                f"dask worker {address} ({fact['host']}) cannot use the tracking store: "
+                f"{fact['store']}; use a tracking server every worker reaches "
+                "(jupyter-repro server --host 0.0.0.0; --tracking-uri http://HOST:PORT)"
             )
     return warnings
 
@@ -254,17 +294,27 @@ class DaskExecutor:
         if scheduler:
             try:
                 self.client = Client(scheduler, timeout=connect_timeout)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError, TypeError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ReproError(f"cannot reach the dask scheduler at {scheduler}: {first}")
         else:
-            self.cluster = LocalCluster(
-                n_workers=max(1, jobs),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            # Its worker processes must not die of the user's Ctrl-C (it reaches the whole
+            # process group): they inherit an ignored SIGINT, as the local pool's do, and
+            # the batch stops their runs itself and collects their KILLED results.
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                self.cluster = LocalCluster(
+                    n_workers=max(1, jobs),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",  # None still binds :8787 (and warns)
+                    silence_logs=logging.ERROR,
+                )
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, previous)
             self.client = Client(self.cluster)
         try:
             self.client.wait_for_workers(1, timeout=connect_timeout)
@@ -286,14 +336,33 @@ class DaskExecutor:
         """The scheduler's address."""
         return self.client.scheduler.address
 
-    def check(self, uri: str, kernel: str, shared_fs: bool) -> list[str]:
-        """Ask every worker what it can run (:func:`worker_facts`) before any run exists.
+    def check(self, uri: str, kernel: str) -> list[str]:
+        """Ask every worker what it can run and whether it reaches the store
+        (:func:`worker_facts`) before any run exists.
 
         Returns warnings; raises :class:`ReproError` as :func:`judge_workers` does.
         """
-        return judge_workers(
-            self.client.run(worker_facts, on_error="return"), uri, kernel, shared_fs
-        )
+        import secrets
+
+        from ..provenance.store import sqlite_path
+
+        probe = None
+        target = sqlite_path(uri) if uri.startswith("sqlite:") else None
+        if target is None and uri.startswith("file:"):
+            from urllib.parse import urlparse
+
+            target = Path(urlparse(uri).path) / "x"
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            probe_file = target.parent / f".jrepro-probe-{self.batch_id}"
+            probe = (str(probe_file), secrets.token_hex(16))
+            probe_file.write_text(probe[1])
+        try:
+            facts = self.client.run(worker_facts, uri, probe, on_error="return")
+        finally:
+            if probe is not None:
+                Path(probe[0]).unlink(missing_ok=True)
+        return judge_workers(facts, kernel)
 
     # --- the Executor protocol -----------------------------------------------------
 
@@ -329,7 +398,13 @@ class DaskExecutor:
                 return
             try:
                 if f.status == "finished":
-                    ours.set_result(f.result())
+                    result = f.result()
+                    # Let go of it: a result still wanted when its worker dies is
+                    # recomputed by the scheduler, which would run the notebook again.
+                    with self._lock:
+                        self._dask.pop(ours, None)
+                    f.release()
+                    ours.set_result(result)
                     return
                 # A worker died with the task (dask gave up: KilledWorker) or with data it
                 # needed (the task is cancelled though nobody asked): submit it once more.

@@ -67,7 +67,7 @@ class RunSpec:
     provenance: Provenance
     heartbeat_interval: float = 30.0
     flags: dict[str, str] = field(default_factory=dict)
-    #: (host, pid, process start time) of the batch process: a run on the same host stops
+    #: (host key, pid, process start time) of the batch process: a run on the same host stops
     #: as KILLED once that process is gone (set by executors whose workers can outlive it).
     owner: tuple[str, int, float] | None = None
     #: Look for earlier attempts of this run (a dask worker died running it) before
@@ -132,6 +132,7 @@ class _RunState:
         self.stop_reason = ""
         self.timed_out = False
         self.kernel_pid: int | None = None
+        self.kernel_started: float | None = None  # create time, against pid reuse
 
     @property
     def stopping(self) -> bool:
@@ -139,8 +140,9 @@ class _RunState:
 
     def kill_kernel(self) -> None:
         """Kill this run's kernel and everything it started (no-op before it starts)."""
-        if self.kernel_pid is not None:
-            kill_tree(self.kernel_pid)
+        pid, started = self.kernel_pid, self.kernel_started
+        if pid is not None and _alive(pid, started):
+            kill_tree(pid)
 
 
 _STATE = _WorkerState()
@@ -221,14 +223,32 @@ def worker_init(batch_pid: int | None = None) -> None:
     warm_imports()
 
 
-def process_identity(pid: int | None = None) -> tuple[str, int, float]:
-    """(host name, pid, start time) of a process: enough to tell later whether it is gone."""
+def host_key() -> str:
+    """This machine *and* process namespace: host name, boot id and pid namespace.
+
+    Two processes can judge each other's pids only when these agree (a container with
+    the host's name but its own pid namespace, or a rebooted machine, do not).
+    """
     import socket
 
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(
+                os.readlink(path) if path.endswith("/pid") else Path(path).read_text().strip()
+            )
+        except OSError:
+            parts.append("?")
+    return "/".join(parts)
+
+
+def process_identity(pid: int | None = None) -> tuple[str, int, float]:
+    """(:func:`host_key`, pid, start time) of a process: enough to tell later, from the
+    same host and pid namespace, whether it is gone."""
     import psutil
 
     proc = psutil.Process(pid)
-    return socket.gethostname(), proc.pid, proc.create_time()
+    return host_key(), proc.pid, proc.create_time()
 
 
 def _alive(pid: int, started: float | None) -> bool:
@@ -278,9 +298,7 @@ class _RunWatcher:
         self._done.set()
 
     def _owner_here(self) -> bool:
-        import socket
-
-        return self.spec.owner is not None and self.spec.owner[0] == socket.gethostname()
+        return self.spec.owner is not None and self.spec.owner[0] == host_key()
 
     def _loop(self) -> None:
         owner_here = self._owner_here()
@@ -320,23 +338,34 @@ def _dask_task_wanted(worker: Any, key: Any) -> bool:
     return ts is not None and ts.state not in ("cancelled", "released", "forgotten")
 
 
-def _kernel_manager_class(state: _RunState, env: dict[str, str], stderr_path: Path) -> type:
-    """An ``AsyncKernelManager`` that starts this run's kernel with ``env`` added to its
-    environment and its stderr in ``stderr_path``, and records the kernel's process id.
+def _kernel_manager_class(
+    state: _RunState, env: dict[str, str], stderr_path: Path, cwd: str
+) -> type:
+    """An ``AsyncKernelManager`` that starts this run's kernel in ``cwd``, with ``env``
+    added to its environment and its stderr in ``stderr_path``, and records its pid.
 
-    Given to nbclient through papermill (``kernel_manager_class``), so no process-wide
-    ``os.environ`` or file descriptor changes while the run is in flight.
+    Given to nbclient through papermill (``kernel_manager_class``), so nothing
+    process-wide changes while the run is in flight: no ``os.environ``, no file
+    descriptor, and no ``os.chdir`` (papermill's own ``cwd=`` changes the directory of
+    the whole process, which runs sharing a dask worker would race on).
     """
+    import psutil
     from jupyter_client import AsyncKernelManager
 
     class RunKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             kw["env"] = {**(kw.get("env") or os.environ), **env}
+            kw["cwd"] = cwd
             with open(stderr_path, "ab") as err:
                 kw["stderr"] = err
                 await super()._async_launch_kernel(kernel_cmd, **kw)
             pid = getattr(self.provisioner, "pid", None)
-            state.kernel_pid = pid if isinstance(pid, int) else None
+            if isinstance(pid, int):
+                try:
+                    state.kernel_started = psutil.Process(pid).create_time()
+                    state.kernel_pid = pid
+                except psutil.Error:
+                    state.kernel_pid = None
             if state.stopping or state.timed_out:
                 state.kill_kernel()  # a stop that arrived while the kernel was starting
 
@@ -451,6 +480,34 @@ def earlier_attempts(spec: RunSpec) -> list[Any]:
     )
 
 
+def _died(run: Any) -> bool:
+    """Whether an earlier attempt's MLflow run is one whose worker died: still RUNNING
+    (nobody closed it), or already closed by a later attempt as having died."""
+    reason = run.data.tags.get("jupyter_repro.status_reason", "")
+    return run.info.status == "RUNNING" or "died mid-run" in reason
+
+
+def end_run_quietly(uri: str, run_id: str, status: str, reason: str) -> None:
+    """Set a run's final status and reason, best effort (used when logging failed)."""
+    from mlflow.entities import RunTag
+    from mlflow.tracking import MlflowClient
+
+    from ..provenance.store import retry_locked
+
+    client = MlflowClient(uri)
+    try:
+        retry_locked(
+            client.log_batch,
+            run_id,
+            tags=[
+                RunTag("jupyter_repro.status", status),
+                RunTag("jupyter_repro.status_reason", reason[:5000]),
+            ],
+        )
+    finally:
+        retry_locked(client.set_terminated, run_id, status, int(time.time() * 1000))
+
+
 def _close_dead_attempts(spec: RunSpec, runs: list[Any], retried: bool) -> None:
     """End attempts left RUNNING by a worker that died as FAILED, saying what happened."""
     from mlflow.entities import RunTag
@@ -497,6 +554,20 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
     attempt, retry_of = 1, None
     if spec.check_attempts:
         earlier = earlier_attempts(spec)
+        done = [r for r in earlier if not _died(r)]
+        if done:  # it already ran to an end (dask recomputed a released result): no rerun
+            run = max(done, key=lambda r: r.info.start_time)
+            return RunResult(
+                spec.index,
+                spec.run_name,
+                spec.params,
+                run.info.status,
+                run.info.run_id,
+                0.0,
+                run.data.tags.get("jupyter_repro.status_reason", ""),
+                worker=run.data.tags.get(WORKER_TAG, ""),
+                attempt=int(run.data.tags.get(ATTEMPT_TAG, "1")),
+            )
         attempt = len(earlier) + 1
         if earlier:
             retry_of = max(earlier, key=lambda r: r.info.start_time).info.run_id
@@ -550,7 +621,7 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
         "MLFLOW_TRACKING_URI": spec.uri,
         "MLFLOW_EXPERIMENT_ID": spec.experiment_id,
     }
-    km_class = _kernel_manager_class(state, kernel_env, stderr_log)
+    km_class = _kernel_manager_class(state, kernel_env, stderr_log, spec.cwd)
 
     def on_timeout() -> None:
         state.timed_out = True
@@ -573,7 +644,6 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
                         nb,
                         str(tmp),
                         kernel_name=spec.kernel_name,
-                        cwd=spec.cwd,
                         progress_bar=False,
                         start_timeout=spec.start_timeout,
                         execution_timeout=None,  # the run-wide watchdog below ends it
@@ -605,6 +675,7 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
         finally:
             if timer:
                 timer.cancel()
+            state.kernel_pid = None  # gone: a late stop must not kill a reused pid
     timings["execute"] = time.time() - t1
     # A run that completed, or failed in a cell of its own, before the signal or the
     # deadline keeps that outcome (the deadline can pass while the kernel shuts down).
@@ -642,7 +713,13 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
         int(time.time() * 1000),
         kernel_stderr=kernel_stderr[-200_000:],
     )
-    close_run(spec.uri, run_id, finished, provenance)
+    try:
+        close_run(spec.uri, run_id, finished, provenance)
+    except Exception as exc:  # logging failed: the run still gets its real status
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        problem = f"logging the run's results failed ({type(exc).__name__}: {first})"
+        reason = f"{reason}; {problem}" if reason else problem
+        end_run_quietly(spec.uri, run_id, status, reason)
     timings["close_run"] = time.time() - t2
     from ..metrics import read_metrics
 

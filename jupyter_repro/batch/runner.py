@@ -114,7 +114,7 @@ class BatchReport:
         }
 
 
-class _Stop(Exception):
+class _Stop(BaseException):  # not caught by `except Exception` while handling a result
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(signal.Signals(signum).name)
@@ -218,7 +218,7 @@ def run_batch(
     )
     try:
         if on_dask:
-            for line in executor.check(uri, kernel, options.shared_fs):
+            for line in executor.check(uri, kernel):
                 say(f"warning: {line}")
             workers = len(executor.client.scheduler_info().get("workers", {}))
             shipped = (
@@ -229,7 +229,15 @@ def run_batch(
             say(
                 f"dask: {len(param_sets)} run(s) on {workers} worker(s) at {executor.address}; {shipped}"
             )
-        experiment_id = executor.submit(prepare_experiment, uri, experiment).result()
+        try:
+            experiment_id = executor.submit(prepare_experiment, uri, experiment).result()
+        except ReproError:
+            raise
+        except Exception as exc:  # the store cannot be opened (on a worker): one line
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ReproError(
+                f"cannot open experiment '{experiment}' in {uri}: {type(exc).__name__}: {first}"
+            ) from None
     except BaseException:
         executor.kill()
         raise
@@ -333,8 +341,13 @@ def _result_of(fut: cf.Future, spec: RunSpec) -> RunResult:
         if result.notebook_text is not None:  # run on another machine: write it here
             from ..fileio import atomic_write_text
 
-            Path(spec.output_path).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(spec.output_path, result.notebook_text)
+            try:
+                Path(spec.output_path).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(spec.output_path, result.notebook_text)
+            except OSError as exc:  # the run itself stands; only the local copy is missing
+                result.output_path = None
+                note = f"executed notebook not written to {spec.output_path}: {exc.strerror}"
+                result.reason = f"{result.reason}; {note}" if result.reason else note
             result.notebook_text = None
         return result
     except cf.CancelledError:

@@ -193,7 +193,8 @@ def mark_killed(uri: str, runs: list[DanglingRun]) -> None:
     """End each run as KILLED now, recording why in ``jupyter_repro.status_reason``.
 
     A run that is no longer RUNNING when its turn comes (it finished since it was found)
-    is left as it is.
+    is left as it is; the check is made just before marking, so only a run ending in
+    that last instant can still be marked.
     """
     from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient

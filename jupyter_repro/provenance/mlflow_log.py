@@ -294,7 +294,18 @@ def _log_datasets(client: Any, run_id: str, data: list[DataInput]) -> None:
         )
         for item in data
     ]
-    retry_locked(client.log_inputs, run_id, datasets=inputs)
+    for attempt in range(5):
+        try:
+            retry_locked(client.log_inputs, run_id, datasets=inputs)
+            return
+        except Exception as exc:
+            # MLflow looks a dataset up and then inserts it: two runs closing at once
+            # with the same input race, and the loser gets a UNIQUE constraint error
+            # (sqlite directly, or BAD_REQUEST from a server). By now it exists: retry.
+            text = str(exc)
+            if attempt == 4 or ("IntegrityError" not in text and "UNIQUE" not in text):
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def log_run(

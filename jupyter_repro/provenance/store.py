@@ -45,7 +45,7 @@ def resolve_tracking_uri(cli_value: str | None = None, start: str | Path = ".") 
         rel = uri[len("sqlite:///") :]
         if rel and rel != ":memory:":
             uri = f"sqlite:///{Path(rel).resolve()}"
-    elif "://" not in uri and not uri.startswith("databricks"):
+    elif "://" not in uri and uri != "databricks" and not uri.startswith("databricks-uc"):
         uri = Path(uri).resolve().as_uri()  # a plain path ("databricks" is a workspace)
     return uri
 
