@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="runs at a time: local processes (default 1), or LocalCluster workers with "
-        "--executor dask and no --scheduler (default: one per core)",
+        "--executor dask and no --scheduler (default: one per core); ignored with --scheduler",
     )
     b.add_argument(
         "--executor",
@@ -70,9 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="with --executor dask: wait this long for the scheduler and a first worker",
+        help="with --executor dask: wait this long for the scheduler and a first worker "
+        "(default 30)",
     )
-    b.add_argument("--timeout", type=float, default=None, help="seconds allowed per run")
+    b.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="seconds allowed per run"
+    )
     b.add_argument("--kernel", default=None, help="kernelspec to use instead of the notebook's")
     b.add_argument("--experiment", default=None, help="MLflow experiment (default: notebook name)")
     b.add_argument(

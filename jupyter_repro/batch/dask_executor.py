@@ -102,6 +102,9 @@ def run_shipped(spec: RunSpec, payload: Payload | None) -> RunResult:
     Returns the run's :class:`RunResult`; with a payload, ``notebook_text`` holds the
     executed notebook for the client to write to ``spec.output_path``.
     """
+    from ..provenance.store import quiet_mlflow
+
+    quiet_mlflow()  # a no-op after the first run in this worker process
     if payload is None:
         return execute_run(spec)
     scratch = Path(tempfile.mkdtemp(prefix="jrepro-run-", dir=_scratch_parent()))
@@ -153,6 +156,9 @@ def _worker_facts(uri: str, probe: tuple[str, str] | None) -> dict[str, Any]:
     from jupyter_client.kernelspec import KernelSpecManager
 
     from .. import __version__
+    from ..provenance.store import quiet_mlflow
+
+    quiet_mlflow()
 
     return {
         "host": socket.gethostname(),
@@ -261,6 +267,30 @@ def judge_workers(facts: dict[str, Any], kernel: str) -> list[str]:
     return warnings
 
 
+def _refused_at_once(scheduler: str) -> None:
+    """Fail at once (not after ``--connect-timeout``) when a ``tcp://`` scheduler address
+    is malformed or its host actively refuses the connection.
+
+    Raises:
+        ReproError: the address has no valid port, or nothing listens there.
+    """
+    if not scheduler.startswith("tcp://"):
+        return
+    host, _, port = scheduler[len("tcp://") :].rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ReproError(f"--scheduler {scheduler}: expected tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            return
+    except ConnectionRefusedError:
+        raise ReproError(
+            f"cannot reach the dask scheduler at {scheduler}: connection refused "
+            "(is `dask scheduler` running there?)"
+        ) from None
+    except OSError:
+        return  # unknown host, filtered port, slow network: let distributed try and time out
+
+
 class DaskExecutor:
     """Runs on a dask.distributed cluster: an existing scheduler, or a ``LocalCluster``.
 
@@ -292,6 +322,7 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._dask: dict[cf.Future, Any] = {}  # our future -> the dask future behind it
         if scheduler:
+            _refused_at_once(scheduler)
             try:
                 self.client = Client(scheduler, timeout=connect_timeout)
             except (OSError, TimeoutError, ValueError, TypeError) as exc:

@@ -216,6 +216,9 @@ def worker_init(batch_pid: int | None = None) -> None:
     thread watches ``batch_pid`` every second and, once it is gone (SIGKILL, crash), stops
     the run in flight exactly as SIGTERM would, so it ends KILLED and its kernel is shut.
     """
+    from ..provenance.store import quiet_mlflow
+
+    quiet_mlflow()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_stop_signal)
     if batch_pid is not None:
@@ -582,7 +585,7 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
                 retry_of,
                 0.0,
                 f"worker died {len(earlier)} times mid-run; not retried again ({', '.join(where)})",
-                worker=worker,
+                worker=", ".join(where),
                 attempt=len(earlier),
             )
         _close_dead_attempts(spec, earlier, retried=True)
@@ -597,8 +600,9 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
         WORKER_TAG: worker,
         **spec.flags,
     }
-    if attempt > 1:
+    if spec.check_attempts:
         extra[ATTEMPT_TAG] = str(attempt)
+    if attempt > 1:
         extra[RETRY_OF_TAG] = str(retry_of)
     run_id = open_run(
         spec.uri,

@@ -19,6 +19,9 @@ if "rfc3987_syntax" not in sys.modules:
 
 def warm() -> None:
     """Import what a run needs and build the per-process HTML exporter."""
+    from ..provenance.store import quiet_mlflow
+
+    quiet_mlflow()
     import jupyter_client.manager  # noqa: F401
     import mlflow.store.tracking.sqlalchemy_store
     import mlflow.tracking  # noqa: F401

@@ -174,11 +174,19 @@ def run_batch(
     """
     started = time.perf_counter()
     say = echo or (lambda line: print(line, file=sys.stderr))
+    from ..provenance.store import quiet_mlflow
+
+    quiet_mlflow()
     path = Path(notebook)
     nb, kernel, warnings = plan_batch(path, param_sets, options)
     on_dask = options.executor == "dask"
     if not on_dask:
         prestart()  # workers' imports now overlap with the provenance computed below
+    if options.scheduler and options.jobs is not None:
+        warnings.append(
+            f"-j {options.jobs} is ignored with --scheduler: the cluster's workers and "
+            "their threads decide how many runs go at once"
+        )
     for line in warnings:
         say(f"warning: {line}")
     data = [digest_input(p) for p in options.data]
@@ -386,6 +394,9 @@ def format_table(report: BatchReport) -> str:
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in report.results:  # the table cuts reasons short: each in full, once
+        if r.reason and len(r.reason) > 60:
+            lines.append(f"{r.run_name}: {r.status}: {r.reason}")
     ok = sum(r.status == "FINISHED" for r in report.results)
     lines.append(
         f"{ok}/{len(report.results)} runs finished; experiment '{report.experiment}' "

@@ -20,6 +20,23 @@ DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
 
 
+#: Set (unless the user set them) in every process that logs runs: MLflow's telemetry
+#: thread pops an environment variable while other threads read ``os.environ`` (a run
+#: failed with KeyError '_MLFLOW_TELEMETRY_SESSION_ID' when offline), and its
+#: "View run" lines would interleave with the batch's table.
+QUIET_MLFLOW_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
+def quiet_mlflow() -> None:
+    """Apply :data:`QUIET_MLFLOW_ENV` to this process (before MLflow's first request)."""
+    for key, value in QUIET_MLFLOW_ENV.items():
+        if key not in os.environ:
+            os.environ[key] = value
+
+
 def project_dir(start: str | Path = ".") -> Path:
     """The project folder: the git work tree containing ``start``, else ``start`` itself."""
     here = Path(start).resolve()
