@@ -826,6 +826,13 @@ def serve(options: ServerOptions, out: IO[str] | None = None, err: IO[str] | Non
     """
     out = out or sys.stdout
     err = err or sys.stderr
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        # started in the background by a script (`cmd &` ignores SIGINT): a server must
+        # still stop on Ctrl-C / `kill -INT`, so take SIGINT back
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     plan = plan_server(options)
     check_port_free(options.host.strip(), options.port)
     if plan.auth:
