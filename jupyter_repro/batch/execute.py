@@ -32,6 +32,7 @@ from ..provenance.mlflow_log import (
     FinishedRun,
     Provenance,
     close_run,
+    end_run,
     open_run,
     source_cell_index,
 )
@@ -490,35 +491,8 @@ def _died(run: Any) -> bool:
     return run.info.status == "RUNNING" or "died mid-run" in reason
 
 
-def end_run_quietly(uri: str, run_id: str, status: str, reason: str) -> None:
-    """Set a run's final status and reason, best effort (used when logging failed)."""
-    from mlflow.entities import RunTag
-    from mlflow.tracking import MlflowClient
-
-    from ..provenance.store import retry_locked
-
-    client = MlflowClient(uri)
-    try:
-        retry_locked(
-            client.log_batch,
-            run_id,
-            tags=[
-                RunTag("jupyter_repro.status", status),
-                RunTag("jupyter_repro.status_reason", reason[:5000]),
-            ],
-        )
-    finally:
-        retry_locked(client.set_terminated, run_id, status, int(time.time() * 1000))
-
-
 def _close_dead_attempts(spec: RunSpec, runs: list[Any], retried: bool) -> None:
     """End attempts left RUNNING by a worker that died as FAILED, saying what happened."""
-    from mlflow.entities import RunTag
-    from mlflow.tracking import MlflowClient
-
-    from ..provenance.store import retry_locked
-
-    client = MlflowClient(spec.uri)
     for run in runs:
         if run.info.status != "RUNNING":
             continue
@@ -526,15 +500,7 @@ def _close_dead_attempts(spec: RunSpec, runs: list[Any], retried: bool) -> None:
         reason = f"the worker running it ({where}) died mid-run" + (
             "; retried on another worker" if retried else "; not retried again"
         )
-        retry_locked(
-            client.log_batch,
-            run.info.run_id,
-            tags=[
-                RunTag("jupyter_repro.status", "FAILED"),
-                RunTag("jupyter_repro.status_reason", reason),
-            ],
-        )
-        retry_locked(client.set_terminated, run.info.run_id, "FAILED", int(time.time() * 1000))
+        end_run(spec.uri, run.info.run_id, "FAILED", reason)
 
 
 def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
@@ -723,7 +689,7 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         problem = f"logging the run's results failed ({type(exc).__name__}: {first})"
         reason = f"{reason}; {problem}" if reason else problem
-        end_run_quietly(spec.uri, run_id, status, reason)
+        end_run(spec.uri, run_id, status, reason)
     timings["close_run"] = time.time() - t2
     from ..metrics import read_metrics
 
@@ -749,14 +715,12 @@ def close_orphans(uri: str, experiment_id: str, batch_id: str, status: str) -> i
 
     Returns how many runs were closed.
     """
-    from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
     from ..provenance.store import retry_locked
 
-    client = MlflowClient(uri)
     runs = retry_locked(
-        client.search_runs,
+        MlflowClient(uri).search_runs,
         [experiment_id],
         filter_string=f"tags.`{BATCH_TAG}` = '{batch_id}' and attributes.status = 'RUNNING'",
     )
@@ -766,13 +730,5 @@ def close_orphans(uri: str, experiment_id: str, batch_id: str, status: str) -> i
         else "batch interrupted: run closed by the batch process"
     )
     for run in runs:
-        retry_locked(
-            client.log_batch,
-            run.info.run_id,
-            tags=[
-                RunTag("jupyter_repro.status", status),
-                RunTag("jupyter_repro.status_reason", reason),
-            ],
-        )
-        retry_locked(client.set_terminated, run.info.run_id, status, int(time.time() * 1000))
+        end_run(uri, run.info.run_id, status, reason)
     return len(runs)

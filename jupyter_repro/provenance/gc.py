@@ -196,19 +196,12 @@ def mark_killed(uri: str, runs: list[DanglingRun]) -> None:
     is left as it is; the check is made just before marking, so only a run ending in
     that last instant can still be marked.
     """
-    from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
+
+    from .mlflow_log import end_run
 
     client = MlflowClient(uri)
     for run in runs:
         if retry_locked(client.get_run, run.run_id).info.status != "RUNNING":
             continue  # it ended on its own since it was found: keep its real status
-        retry_locked(
-            client.log_batch,
-            run.run_id,
-            tags=[
-                RunTag("jupyter_repro.status", "KILLED"),
-                RunTag("jupyter_repro.status_reason", f"jupyter-repro gc: {run.reason}"),
-            ],
-        )
-        retry_locked(client.set_terminated, run.run_id, "KILLED")
+        end_run(uri, run.run_id, "KILLED", f"jupyter-repro gc: {run.reason}")

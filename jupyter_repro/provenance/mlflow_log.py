@@ -231,6 +231,30 @@ def open_run(
     return run_id
 
 
+def end_run(uri: str, run_id: str, status: str, reason: str) -> None:
+    """End a run now as ``status`` (``FINISHED``, ``FAILED``, ``KILLED``), recording why
+    in ``jupyter_repro.status`` / ``jupyter_repro.status_reason``.
+
+    Used wherever a run is closed by someone other than its own worker's normal path
+    (orphans of a batch, a dead worker's attempt, ``gc``, a run whose logging failed);
+    the status is set even if writing the reason fails.
+    """
+    from mlflow.entities import RunTag
+
+    client = _client(uri)
+    try:
+        retry_locked(
+            client.log_batch,
+            run_id,
+            tags=[
+                RunTag(TAG + "status", status),
+                RunTag(TAG + "status_reason", reason[:5000]),
+            ],
+        )
+    finally:
+        retry_locked(client.set_terminated, run_id, status, int(time.time() * 1000))
+
+
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
     """Set several tags in one call (used by heartbeats)."""
     from mlflow.entities import RunTag
