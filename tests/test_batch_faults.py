@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from batch_support import (
     batch,
+    client,
     make_notebook,
     read_executed,
     ready_store,
@@ -219,3 +220,44 @@ def test_bad_input_is_one_line_exit_2_and_no_store(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_a_failure_while_logging_still_ends_the_run_with_its_status(tmp_path, monkeypatch):
+    """The notebook ran; writing its results to MLflow failed (e.g. a dataset insert race):
+    the run keeps its id and its real status, with the logging failure as its reason."""
+    from jupyter_repro.batch import execute
+    from jupyter_repro.batch.execute import RunSpec, execute_run
+    from jupyter_repro.provenance.mlflow_log import collect_provenance
+    from jupyter_repro.provenance.store import prepare_experiment
+
+    nb = make_notebook(tmp_path / "n.ipynb", ("x = 1", ["parameters"]), "print(x)")
+    uri = ready_store(tmp_path / "store")
+    spec = RunSpec(
+        index=0,
+        run_name="n-000",
+        notebook=str(nb),
+        params={"x": 2},
+        defaults={},
+        output_path=str(tmp_path / "runs" / "n-000.ipynb"),
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        timeout=None,
+        start_timeout=120,
+        uri=uri,
+        experiment_id=prepare_experiment(uri, "n"),
+        batch_id="b",
+        provenance=collect_provenance(nb),
+    )
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("UNIQUE constraint failed: datasets.experiment_id")
+
+    monkeypatch.setattr(execute, "close_run", broken)
+    result = execute_run(spec)
+    assert result.status == "FINISHED" and result.run_id
+    assert "logging the run's results failed (RuntimeError: UNIQUE constraint" in result.reason
+    run = client(uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert "logging the run's results failed" in run.data.tags["jupyter_repro.status_reason"]
+    assert (tmp_path / "runs" / "n-000.ipynb").exists(), "the executed notebook is kept"
