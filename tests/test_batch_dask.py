@@ -831,3 +831,49 @@ def test_runs_sharing_a_multithreaded_worker_keep_their_own_folder_and_data(tmp_
             assert "jrepro-run-" in folder and folder not in folders
             folders.add(folder)
     assert len(folders) == 8, "every run in its own scratch folder"
+
+
+def test_a_large_data_input_is_sent_once_per_worker_and_read_by_every_run(tmp_path, cluster):
+    from jupyter_repro.batch.dask_executor import INLINE_PAYLOAD_BYTES
+
+    blob = os.urandom(INLINE_PAYLOAD_BYTES + 1_000_000)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "blob.bin").write_bytes(blob)
+    make_notebook(
+        tmp_path / "big.ipynb",
+        ("k = 0", ["parameters"]),
+        "import hashlib, jupyter_repro\nraw = open('data/blob.bin', 'rb').read()\n"
+        "jupyter_repro.record('size', len(raw))\n"
+        "jupyter_repro.record('first_byte', raw[k])",
+    )
+    (tmp_path / "grid.yaml").write_text("k: [0, 1, 2]\n")
+    uri = ready_store(tmp_path / "store")
+    done = subprocess.run(
+        [
+            cli("jupyter-repro"),
+            "batch",
+            "big.ipynb",
+            "--grid",
+            "grid.yaml",
+            "--data",
+            "data",
+            "--executor",
+            "dask",
+            "--scheduler",
+            cluster,
+            "--tracking-uri",
+            uri,
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "shipping 2 file(s), 9.0 MB" in done.stderr
+    found = runs(uri, "big")
+    assert len(found) == 3
+    for run in found:
+        k = int(run.data.params["k"])
+        assert run.data.metrics == {"size": len(blob), "first_byte": blob[k]}

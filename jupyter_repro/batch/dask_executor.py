@@ -9,7 +9,8 @@ on this machine (``LocalCluster``, workers on 127.0.0.1) or shares its disk
 (``--shared-fs``). The client checks this before any run exists.
 
 Without ``--shared-fs`` the notebook and the declared ``--data`` inputs are shipped by
-content (sent once per batch as the result of a task, which the scheduler recomputes if every copy dies with its worker; workers copy it peer to peer) into a scratch folder
+content (inside each task when small; else once per batch as the result of a task,
+replicated to every worker and recomputed if every copy dies) into a scratch folder
 per run that keeps their relative layout, and the executed notebook comes back to the
 client, which writes it under ``runs/`` as a local run would.
 
@@ -40,6 +41,9 @@ from typing import Any
 
 from ..errors import ReproError
 from .execute import RunResult, RunSpec, execute_run
+
+#: Payloads up to this size (bytes) go inside every task; larger ones once per worker.
+INLINE_PAYLOAD_BYTES = 8_000_000
 
 #: Seconds to wait for the scheduler to answer and for a first worker to join.
 CONNECT_TIMEOUT = 30.0
@@ -356,11 +360,17 @@ class DaskExecutor:
                 f"(none joined within {connect_timeout:g}s)"
             )
         self._stopping = False
-        # Shipped as the result of a task, not scattered: the scheduler keeps the task, so
-        # a copy lost with a dead worker is made again (scattered data would be gone).
-        self.payload_future = (
-            self.client.submit(_hold, payload, pure=False) if payload is not None else None
-        )
+        # A small payload travels inside each task: no dependency, so dask places runs on
+        # idle workers (a dependency held by one worker draws every run to it, and with
+        # one thread they would queue there), and a rerun after a worker death carries it.
+        # A large one is sent once as the result of a task (not scattered: the scheduler
+        # keeps the task and recomputes a copy lost with a dead worker) and replicated to
+        # every worker, for the same placement reason.
+        self.payload_future: Any = payload
+        if payload is not None and payload.size > INLINE_PAYLOAD_BYTES:
+            self.payload_future = self.client.submit(_hold, payload, pure=False)
+            self.payload_future.result()
+            self.client.replicate([self.payload_future])
 
     @property
     def address(self) -> str:
