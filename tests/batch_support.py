@@ -119,6 +119,45 @@ def sleeper_notebook(path: Path, pid_dir: Path, seconds: int = 120) -> Path:
     )
 
 
+def healthy(url: str) -> bool:
+    """Whether an MLflow server at ``url`` answers ``/health``."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def run_spec(nb: Path, uri: str, experiment: str, **fields):
+    """A :class:`RunSpec` for calling ``execute_run`` in-process on ``nb``: run 0 into
+    ``<nb folder>/runs/``, kernel python3, a fresh provenance; ``fields`` override."""
+    from jupyter_repro.batch.execute import RunSpec
+    from jupyter_repro.provenance.mlflow_log import collect_provenance
+    from jupyter_repro.provenance.store import prepare_experiment
+
+    name = f"{nb.stem}-000"
+    values = dict(
+        index=0,
+        run_name=name,
+        notebook=str(nb),
+        params={},
+        defaults={},
+        output_path=str(nb.parent / "runs" / f"{name}.ipynb"),
+        kernel_name="python3",
+        cwd=str(nb.parent),
+        timeout=None,
+        start_timeout=120,
+        uri=uri,
+        experiment_id=prepare_experiment(uri, experiment),
+        batch_id="b",
+        provenance=collect_provenance(nb),
+    )
+    values.update(fields)
+    return RunSpec(**values)
+
+
 def read_executed(path: str | Path):
     return nbformat.read(str(path), as_version=4)
 

@@ -15,6 +15,15 @@ BIN = Path(sys.executable).parent
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def cli(name: str) -> str:
     """Path of an installed console script (``nb-smoke``, ``jupyter-repro``)."""
     path = BIN / name

@@ -11,37 +11,32 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 from batch_support import (
     client,
+    healthy,
     kill_pids,
     make_notebook,
     pid_running,
     read_executed,
     ready_store,
+    run_spec,
+    sleeper_notebook,
     wait_for,
 )
-from helpers import cli
+from helpers import cli, free_port
 
 from jupyter_repro.provenance.mlflow_log import format_param
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow, pytest.mark.xdist_group("dask")]
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -56,19 +51,11 @@ def _stop(proc: subprocess.Popen) -> None:
                 pass
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A real scheduler and two single-threaded workers (each behind its nanny)."""
     folder = tmp_path_factory.mktemp("dask")
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = []
     log = (folder / "scheduler.log").open("w")
@@ -127,7 +114,7 @@ def cluster(tmp_path_factory):
 def server(tmp_path_factory):
     """The team server as users start it: ``jupyter-repro server`` on 127.0.0.1."""
     folder = tmp_path_factory.mktemp("team-server")
-    port = _free_port()
+    port = free_port()
     log = (folder / "server.log").open("w")
     proc = subprocess.Popen(
         [
@@ -147,7 +134,7 @@ def server(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: proc.poll() is not None or _healthy(url), 240, "team server")
+        wait_for(lambda: proc.poll() is not None or healthy(url), 240, "team server")
         assert proc.poll() is None, (folder / "server.log").read_text()
         wait_for(
             lambda: f"MLFLOW_TRACKING_URI={url}" in (folder / "server.log").read_text(),
@@ -438,12 +425,7 @@ def test_killed_client_leaves_nothing_running_after_gc(tmp_path, cluster, server
     url, _ = server
     pids = tmp_path / "pids"
     pids.mkdir()
-    make_notebook(
-        tmp_path / "sleepy.ipynb",
-        ("i = 0", ["parameters"]),
-        f"import os, time\nopen(os.path.join({str(pids)!r}, str(os.getpid())), 'w').close()\n"
-        "time.sleep(300)",
-    )
+    sleeper_notebook(tmp_path / "sleepy.ipynb", pids, seconds=300)
     (tmp_path / "grid.yaml").write_text("i: [0, 1, 2]\n")
     proc = start(
         [
@@ -538,12 +520,7 @@ def test_local_cluster_same_path_and_ctrl_c_leaves_nothing_running(tmp_path):
 
     pids = tmp_path / "pids"
     pids.mkdir()
-    make_notebook(
-        repo / "sleepy.ipynb",
-        ("i = 0", ["parameters"]),
-        f"import os, time\nopen(os.path.join({str(pids)!r}, str(os.getpid())), 'w').close()\n"
-        "time.sleep(300)",
-    )
+    sleeper_notebook(repo / "sleepy.ipynb", pids, seconds=300)
     (repo / "grid3.yaml").write_text("i: [0, 1, 2]\n")
     proc = start(
         [
@@ -589,37 +566,12 @@ def test_a_cancelled_dask_task_kills_its_kernel_and_ends_its_run_killed(tmp_path
     """The path a client on another host relies on: the scheduler releases the task (the
     client cancelled it or disconnected) and the task itself stops the run."""
     from jupyter_repro.batch.dask_executor import DaskExecutor, build_payload
-    from jupyter_repro.batch.execute import RunSpec
-    from jupyter_repro.provenance.mlflow_log import collect_provenance
-    from jupyter_repro.provenance.store import prepare_experiment
 
     pids = tmp_path / "pids"
     pids.mkdir()
-    nb = make_notebook(
-        tmp_path / "sleepy.ipynb",
-        ("i = 0", ["parameters"]),
-        f"import os, time\nopen(os.path.join({str(pids)!r}, str(os.getpid())), 'w').close()\n"
-        "time.sleep(300)",
-    )
+    nb = sleeper_notebook(tmp_path / "sleepy.ipynb", pids, seconds=300)
     uri = ready_store(tmp_path / "store")
-    spec = RunSpec(
-        index=0,
-        run_name="sleepy-000",
-        notebook=str(nb),
-        params={},
-        defaults={},
-        output_path=str(tmp_path / "runs" / "sleepy-000.ipynb"),
-        kernel_name="python3",
-        cwd=str(tmp_path),
-        timeout=None,
-        start_timeout=120,
-        uri=uri,
-        experiment_id=prepare_experiment(uri, "sleepy"),
-        batch_id="cancel-test",
-        provenance=collect_provenance(nb),
-        owner=None,
-        check_attempts=True,
-    )
+    spec = run_spec(nb, uri, "sleepy", batch_id="cancel-test", owner=None, check_attempts=True)
     executor = DaskExecutor(cluster, 1, "cancel-test", build_payload(nb))
     try:
         executor.submit_run(spec)
@@ -646,12 +598,7 @@ def test_local_cluster_client_sigkilled_gc_ends_its_runs(tmp_path):
     nobody is left to close the run: gc must, since its owner is provably gone."""
     pids = tmp_path / "pids"
     pids.mkdir()
-    make_notebook(
-        tmp_path / "sleepy.ipynb",
-        ("i = 0", ["parameters"]),
-        f"import os, time\nopen(os.path.join({str(pids)!r}, str(os.getpid())), 'w').close()\n"
-        "time.sleep(300)",
-    )
+    sleeper_notebook(tmp_path / "sleepy.ipynb", pids, seconds=300)
     uri = ready_store(tmp_path / "store")
     proc = start(
         ["sleepy.ipynb", "--executor", "dask", "-j", "1", "--tracking-uri", uri],
@@ -737,7 +684,7 @@ def test_a_worker_lost_after_its_run_finished_does_not_run_it_again(tmp_path, cl
 def test_runs_sharing_a_multithreaded_worker_keep_their_own_folder_and_data(tmp_path):
     """One `dask worker --nthreads 2`: two users' runs execute side by side in one
     process; each reads its own --data in its own folder and logs to one shared store."""
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [
         subprocess.Popen(

@@ -11,6 +11,7 @@ from batch_support import (
     read_executed,
     ready_store,
     run_once,
+    run_spec,
     runs_of,
     sqlite_uri,
 )
@@ -227,28 +228,11 @@ def test_a_failure_while_logging_still_ends_the_run_with_its_status(tmp_path, mo
     """The notebook ran; writing its results to MLflow failed (e.g. a dataset insert race):
     the run keeps its id and its real status, with the logging failure as its reason."""
     from jupyter_repro.batch import execute
-    from jupyter_repro.batch.execute import RunSpec, execute_run
-    from jupyter_repro.provenance.mlflow_log import collect_provenance
-    from jupyter_repro.provenance.store import prepare_experiment
+    from jupyter_repro.batch.execute import execute_run
 
     nb = make_notebook(tmp_path / "n.ipynb", ("x = 1", ["parameters"]), "print(x)")
     uri = ready_store(tmp_path / "store")
-    spec = RunSpec(
-        index=0,
-        run_name="n-000",
-        notebook=str(nb),
-        params={"x": 2},
-        defaults={},
-        output_path=str(tmp_path / "runs" / "n-000.ipynb"),
-        kernel_name="python3",
-        cwd=str(tmp_path),
-        timeout=None,
-        start_timeout=120,
-        uri=uri,
-        experiment_id=prepare_experiment(uri, "n"),
-        batch_id="b",
-        provenance=collect_provenance(nb),
-    )
+    spec = run_spec(nb, uri, "n", params={"x": 2})
 
     def broken(*args, **kwargs):
         raise RuntimeError("UNIQUE constraint failed: datasets.experiment_id")

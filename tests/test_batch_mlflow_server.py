@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from batch_support import batch, client, make_notebook, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+from batch_support import batch, client, healthy, make_notebook, wait_for
+from helpers import free_port
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "server.log").open("w")
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
@@ -55,7 +40,7 @@ def mlflow_server(tmp_path):
         cwd=tmp_path,
     )
     try:
-        wait_for(lambda: proc.poll() is not None or _healthy(url), 180, "mlflow server")
+        wait_for(lambda: proc.poll() is not None or healthy(url), 180, "mlflow server")
         assert proc.poll() is None, (tmp_path / "server.log").read_text()
         yield url
     finally:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import free_port
 from nbformat.v4 import new_code_cell, new_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -56,12 +56,6 @@ def _output_dir() -> Path:
     path = out / "labextension"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _need(condition: bool, what: str) -> None:
@@ -139,7 +133,7 @@ def server(tmp_path):
         )
         log_path = tmp_path / f"{app}.log"
         for _attempt in range(3):  # a free port can be taken before the server binds it
-            port = _free_port()
+            port = free_port()
             log = log_path.open("w")
             proc = subprocess.Popen(
                 [str(BIN / "jupyter"), app, "--no-browser", "--allow-root", "--ip=127.0.0.1",

@@ -22,15 +22,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import cli, run_cli
+from helpers import cli, free_port, run_cli
 
 START_TIMEOUT = 300  # seconds; the CLI's own --timeout is below this
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -53,7 +47,7 @@ class ServerCLI:
     """``jupyter-repro server`` running in the background; stderr goes to a file."""
 
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tmp_path / "team-server"
         self.err_path = tmp_path / "server.stderr"
         self._err = self.err_path.open("w")
@@ -224,7 +218,7 @@ def test_basic_auth_server_on_all_interfaces_answers_by_hostname_and_stops_on_ct
 
 @pytest.mark.slow
 def test_a_server_that_cannot_start_exits_1_with_the_line_that_says_why(tmp_path):
-    port = _free_port()
+    port = free_port()
     proc = run_cli(
         "jupyter-repro",
         "server",
@@ -251,7 +245,7 @@ def test_a_server_that_cannot_start_exits_1_with_the_line_that_says_why(tmp_path
 
 @pytest.mark.slow
 def test_a_server_that_does_not_answer_in_time_is_stopped_and_reported(tmp_path):
-    port = _free_port()
+    port = free_port()
     proc = run_cli(
         "jupyter-repro",
         *("server", "--port", port, "--dir", tmp_path / "srv", "--timeout", "0.5"),
@@ -354,7 +348,7 @@ def test_basic_auth_first_start_needs_the_admin_password(tmp_path):
     pytest.importorskip("flask_wtf", reason="basic-auth needs mlflow[auth] (Flask-WTF)")
     proc = run_cli(
         "jupyter-repro",
-        *("server", "--port", _free_port(), "--dir", tmp_path / "srv", "--app-name"),
+        *("server", "--port", free_port(), "--dir", tmp_path / "srv", "--app-name"),
         "basic-auth",
         cwd=tmp_path,
         env={"MLFLOW_AUTH_ADMIN_PASSWORD": ""},
