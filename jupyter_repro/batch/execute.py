@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..provenance.env import environment_fingerprint
-from ..provenance.gc import Heartbeat, heartbeat_tags
+from ..provenance.gc import Heartbeat, heartbeat_tags, pid_alive
 from ..provenance.mlflow_log import (
     FinishedRun,
     Provenance,
@@ -142,7 +142,7 @@ class _RunState:
     def kill_kernel(self) -> None:
         """Kill this run's kernel and everything it started (no-op before it starts)."""
         pid, started = self.kernel_pid, self.kernel_started
-        if pid is not None and _alive(pid, started):
+        if pid is not None and pid_alive(pid, started):
             kill_tree(pid)
 
 
@@ -255,15 +255,6 @@ def process_identity(pid: int | None = None) -> tuple[str, int, float]:
     return host_key(), proc.pid, proc.create_time()
 
 
-def _alive(pid: int, started: float | None) -> bool:
-    import psutil
-
-    try:
-        return started is not None and abs(psutil.Process(pid).create_time() - started) < 1.0
-    except psutil.Error:
-        return False
-
-
 def _watch_batch(batch_pid: int) -> None:
     import psutil
 
@@ -273,7 +264,7 @@ def _watch_batch(batch_pid: int) -> None:
         started = None
     while True:
         time.sleep(1.0)
-        if not _alive(batch_pid, started):
+        if started is None or not pid_alive(batch_pid, started):
             stop_runs(None, "the batch process is gone (killed or crashed)")
             kill_kernels()
             deadline = time.monotonic() + 120
@@ -308,7 +299,7 @@ class _RunWatcher:
         owner_here = self._owner_here()
         while not self._done.wait(self.interval):
             reason = ""
-            if owner_here and not _alive(self.spec.owner[1], self.spec.owner[2]):
+            if owner_here and not pid_alive(self.spec.owner[1], self.spec.owner[2]):
                 reason = "the batch process is gone (killed or crashed)"
             elif self._task is not None and not _dask_task_wanted(*self._task):
                 reason = "the dask client cancelled the run or went away"
