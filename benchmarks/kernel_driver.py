@@ -101,7 +101,8 @@ def start_kernel(kind: str, cwd: str) -> tuple[KernelManager, Any, str | None]:
     if kind == "ipyflow":
         spec_dir = _ipyflow_spec_dir()
         km = KernelManager(
-            kernel_name="ipyflow-bench", kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec_dir])
+            kernel_name="ipyflow-bench",
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[spec_dir]),
         )
     else:
         km = KernelManager(kernel_name="python3")

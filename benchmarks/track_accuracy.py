@@ -317,17 +317,28 @@ def build_pairs(notebooks: list[Notebook]) -> list[Pair]:
                 n_literal += 1
         k = len(nb.cells) // 2
         pairs.append(
-            Pair(f"{nb.name}#{k}:output_only", "output_only", nb, k,
-                 nb.cells[k][1] + "\nprint('checked')")  # fmt: skip
+            Pair(
+                f"{nb.name}#{k}:output_only",
+                "output_only",
+                nb,
+                k,
+                nb.cells[k][1] + "\nprint('checked')",
+            )
         )
     for g, graft in enumerate(GRAFTS):
         for j in range(GRAFTS_PER_KIND):
             base = notebooks[(g + 2 * j) % len(notebooks)]
             at = max(1, len(base.cells) // 3)
-            inserted = [("g_setup", graft.setup), ("g_action", graft.action), ("g_reader", graft.reader)]
+            inserted = [
+                ("g_setup", graft.setup),
+                ("g_action", graft.action),
+                ("g_reader", graft.reader),
+            ]
             cells = base.cells[:at] + inserted + base.cells[at:]
             nb = Notebook(f"{base.name}+{graft.kind}", cells)
-            pairs.append(Pair(f"{nb.name}#{at + 1}:{graft.kind}", graft.kind, nb, at + 1, graft.edited))
+            pairs.append(
+                Pair(f"{nb.name}#{at + 1}:{graft.kind}", graft.kind, nb, at + 1, graft.edited)
+            )
     return pairs
 
 
@@ -520,9 +531,12 @@ def table(outcomes: list[Outcome], tools: list[str]) -> str:
 
 
 def git_commit(path: Path) -> str:
-    """The commit of the %track under test (the checkout this script belongs to)."""
-    out = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True)  # fmt: skip
+    """The %track under test: the last commit of this checkout that touched
+    ``jupyter_repro/`` (``+dirty`` when it has uncommitted changes)."""
+    out = subprocess.run(
+        ["git", "-C", str(path), "log", "-1", "--format=%h", "--", "jupyter_repro"],
+        capture_output=True, text=True,
+    )  # fmt: skip
     dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "jupyter_repro"],
                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     return out.stdout.strip() + ("+dirty" if dirty else "")
@@ -602,7 +616,10 @@ def main(argv: list[str] | None = None) -> int:
     for t in names:
         missed = [o for o in outcomes if o.safe.get(t) is False]
         broken = [o for o in outcomes if o.safe.get(t) is None]
-        print(f"\n{t}: misses {len(missed)} pair(s)" + (f", failed on {len(broken)}" if broken else ""))
+        print(
+            f"\n{t}: misses {len(missed)} pair(s)"
+            + (f", failed on {len(broken)}" if broken else "")
+        )
         for o in missed:
             print(f"  {o.pair_id}  must {o.must_rerun}  flagged {o.flagged[t]}")
         for o in broken[:5]:
