@@ -22,6 +22,7 @@ import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,6 +39,36 @@ IPYFLOW_SETUP = (
     "uv venv -p 3.11 benchmarks/.corpus/ipyflow-venv && uv pip install -p "
     "benchmarks/.corpus/ipyflow-venv ipyflow ipykernel numpy pandas"
 )
+
+
+#: Kernel managers alive in this process, so that a benchmark stopped by a signal
+#: (``timeout``, Ctrl-C) leaves no kernel behind: see ``shutdown_all``.
+LIVE: set[KernelManager] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def track_manager(km: KernelManager) -> None:
+    """Register a started kernel manager for ``shutdown_all``."""
+    with _LIVE_LOCK:
+        LIVE.add(km)
+
+
+def untrack_manager(km: KernelManager) -> None:
+    """Forget a kernel manager whose kernel has been shut down."""
+    with _LIVE_LOCK:
+        LIVE.discard(km)
+
+
+def shutdown_all() -> None:
+    """Kill every kernel still alive (called on SIGTERM/SIGINT by the benchmarks)."""
+    with _LIVE_LOCK:
+        managers = list(LIVE)
+        LIVE.clear()
+    for km in managers:
+        try:
+            km.shutdown_kernel(now=True)
+        except Exception:  # already gone
+            pass
 
 
 @dataclass
@@ -108,6 +139,7 @@ def start_kernel(kind: str, cwd: str) -> tuple[KernelManager, Any, str | None]:
         km = KernelManager(kernel_name="python3")
     # stderr: the kernel's TCP warning, once per kernel, would bury the benchmark's lines
     km.start_kernel(cwd=cwd, env=env, stderr=subprocess.DEVNULL)
+    track_manager(km)
     kc = km.client()
     kc.start_channels()
     kc.wait_for_ready(timeout=120)
@@ -129,6 +161,7 @@ class Frontend:
         try:
             self.kc.stop_channels()
             self.km.shutdown_kernel(now=True)
+            untrack_manager(self.km)
         finally:
             if self._spec_dir:
                 shutil.rmtree(self._spec_dir, ignore_errors=True)

@@ -44,8 +44,10 @@ import argparse
 import ast
 import datetime as dt
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,7 +61,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from kernel_driver import Frontend, ipyflow_python, ipyflow_version  # noqa: E402
+from kernel_driver import (  # noqa: E402
+    Frontend,
+    ipyflow_python,
+    ipyflow_version,
+    shutdown_all,
+    track_manager,
+    untrack_manager,
+)
 
 RESULTS = HERE / "results"
 MIRRORS = Path("/work/.mirror")
@@ -368,19 +377,25 @@ def run_fresh(nb: Notebook, timeout: int = 60) -> list[str]:
     """Run ``nb`` top to bottom in a fresh kernel (nbclient) in an empty folder; the
     normalised outputs of each cell."""
     import nbformat
+    from jupyter_client import KernelManager
     from nbclient import NotebookClient
 
     doc = nbformat.v4.new_notebook()
     doc.cells = [nbformat.v4.new_code_cell(src, id=cid) for cid, src in nb.cells]
     cwd = tempfile.mkdtemp(prefix="track-truth-")
+    km = KernelManager(kernel_name="python3")  # ours, so a stopped benchmark can kill it
+    track_manager(km)
     try:
         client = NotebookClient(
-            doc, timeout=timeout, kernel_name="python3", allow_errors=True,
+            doc, km=km, timeout=timeout, kernel_name="python3", allow_errors=True,
             resources={"metadata": {"path": cwd}},
         )  # fmt: skip
-        client.execute(env=dict(__import__("os").environ, PYTHONHASHSEED="0"))
+        client.execute(env=dict(os.environ, PYTHONHASHSEED="0"), stderr=subprocess.DEVNULL)
         return [normalise(cell.get("outputs", []), cwd) for cell in doc.cells]
     finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+        untrack_manager(km)
         shutil.rmtree(cwd, ignore_errors=True)
 
 
@@ -548,8 +563,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="only the first N pairs")
     parser.add_argument("--no-ipyflow", action="store_true")
+    parser.add_argument(
+        "--resume", type=Path, metavar="JSONL",
+        help="a previous run's .jsonl: its pairs are kept, only the others are run",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     started = time.monotonic()
+
+    def stop(signum: int, frame: object) -> None:  # timeout/Ctrl-C: no kernel left behind
+        shutdown_all()
+        print(f"stopped by signal {signum}; outcomes so far are in the .jsonl", flush=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
     tools = dict(TOOLS)
     ipyflow_note = None
@@ -574,11 +601,21 @@ def main(argv: list[str] | None = None) -> int:
     pairs = build_pairs(notebooks)
     if args.limit:
         pairs = pairs[: args.limit]
-    print(f"{len(pairs)} pairs from {len(notebooks)} notebooks; tools: {', '.join(tools)}; "
+    RESULTS.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    partial = RESULTS / f"track_accuracy-{stamp}.jsonl"  # one line per pair, as they finish
+    done: dict[str, Outcome] = {}
+    if args.resume:
+        for line in args.resume.read_text().splitlines():
+            o = Outcome(**json.loads(line))
+            done[o.pair_id] = o
+        partial.write_text(args.resume.read_text())
+    todo = [p for p in pairs if p.pair_id not in done]
+    print(f"{len(pairs)} pairs ({len(todo)} to run) from {len(notebooks)} notebooks; tools: {', '.join(tools)}; "
           + "; ".join(f"{k} {v}" for k, v in versions.items()), flush=True)  # fmt: skip
 
     # the truth: each distinct original once (real notebooks twice: noise), each edit once
-    originals = {p.original.name: p.original for p in pairs}
+    originals = {p.original.name: p.original for p in todo}
     fresh: dict[str, list[str]] = {}
     noise: dict[str, set[str]] = {}  # notebook -> sources of cells whose output varies
     lock = threading.Lock()
@@ -590,8 +627,11 @@ def main(argv: list[str] | None = None) -> int:
             noise[nb.name] = {nb.cells[i][1] for i in range(len(first)) if first[i] != second[i]}
 
     with ThreadPoolExecutor(args.workers) as pool:
-        list(pool.map(truth_of_base, [nb for nb in notebooks if nb.name in originals]))
+        bases = {name.split("+")[0] for name in originals}  # noise is judged on real ones
+        list(pool.map(truth_of_base, [nb for nb in notebooks if nb.name in bases]))
         rest = [nb for name, nb in originals.items() if name not in fresh]
+        print(f"truth of {len(fresh) + len(rest)} originals in {time.monotonic() - started:.0f} s",
+              flush=True)  # fmt: skip
         for nb, out in zip(rest, pool.map(run_fresh, rest), strict=True):
             fresh[nb.name] = out
 
@@ -605,10 +645,13 @@ def main(argv: list[str] | None = None) -> int:
         marks = " ".join(f"{t}={'ok' if s else ('ERR' if s is None else 'MISS')}"
                          for t, s in outcome.safe.items())  # fmt: skip
         print(f"  {pair.pair_id:<60} must {sorted(truth)} {marks}", flush=True)
+        with lock, partial.open("a") as fh:
+            fh.write(json.dumps(asdict(outcome)) + "\n")
         return outcome
 
     with ThreadPoolExecutor(args.workers) as pool:
-        outcomes = list(pool.map(one, pairs))
+        fresh_outcomes = dict(zip([p.pair_id for p in todo], pool.map(one, todo), strict=True))
+    outcomes = [done.get(p.pair_id) or fresh_outcomes[p.pair_id] for p in pairs]
 
     names = list(tools)
     print()
@@ -626,8 +669,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {o.pair_id}  ERROR {o.errors[t]}")
     elapsed = time.monotonic() - started
     print(f"\n{len(pairs)} pairs in {elapsed:.0f} s")
-    RESULTS.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"track_accuracy-{stamp}.json"
     out.write_text(json.dumps({
         "versions": versions,
