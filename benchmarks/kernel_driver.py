@@ -16,6 +16,8 @@ kernel is idle again. Two kernels are supported:
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import queue
@@ -59,16 +61,22 @@ def untrack_manager(km: KernelManager) -> None:
         LIVE.discard(km)
 
 
-def shutdown_all() -> None:
-    """Kill every kernel still alive (called on SIGTERM/SIGINT by the benchmarks)."""
-    with _LIVE_LOCK:
-        managers = list(LIVE)
-        LIVE.clear()
-    for km in managers:
-        try:
-            km.shutdown_kernel(now=True)
-        except Exception:  # already gone
-            pass
+def shutdown_all(grace: float = 1.5) -> None:
+    """Kill every kernel still alive (called on SIGTERM/SIGINT by the benchmarks). A
+    kernel still starting when the signal came is only killable once its start returns:
+    after ``grace`` seconds a second pass catches those."""
+    for attempt in range(2):
+        with _LIVE_LOCK:
+            managers = list(LIVE)
+        for km in managers:
+            try:
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
+                    untrack_manager(km)
+            except Exception:  # already gone, or still starting: the second pass
+                pass
+        if attempt == 0:
+            time.sleep(grace)
 
 
 @dataclass
@@ -82,8 +90,10 @@ class Reply:
     comm: list[dict[str, Any]] = field(default_factory=list)
 
 
+@functools.cache
 def ipyflow_python() -> Path | None:
-    """The interpreter of the ipyflow venv, or None when ipyflow is not installed there."""
+    """The interpreter of the ipyflow venv, or None when ipyflow is not installed there
+    (probed once per process: importing ipyflow costs seconds)."""
     python = IPYFLOW_VENV / "bin" / "python"
     if not python.exists():
         return None
@@ -105,12 +115,15 @@ def ipyflow_version() -> str | None:
     return out.stdout.strip() or None
 
 
+@functools.cache
 def _ipyflow_spec_dir() -> str:
-    """A throwaway kernelspec folder whose ``ipyflow-bench`` kernel runs ipyflow's venv."""
+    """A kernelspec folder whose ``ipyflow-bench`` kernel runs ipyflow's venv (one per
+    process, removed at exit)."""
     python = ipyflow_python()
     if python is None:
         raise RuntimeError(f"ipyflow is not installed in {IPYFLOW_VENV}; run: {IPYFLOW_SETUP}")
     root = Path(tempfile.mkdtemp(prefix="ipyflow-spec-"))
+    atexit.register(shutil.rmtree, root, True)
     spec = root / "ipyflow-bench"
     spec.mkdir()
     (spec / "kernel.json").write_text(
@@ -128,7 +141,7 @@ def _ipyflow_spec_dir() -> str:
 def start_kernel(kind: str, cwd: str) -> tuple[KernelManager, Any, str | None]:
     """Start a ``python3`` or ``ipyflow`` kernel in ``cwd``: (manager, client, spec dir)."""
     env = dict(os.environ, PYTHONHASHSEED="0")
-    spec_dir = None
+    spec_dir = None  # shared, removed at exit: nothing for the caller to clean
     if kind == "ipyflow":
         spec_dir = _ipyflow_spec_dir()
         km = KernelManager(
@@ -163,8 +176,6 @@ class Frontend:
             self.km.shutdown_kernel(now=True)
             untrack_manager(self.km)
         finally:
-            if self._spec_dir:
-                shutil.rmtree(self._spec_dir, ignore_errors=True)
             if self._own_cwd:
                 shutil.rmtree(self.cwd, ignore_errors=True)
 

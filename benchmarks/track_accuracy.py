@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -98,7 +99,7 @@ CORPUS: list[tuple[str, str, list[str]]] = [
     ),
 ]
 MAX_CELLS = 12  # code cells kept per notebook (the first ones that run here)
-MAX_LITERAL_EDITS = 4
+MAX_LITERAL_EDITS = 3
 #: Cells left out of the corpus: magics and shell escapes, help, plots, input, network,
 #: files the repositories ship (not copied), sleeps and timings.
 SKIP = re.compile(
@@ -227,7 +228,7 @@ GRAFTS: list[Graft] = [
         "print(sorted(os.listdir(list_dir)))",
     ),
 ]
-GRAFTS_PER_KIND = 3
+GRAFTS_PER_KIND = 2
 
 
 # -- the corpus ------------------------------------------------------------------------
@@ -567,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
         "--resume", type=Path, metavar="JSONL",
         help="a previous run's .jsonl: its pairs are kept, only the others are run",
     )  # fmt: skip
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="with --resume: print the table of the pairs already measured, run nothing",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     started = time.monotonic()
 
@@ -611,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
             done[o.pair_id] = o
         partial.write_text(args.resume.read_text())
     todo = [p for p in pairs if p.pair_id not in done]
+    if args.report_only:  # a stopped run: the table of the pairs it finished
+        pairs, todo = [p for p in pairs if p.pair_id in done], []
     print(f"{len(pairs)} pairs ({len(todo)} to run) from {len(notebooks)} notebooks; tools: {', '.join(tools)}; "
           + "; ".join(f"{k} {v}" for k, v in versions.items()), flush=True)  # fmt: skip
 
@@ -620,11 +627,28 @@ def main(argv: list[str] | None = None) -> int:
     noise: dict[str, set[str]] = {}  # notebook -> sources of cells whose output varies
     lock = threading.Lock()
 
+    cache_file = RESULTS / "truth-cache.json"  # fresh outputs by notebook content
+    cache: dict[str, Any] = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+
+    def key(nb: Notebook) -> str:
+        return hashlib.sha1(json.dumps(nb.cells).encode()).hexdigest()
+
+    def cached_run(nb: Notebook) -> list[str]:
+        if key(nb) not in cache:
+            cache[key(nb)] = run_fresh(nb)
+        return cache[key(nb)]
+
     def truth_of_base(nb: Notebook) -> None:
+        if key(nb) + ":noise" in cache:
+            first, noisy_src = cache[key(nb)], set(cache[key(nb) + ":noise"])
+            with lock:
+                fresh[nb.name], noise[nb.name] = first, noisy_src
+            return
         first, second = run_fresh(nb), run_fresh(nb)
         with lock:
             fresh[nb.name] = first
             noise[nb.name] = {nb.cells[i][1] for i in range(len(first)) if first[i] != second[i]}
+            cache[key(nb)], cache[key(nb) + ":noise"] = first, sorted(noise[nb.name])
 
     with ThreadPoolExecutor(args.workers) as pool:
         bases = {name.split("+")[0] for name in originals}  # noise is judged on real ones
@@ -632,8 +656,9 @@ def main(argv: list[str] | None = None) -> int:
         rest = [nb for name, nb in originals.items() if name not in fresh]
         print(f"truth of {len(fresh) + len(rest)} originals in {time.monotonic() - started:.0f} s",
               flush=True)  # fmt: skip
-        for nb, out in zip(rest, pool.map(run_fresh, rest), strict=True):
+        for nb, out in zip(rest, pool.map(cached_run, rest), strict=True):
             fresh[nb.name] = out
+    cache_file.write_text(json.dumps(cache))
 
     def one(pair: Pair) -> Outcome:
         base = pair.original.name.split("+")[0]
