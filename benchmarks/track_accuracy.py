@@ -349,7 +349,20 @@ def build_pairs(notebooks: list[Notebook]) -> list[Pair]:
             pairs.append(
                 Pair(f"{nb.name}#{at + 1}:{graft.kind}", graft.kind, nb, at + 1, graft.edited)
             )
-    return pairs
+    return interleave(pairs)
+
+
+def interleave(pairs: list[Pair]) -> list[Pair]:
+    """Round-robin over edit kinds, so that a run stopped early has covered every kind."""
+    by_kind: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        by_kind.setdefault(pair.kind, []).append(pair)
+    out: list[Pair] = []
+    while any(by_kind.values()):
+        for pending in by_kind.values():
+            if pending:
+                out.append(pending.pop(0))
+    return out
 
 
 # -- the truth -------------------------------------------------------------------------
