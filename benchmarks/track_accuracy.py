@@ -403,6 +403,9 @@ def run_fresh(nb: Notebook, timeout: int = 60) -> list[str]:
         client = NotebookClient(
             doc, km=km, timeout=timeout, kernel_name="python3", allow_errors=True,
             resources={"metadata": {"path": cwd}},
+            # on a loaded machine output can trail the reply by seconds: wait for all of
+            # it, and fail loudly rather than compare a cell with its outputs cut short
+            iopub_timeout=120, raise_on_iopub_timeout=True,
         )  # fmt: skip
         client.execute(env=dict(os.environ, PYTHONHASHSEED="0"), stderr=subprocess.DEVNULL)
         return [normalise(cell.get("outputs", []), cwd) for cell in doc.cells]
@@ -539,6 +542,20 @@ def judge(pair: Pair, truth: set[int], noisy: set[int],
     return outcome
 
 
+def rejudge(previous: Outcome, truth: set[int], noisy: set[int]) -> Outcome:
+    """``previous`` with a new truth: each tool's stored flagged cells compared again."""
+    outcome = Outcome(previous.pair_id, previous.kind, previous.index, previous.cells,
+                      sorted(truth), sorted(noisy), errors=dict(previous.errors))  # fmt: skip
+    for name, flagged in previous.flagged.items():
+        if flagged is None:
+            outcome.flagged[name], outcome.safe[name] = None, None
+            continue
+        kept = {i for i in flagged if i not in noisy}
+        outcome.flagged[name] = sorted(kept)
+        outcome.safe[name] = truth <= kept
+    return outcome
+
+
 # -- the run ---------------------------------------------------------------------------
 def table(outcomes: list[Outcome], tools: list[str]) -> str:
     """Safe pairs / cells flagged / oracle cells, overall and per edit kind."""
@@ -580,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", type=Path, metavar="JSONL",
         help="a previous run's .jsonl: its pairs are kept, only the others are run",
+    )  # fmt: skip
+    parser.add_argument(
+        "--retruth", action="store_true",
+        help="with --resume: recompute the truth of the kept pairs (fresh runs) and judge "
+        "their stored flagged cells again; the tools are not re-run",
     )  # fmt: skip
     parser.add_argument(
         "--report-only", action="store_true",
@@ -635,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
           + "; ".join(f"{k} {v}" for k, v in versions.items()), flush=True)  # fmt: skip
 
     # the truth: each distinct original once (real notebooks twice: noise), each edit once
-    originals = {p.original.name: p.original for p in todo}
+    need_truth = pairs if args.retruth else todo
+    originals = {p.original.name: p.original for p in need_truth}
     fresh: dict[str, list[str]] = {}
     noise: dict[str, set[str]] = {}  # notebook -> sources of cells whose output varies
     lock = threading.Lock()
@@ -644,7 +667,8 @@ def main(argv: list[str] | None = None) -> int:
     cache: dict[str, Any] = json.loads(cache_file.read_text()) if cache_file.exists() else {}
 
     def key(nb: Notebook) -> str:
-        return hashlib.sha1(json.dumps(nb.cells).encode()).hexdigest()
+        # v2: outputs collected with raise_on_iopub_timeout (v1 could lose trailing output)
+        return "v2:" + hashlib.sha1(json.dumps(nb.cells).encode()).hexdigest()
 
     def cached_run(nb: Notebook) -> list[str]:
         if key(nb) not in cache:
@@ -679,7 +703,10 @@ def main(argv: list[str] | None = None) -> int:
         noisy = {i for i, (_, s) in enumerate(pair.original.cells) if s in noisy_src}
         edited_out = run_fresh(pair.edited_notebook())
         truth = must_rerun(pair, fresh[pair.original.name], edited_out, noisy)
-        outcome = judge(pair, truth, noisy, tools)
+        if pair.pair_id in done:  # --retruth: the tools' stored verdicts, judged again
+            outcome = rejudge(done[pair.pair_id], truth, noisy)
+        else:
+            outcome = judge(pair, truth, noisy, tools)
         marks = " ".join(f"{t}={'ok' if s else ('ERR' if s is None else 'MISS')}"
                          for t, s in outcome.safe.items())  # fmt: skip
         print(f"  {pair.pair_id:<60} must {sorted(truth)} {marks}", flush=True)
@@ -688,8 +715,10 @@ def main(argv: list[str] | None = None) -> int:
         return outcome
 
     with ThreadPoolExecutor(args.workers) as pool:
-        fresh_outcomes = dict(zip([p.pair_id for p in todo], pool.map(one, todo), strict=True))
-    outcomes = [done.get(p.pair_id) or fresh_outcomes[p.pair_id] for p in pairs]
+        fresh_outcomes = dict(
+            zip([p.pair_id for p in need_truth], pool.map(one, need_truth), strict=True)
+        )
+    outcomes = [fresh_outcomes.get(p.pair_id) or done[p.pair_id] for p in pairs]
 
     names = list(tools)
     print()
