@@ -372,11 +372,16 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 def normalise(outputs: list[dict[str, Any]], cwd: str) -> str:
     """One string per cell's outputs: text only, addresses and the folder replaced."""
     parts = []
+    previous = None
     for out in outputs:
         kind = out["output_type"]
-        if kind == "stream":
-            parts.append(f"{out['name']}:{out['text']}")
-        elif kind == "error":
+        if kind == "stream":  # one print may arrive in several messages: join them
+            same = previous is not None and previous.get("name") == out["name"]
+            parts.append(out["text"] if same else f"{out['name']}:{out['text']}")
+            previous = out
+            continue
+        previous = None
+        if kind == "error":
             parts.append(f"error:{out['ename']}: {out['evalue']}")
         else:
             data = out.get("data", {})
@@ -514,13 +519,22 @@ class Outcome:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+_STREAM = re.compile(r"(stdout|stderr):")
+
+
+def same_output(a: str, b: str) -> bool:
+    """Two normalised outputs equal as text, however the streams were split into
+    messages (results cached before streams were joined still compare right)."""
+    return a == b or _STREAM.sub("", a) == _STREAM.sub("", b)
+
+
 def must_rerun(pair: Pair, original_out: list[str], edited_out: list[str],
                noisy: set[int]) -> set[int]:  # fmt: skip
     """Cells below the edit whose outputs differ between the two fresh runs."""
     return {
         i
         for i in range(pair.index + 1, len(pair.original.cells))
-        if i not in noisy and original_out[i] != edited_out[i]
+        if i not in noisy and not same_output(original_out[i], edited_out[i])
     }
 
 
@@ -676,16 +690,18 @@ def main(argv: list[str] | None = None) -> int:
         return cache[key(nb)]
 
     def truth_of_base(nb: Notebook) -> None:
-        if key(nb) + ":noise" in cache:
-            first, noisy_src = cache[key(nb)], set(cache[key(nb) + ":noise"])
+        if key(nb) + ":noise3" in cache:
+            first, noisy_src = cache[key(nb)], set(cache[key(nb) + ":noise3"])
             with lock:
                 fresh[nb.name], noise[nb.name] = first, noisy_src
             return
         first, second = run_fresh(nb), run_fresh(nb)
         with lock:
             fresh[nb.name] = first
-            noise[nb.name] = {nb.cells[i][1] for i in range(len(first)) if first[i] != second[i]}
-            cache[key(nb)], cache[key(nb) + ":noise"] = first, sorted(noise[nb.name])
+            noise[nb.name] = {
+                nb.cells[i][1] for i in range(len(first)) if not same_output(first[i], second[i])
+            }
+            cache[key(nb)], cache[key(nb) + ":noise3"] = first, sorted(noise[nb.name])
 
     with ThreadPoolExecutor(args.workers) as pool:
         bases = {name.split("+")[0] for name in originals}  # noise is judged on real ones
@@ -702,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
         noisy_src = noise.get(base, set())
         noisy = {i for i, (_, s) in enumerate(pair.original.cells) if s in noisy_src}
         edited_out = run_fresh(pair.edited_notebook())
+        if pair.pair_id in done:  # cells left out then stay out: their verdicts were not kept
+            noisy |= set(done[pair.pair_id].noisy)
         truth = must_rerun(pair, fresh[pair.original.name], edited_out, noisy)
         if pair.pair_id in done:  # --retruth: the tools' stored verdicts, judged again
             outcome = rejudge(done[pair.pair_id], truth, noisy)
