@@ -224,4 +224,3 @@ def changed_objects(before: tuple[Any, ...], after: tuple[Any, ...]) -> set[int]
     if not out and before != after and after:
         out.add(after[0][0])  # the shape changed (an object appeared or went): the value
     return out
-

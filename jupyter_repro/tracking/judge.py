@@ -26,9 +26,12 @@ above ``c`` whose current source writes ``n`` (binds, deletes or mutates it):
   reported on each binding cell.
 
 The notebook-level :class:`Summary` says whether the kernel's state equals what a clean
-top-to-bottom run would give: no findings other than ``multiple_definitions``, every
-current cell ran without error, and each name's last writer is the last cell in notebook
-order that writes it.
+top-to-bottom run would give: no findings other than information
+(``multiple_definitions``, see :data:`~jupyter_repro.verdicts.INFORMATION`), every
+current cell ran without error, each name's last writer is the last cell in notebook
+order that writes it, and no runtime evidence was cut short by its budget (names past it
+are *unverified*, never silently trusted). Whenever a shown output may be stale, a
+finding stands, so the summary is not consistent.
 """
 
 from __future__ import annotations
@@ -517,7 +520,7 @@ class _Judge:
         cells = self.order.cells
         latest = self.state.latest
         reasons: list[str] = []
-        serious = [f for f in self.findings if f.verdict is not Verdict.MULTIPLE_DEFINITIONS]
+        serious = [f for f in self.findings if not f.verdict.information]
         if serious:
             kinds = sorted({f.verdict.value for f in serious})
             reasons.append(
@@ -538,6 +541,16 @@ class _Judge:
             reasons.append(
                 f"{names} {'was' if len(self.untracked) == 1 else 'were'} set before %track on: "
                 "re-run the cells that set them to know where they come from"
+            )
+        unverified = [
+            (cell.id, n) for cell in cells if cell.id in latest for n in latest[cell.id].unverified
+        ]
+        if unverified:
+            names = ", ".join(sorted({f"`{n}`" for _, n in unverified})[:5])
+            where = ", ".join(dict.fromkeys(self.label(cid) for cid, _ in unverified))
+            reasons.append(
+                f"unverified: runtime evidence for {names} in {where} was past the per-cell "
+                "budget, so a change seen only through another name may be missed"
             )
         unplaced = [c for c in cells if not c.placed]
         if unplaced:
