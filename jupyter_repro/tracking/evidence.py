@@ -37,11 +37,12 @@ from typing import Any
 DEPTH = 2
 #: At most this many objects visited per value; of a container's items, the first and
 #: the last :data:`ENDS` are visited (a loop variable is often bound to the last one).
-PER_VALUE = 40
+PER_VALUE = 24
 ENDS = 8
-#: Object visits a cell may spend, before and after it together (≈0.3 ms, measured by
-#: ``benchmarks/track_overhead.py``); the names past it are reported as unverified.
-CELL_BUDGET = 600
+#: Object visits a cell may spend, before and after it together (≈0.3 ms on an idle
+#: core; ``benchmarks/track_overhead.py`` prints what spending all of it costs); the
+#: names past it are reported as unverified.
+CELL_BUDGET = 240
 #: numpy arrays up to this many bytes get a hash of their contents in the fingerprint.
 HASHED_BYTES = 4096
 
@@ -49,7 +50,7 @@ _ATOMS = (
     int, float, complex, str, bytes, bool, type(None), range, type, frozenset,
     FunctionType, BuiltinFunctionType, MethodType, ModuleType,
 )  # fmt: skip
-_SEQUENCES = (list, tuple, deque)
+_ATOM_TYPES = frozenset(_ATOMS)  # exact types: one set lookup for the common atoms
 
 
 class Budget:
@@ -77,13 +78,21 @@ def _owner(array: Any) -> Any:
     return base
 
 
+_LIBRARY: dict[type, str | None] = {}
+
+
 def _numpy_like(kind: type) -> str | None:
-    module = kind.__module__
-    if module.startswith("numpy"):
-        return "numpy"
-    if module.startswith("pandas"):
-        return "pandas"
-    return None
+    """ "numpy", "pandas" or None for a type (cached: called for every object walked)."""
+    found = _LIBRARY.get(kind, False)
+    if found is not False:
+        return found  # type: ignore[return-value]
+    module = getattr(kind, "__module__", None) or ""
+    lib = (
+        "numpy" if module.startswith("numpy") else "pandas" if module.startswith("pandas") else None
+    )
+    if len(_LIBRARY) < 4096:
+        _LIBRARY[kind] = lib
+    return lib
 
 
 def top_key(value: Any) -> int | None:
@@ -180,6 +189,7 @@ def walk(value: Any, budget: Budget) -> tuple[frozenset[int], tuple[Any, ...]] |
         return None
     keys: set[int] = set()
     prints: list[Any] = []
+    add, note = keys.add, prints.append
     level = [value]
     seen = 0
     for depth in range(DEPTH + 1):
@@ -187,27 +197,41 @@ def walk(value: Any, budget: Budget) -> tuple[frozenset[int], tuple[Any, ...]] |
         for obj in level:
             if seen >= PER_VALUE:
                 break
-            if isinstance(obj, _ATOMS):
+            kind = type(obj)
+            if kind in _ATOM_TYPES:
                 continue
             seen += 1
-            kind = type(obj)
-            lib = _numpy_like(kind)
-            if lib == "numpy" and hasattr(obj, "base"):
-                owner = _owner(obj)
-                keys.add(id(owner))
-                owner_print = _array_print(owner) if owner is not obj else None
-                prints.append((id(owner), _array_print(obj), owner_print))
+            ident = id(obj)
+            if kind is list or kind is tuple:  # the common case, inline
+                n = len(obj)
+                children = obj if n <= 2 * ENDS else obj[:ENDS] + obj[n - ENDS :]
+                add(ident)
+                note((ident, n, tuple(map(id, children))))
+            elif kind is dict:
+                n = len(obj)
+                children = list(obj.values()) if n <= 2 * ENDS else _children(obj, kind)
+                add(ident)
+                note((ident, n, tuple(map(id, children))))
+            elif isinstance(obj, _ATOMS):
                 continue
-            if lib == "pandas":
-                keys.add(id(obj))
-                _pandas(obj, keys, prints)
-                continue
-            keys.add(id(obj))
-            try:
-                children = _children(obj, kind)
-            except Exception:  # a container changed size under us, or exotic
-                children = []
-            prints.append((id(obj), _size(obj, kind), tuple(map(id, children))))
+            else:
+                lib = _numpy_like(kind)
+                if lib == "numpy" and hasattr(obj, "base"):
+                    owner = _owner(obj)
+                    add(id(owner))
+                    owner_print = _array_print(owner) if owner is not obj else None
+                    note((id(owner), _array_print(obj), owner_print))
+                    continue
+                if lib == "pandas":
+                    add(ident)
+                    _pandas(obj, keys, prints)
+                    continue
+                add(ident)
+                try:
+                    children = _children(obj, kind)
+                except Exception:  # a container changed size under us, or exotic
+                    children = []
+                note((ident, _size(obj, kind), tuple(map(id, children))))
             if depth < DEPTH:
                 nxt.extend(children)
         level = nxt
