@@ -580,3 +580,52 @@ def test_with_objects_a_notebook_reported_consistent_shows_a_top_to_bottom_runs_
         assert shown == outputs, (cells, steps)
         assert plain_namespace(ns) == plain_namespace(reference), (cells, steps)
     assert clean > 30 and flagged > 30, (clean, flagged)
+
+
+# Files and folders as the audit hook sees them (issue 12): A sets up, B reads or lists,
+# C writes; caught = B reported stale. Run in a fresh working folder.
+FILE_CHANGES = {
+    "path held in a variable": ("p = 'data.txt'\nopen(p, 'w').write('1')", "text = open(p).read()", "open(p, 'w').write('2')"),
+    "path built at run time": ("name = 'data'\nopen(f'{name}.txt', 'w').write('1')", "text = open(f'{name}.txt').read()", "open(name + '.txt', 'w').write('2')"),
+    "pathlib write_text on a variable": ("from pathlib import Path\np = Path('d.txt')\np.write_text('1')", "text = p.read_text()", "p.write_text('2')"),
+    "folder listed, then a file created in it": ("import os\nfolder = 'out'\nos.makedirs(folder, exist_ok=True)", "names = sorted(os.listdir(folder))", "open(os.path.join(folder, 'new.txt'), 'w').write('1')"),
+    "folder listed, then a file renamed": ("import os\nopen('a.txt', 'w').write('1')", "names = sorted(os.listdir('.'))", "os.rename('a.txt', 'c.txt')"),
+    "folder listed, then a file removed": ("import os\nopen('a.txt', 'w').write('1')", "names = [e.name for e in os.scandir('.')]", "os.remove('a.txt')"),
+    "glob, then a matching file created": ("import glob", "found = glob.glob('*.csv')", "open('x.csv', 'w').write('1')"),
+    "folder listed, then a subfolder made": ("import os", "names = os.listdir('.')", "os.makedirs('sub/deeper')"),
+    "file read, then replaced by a copy": ("import shutil\nopen('a.txt', 'w').write('1')\nopen('b.txt', 'w').write('2')", "text = open('a.txt').read()", "shutil.copyfile('b.txt', 'a.txt')"),
+    "file read, then renamed over": ("import os\nopen('a.txt', 'w').write('1')\nopen('b.txt', 'w').write('2')", "text = open('a.txt').read()", "os.replace('b.txt', 'a.txt')"),
+}  # fmt: skip
+FILE_QUIET = {
+    "another file written": ("p = 'data.txt'\nopen(p, 'w').write('1')", "text = open(p).read()", "open('other.txt', 'w').write('2')"),
+    "the file read again": ("p = 'data.txt'\nopen(p, 'w').write('1')", "text = open(p).read()", "again = open(p).read()"),
+    "an existing file rewritten, folder listed": ("import os\nopen('a.txt', 'w').write('1')", "names = sorted(os.listdir('.'))", "open('a.txt', 'w').write('2')"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(FILE_CHANGES))
+def test_a_file_or_folder_change_is_caught_whatever_built_the_path(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    nb = Notebook(*FILE_CHANGES[case]).run("A", "B", "C")
+    assert nb.verdicts().get("B") == {"stale"}, case
+    [finding] = judge(nb.tracker.state, nb.order()).for_cell("B")
+    assert finding.names[0].startswith(f"file:{tmp_path}")  # resolved against the cwd
+    assert "changed by cell #3" in finding.message
+
+
+@pytest.mark.parametrize("case", sorted(FILE_QUIET))
+def test_file_accesses_that_change_nothing_read_leave_the_reader_quiet(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "B" not in Notebook(*FILE_QUIET[case]).run("A", "B", "C").verdicts()
+
+
+def test_the_audit_hook_sees_nothing_outside_a_tracked_cell(tmp_path, monkeypatch):
+    from jupyter_repro.tracking import files
+
+    monkeypatch.chdir(tmp_path)
+    nb = Notebook("open('x.txt', 'w').write('1')", "t = open('x.txt').read()")
+    nb.run("A", "B")
+    (tmp_path / "x.txt").write_text("outside")  # not a cell: not recorded as a write
+    assert files._current is None
+    assert nb.verdicts() == {}
+    assert f"file:{tmp_path}/x.txt" in nb.tracker.state.latest["B"].reads
