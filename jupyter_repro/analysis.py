@@ -892,13 +892,6 @@ def _function_free_names(
         table = _standalone_function_table(node)
     if table is None:
         return set(), set()
-    # `global n; n += 1` reads n too, but the compiler records an augmented target as a
-    # store only.
-    augmented = {
-        n.target.id
-        for n in ast.walk(node)
-        if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)
-    }
     free: set[str] = set()
     assigned_globals: set[str] = set()
     stack = [table]
@@ -912,9 +905,17 @@ def _function_free_names(
                 free.add(name)
             if symbol.is_declared_global() and symbol.is_assigned():
                 assigned_globals.add(name)
-                if name in augmented:
-                    free.add(name)
         stack.extend(scope.get_children())
+    if assigned_globals:
+        # `global n; n += 1` reads n too, but the compiler records an augmented target
+        # as a store only.
+        free.update(
+            n.target.id
+            for n in ast.walk(node)
+            if isinstance(n, ast.AugAssign)
+            and isinstance(n.target, ast.Name)
+            and n.target.id in assigned_globals
+        )
     return {n for n in free if not is_builtin_name(n)}, assigned_globals
 
 
