@@ -35,7 +35,7 @@ import builtins
 import os
 import re
 import symtable
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 

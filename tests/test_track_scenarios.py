@@ -70,6 +70,11 @@ SCENARIOS = [
     ("17", [("A", "x = 1"), ("B", "print(x)")], ["A", "B", "B", "B"], {}),
     ("18", [("A", "%matplotlib inline\nimport pandas as pd"), ("B", "!ls\ndf = pd.DataFrame()")],
      ["A", "B"], {}),
+    # issue 12, item 4: a function's globals come from symtable; the nested comprehension's
+    # `i` is its own, not a global that no cell sets (hidden_state before)
+    ("free-variables",
+     [("A", "def make_df(cols, ind):\n    return {c: [str(c) + str(i) for i in ind] for c in cols}"),
+      ("B", 'df = make_df("AB", range(2))'), ("C", "print(df)")], ["A", "B", "C"], {}),
     # revised 19: clean and no badge; multiple_definitions stays in the JSON as information
     ("19", [("A", "x = 1"), ("B", "x = 2"), ("C", "print(x)")], ["A", "B", "C"],
      {"A": {MD}, "B": {MD}}),
