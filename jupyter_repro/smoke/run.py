@@ -39,7 +39,7 @@ from ..notebook import (
 from ..outputs import cell_comparison_mode, compare_cell_outputs, load_sanitizers, outputs_text
 from ..parameters import validate_parameters
 from .convert import SpecCell, build_cells, script_mode_limits
-from .lint import lint_notebook
+from .lint import lint_cells
 from .options import RAISES_TAG, SmokeOptions
 from .results import (
     ERROR,
@@ -150,7 +150,10 @@ def check_notebook(
     try:
         nb = read_notebook(path)
         if options.lint or options.lint_only:
-            result.findings = lint_notebook(nb)
+            outcome = lint_cells(nb, options.rules)
+            result.findings = outcome.findings
+            for index, message in outcome.notes:
+                result.notices.append(Notice("lint_comment", message, cell_index=index))
         if not options.lint_only:
             _execute(path, nb, options, kernels if kernels is not None else {}, result)
     except (NotebookReadError, ParameterError, ReproError) as exc:
