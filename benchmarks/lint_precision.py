@@ -65,7 +65,12 @@ CORPORA: dict[str, tuple[str, str, str]] = {
     "pdsh": (
         "jakevdp/PythonDataScienceHandbook",
         "d66231454ef753818dc9213c9b5942e067266966",
-        "notebooks/*.ipynb",
+        "notebooks/0[1-4].*.ipynb",
+    ),
+    "pdsh-ml": (
+        "jakevdp/PythonDataScienceHandbook",
+        "d66231454ef753818dc9213c9b5942e067266966",
+        "notebooks/0[5-6].*.ipynb",
     ),
     "lectures": (
         "jrjohansson/scientific-python-lectures",
@@ -93,7 +98,7 @@ _RUNNER_VERSION = "1"  # bump to invalidate cached runs
 def export_corpus(name: str, mirror_root: Path) -> Path:
     """The corpus's files at its pinned commit, under benchmarks/.corpus/<name>/."""
     repo, commit, _glob = CORPORA[name]
-    into = CORPUS / name
+    into = CORPUS / repo.replace("/", "+")
     stamp = into / ".commit"
     if stamp.exists() and stamp.read_text().strip() == commit:
         return into
