@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jupyter_repro.smoke.cli",
     "jupyter_repro.batch.cli",
     "jupyter_repro.reproduce.cli",
+    "jupyter_repro.reproduce.env_cli",
     "jupyter_repro.server",
 )
 

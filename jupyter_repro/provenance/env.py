@@ -101,7 +101,12 @@ def distributions() -> list[dict[str, Any]]:
             installer = (dist.read_text("INSTALLER") or "").strip()
         except Exception:
             installer = ""
-        seen[name] = {"name": name, "version": dist.version, **_origin(dist), "installer": installer}
+        seen[name] = {
+            "name": name,
+            "version": dist.version,
+            **_origin(dist),
+            "installer": installer,
+        }
     return [seen[k] for k in sorted(seen)]
 
 
