@@ -256,10 +256,13 @@ def requirements_lock(env: dict[str, Any]) -> str:
     dists = env.get("distributions")
     if dists is None:  # lock_format 1
         lines.append("# (logged before origins were recorded: every package assumed from an index)")
-        dists = [
-            {"name": n, "version": v, "origin": "index"}
-            for n, v in sorted((env.get("packages") or {}).items())
-        ]
+        dists = sorted(
+            (
+                {"name": canonical_name(n), "version": v, "origin": "index"}
+                for n, v in (env.get("packages") or {}).items()
+            ),
+            key=lambda d: d["name"],
+        )
     for dist in dists:
         line = requirement_line(dist)
         hashes = dist.get("hashes") or {}
