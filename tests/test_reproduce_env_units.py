@@ -216,3 +216,26 @@ def test_env_differences_list_added_removed_changed_and_origin_changes():
     old = {**ENV, "packages": {"six": "1.16.0"}}  # a run logged before origins
     assert env_differences(old, {**ENV, "packages": {"six": "1.16.0"}}) == []
     assert format_differences("a", "b", []) == "a and b: same Python and packages"
+
+
+def _spec(root: Path, name: str, argv0: str) -> None:
+    folder = root / "kernels" / name
+    folder.mkdir(parents=True)
+    argv = [argv0, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (folder / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name}))
+
+
+def test_the_kernels_interpreter_is_the_one_its_kernelspec_starts(monkeypatch, tmp_path):
+    from jupyter_repro.provenance.env import kernel_environment, kernel_python
+
+    _spec(tmp_path, "plain", "python")
+    _spec(tmp_path, "wrapper", "/opt/bin/conda-run-wrapper")
+    _spec(tmp_path, "gone", "/nonexistent/venv/bin/python")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    assert kernel_python("plain") == sys.executable  # as jupyter_client resolves it
+    assert kernel_python("wrapper") is None
+    assert kernel_python("no-such-kernel") is None
+    assert kernel_environment("plain")["source"] == "kernel"
+    fallback = kernel_environment("gone")  # cannot be inspected: this process's, and why
+    assert fallback["source"] == "process" and "cannot inspect" in fallback["source_note"]
+    assert fallback["packages"] == environment_fingerprint()["packages"]
