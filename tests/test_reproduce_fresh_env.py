@@ -95,7 +95,7 @@ def drifted(tmp_path_factory):
     repo.index.add(["tab.ipynb"])
     repo.index.commit("notebook")
     uri = ready_store(root / "store")
-    proc = batch(nb, "-p", "n", "2", cwd=root / "project", uri=uri, env=env)
+    proc = batch(nb, "-p", "n", "2", cwd=root / "project", uri=uri, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run,) = runs_of(uri, "tab")
     assert run.data.metrics["tabulate_minor"] == 16.0
@@ -268,7 +268,10 @@ def test_a_version_the_index_does_not_have_is_named_and_exit_2(drifted):
     try:
         (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: colorama\nVersion: 0.0.1\n")
         nb = drifted["root"] / "project" / "tab.ipynb"
-        proc = batch(nb, "--experiment", "tab-fake", cwd=nb.parent, uri=drifted["uri"], env=drifted["env"])
+        proc = batch(
+            nb, "--experiment", "tab-fake", cwd=nb.parent, uri=drifted["uri"], env=drifted["env"],
+            timeout=900,
+        )  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
     finally:
         shutil.rmtree(fake)
