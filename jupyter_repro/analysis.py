@@ -194,7 +194,9 @@ MUTATING_FUNCTIONS = {
 }
 _LINE_MAGICS_WITH_CODE = frozenset({"time", "timeit", "prun"})
 _CELL_MAGICS_WITH_CODE = frozenset({"time", "timeit", "prun", "capture"})
-_MAGICS_BINDING_UNKNOWN = frozenset({"run", "load", "store", "aimport", "env"})
+#: Magics that bind names no static reading of the cell can know: ``%pylab`` is a star
+#: import of numpy and matplotlib, ``%%cython`` compiles functions into the namespace.
+_MAGICS_BINDING_UNKNOWN = frozenset({"run", "load", "store", "aimport", "env", "pylab", "cython"})
 
 
 @dataclass(frozen=True)
