@@ -8,6 +8,8 @@ import json
 import sys
 
 from ..errors import ReproError
+from ..fileio import check_report_path
+from ..uris import redact
 
 _URI_HELP = (
     "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db)"
@@ -65,10 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def locate_command(args: argparse.Namespace) -> int:
     """``jupyter-repro locate``: exit 0 found, 1 not found, 2 bad input."""
-    from ..provenance.store import resolve_tracking_uri
+    from ..provenance.store import check_reachable, resolve_tracking_uri
     from .locate import format_match, locate, matches_json
 
     uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
     sha, matches = locate(args.file, uri, args.experiment or None)
     if args.json:
         print(json.dumps(matches_json(args.file, sha, matches), indent=1, default=str))
@@ -78,7 +81,7 @@ def locate_command(args: argparse.Namespace) -> int:
             for m in matches:
                 print(format_match(m))
         else:
-            print(f"{args.file} (sha256 {sha[:16]}...): no run in {uri} produced it")
+            print(f"{args.file} (sha256 {sha[:16]}...): no run in {redact(uri)} produced it")
     return 0 if matches else 1
 
 
@@ -97,8 +100,11 @@ def _per_metric(items: list[str]) -> dict[str, float]:
 
 def reproduce_command(args: argparse.Namespace) -> int:
     """``jupyter-repro reproduce``: exit 0 reproduced, 1 differs / data changed, 2 bad input."""
-    from ..provenance.store import resolve_tracking_uri
-    from .rerun import Tolerances, format_report, reproduce
+    from ..provenance.store import check_reachable, resolve_tracking_uri
+    from .rerun import Tolerances, check_run_id, format_report, reproduce
+
+    check_run_id(args.run_id)
+    check_report_path(args.json, "--json")
 
     per_metric = _per_metric(args.tol)
     for name, value in [("--rtol", args.rtol), ("--atol", args.atol), *per_metric.items()]:
@@ -106,6 +112,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
             raise ReproError(f"tolerance {name} must be a number >= 0, not {value}")
     tol = Tolerances(args.rtol, args.atol, per_metric)
     uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
     report = reproduce(
         args.run_id,
         uri,

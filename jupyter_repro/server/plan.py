@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ReproError
+from ..uris import redact
 from .options import (
     ARTIFACTS_FOLDER,
     AUTH_DB_FILE,
@@ -31,6 +32,8 @@ from .options import (
     ServerOptions,
     ServerPlan,
 )
+
+__all__ = ["plan_server", "redact"]
 
 #: ``mlflow server`` options this command sets itself; passing them after ``--`` would make
 #: the printed URL or the stores differ from what actually runs.
@@ -387,12 +390,3 @@ def plan_server(options: ServerOptions) -> ServerPlan:
         allowed_hosts=hosts.allowed_hosts,
         notes=stores.notes + hosts.notes,
     )
-
-
-def redact(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (for logs, never for the command)."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
