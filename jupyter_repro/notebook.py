@@ -217,3 +217,21 @@ def first_lines(source: str, n: int = 2, width: int = 80) -> str:
     """The first ``n`` non-blank lines of a cell, each cut to ``width`` characters."""
     lines = [line.rstrip() for line in source.splitlines() if line.strip()][:n]
     return " | ".join(line if len(line) <= width else line[: width - 1] + "…" for line in lines)
+
+
+def without_outputs(nb: NotebookNode) -> NotebookNode:
+    """A copy of ``nb`` whose code cells have no outputs and no execution counts.
+
+    What a fresh run starts from: papermill stores the notebook it was given in the
+    executed notebook's metadata (``metadata.papermill.input_path``), so a notebook
+    handed over with its saved outputs would carry them (secrets printed once, a 200 MB
+    plot) into every run's artifacts. ``nb`` is not modified.
+    """
+    import copy
+
+    out = copy.deepcopy(nb)
+    for cell in out.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    return out

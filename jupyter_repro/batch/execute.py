@@ -439,6 +439,20 @@ def papermill_ready(nb: Any) -> Any:
     return nbformat.from_dict(nb)
 
 
+def _input_as_path(executed: Any, notebook: str | Path, saved: Path) -> None:
+    """Replace the copy of the input notebook papermill keeps in
+    ``metadata.papermill.input_path`` by the notebook's path (papermill's value when it
+    is given a path), in ``executed`` and in the file ``saved``."""
+    import nbformat
+
+    pm = executed.get("metadata", {}).get("papermill")
+    if not isinstance(pm, dict) or isinstance(pm.get("input_path"), str | None):
+        return
+    pm["input_path"] = str(notebook)
+    if saved.exists():
+        nbformat.write(executed, str(saved))
+
+
 def execute_run(spec: RunSpec) -> RunResult:
     """Run one parameter set (see :func:`_execute_run`), registered as in flight so that
     :func:`stop_runs` and the watchers can reach its kernel."""
@@ -503,7 +517,7 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
     import nbformat
     import papermill
 
-    from ..notebook import read_notebook
+    from ..notebook import read_notebook, without_outputs
     from ..parameters import inject_parameters
 
     t0 = time.time()
@@ -546,7 +560,11 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
                 attempt=len(earlier),
             )
         _close_dead_attempts(spec, earlier, retried=True)
-    nb = inject_parameters(papermill_ready(read_notebook(spec.notebook)), spec.params)
+    # from a clean copy: papermill keeps the notebook it is given in the executed one's
+    # metadata, and the working copy's saved outputs must not reach the run's artifacts
+    nb = inject_parameters(
+        papermill_ready(without_outputs(read_notebook(spec.notebook))), spec.params
+    )
     # The environment coordinate is the one the run executes in: this worker's, which on
     # a dask cluster may differ from the client's (cached per process).
     provenance = dataclasses.replace(spec.provenance, environment=environment_fingerprint())
@@ -657,6 +675,8 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
             f" in cell {cell}" if cell is not None else ""
         )
         error = {"cell_index": cell, "ename": "Timeout", "evalue": reason}
+    if executed is not None:
+        _input_as_path(executed, spec.notebook, tmp)
     if tmp.exists():
         os.replace(tmp, out)  # atomic: a reader sees the old file or the whole new one
     output_path = str(out) if out.exists() and executed is not None else None

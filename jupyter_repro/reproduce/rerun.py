@@ -19,19 +19,37 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError
+from ..fileio import confined
 from ..provenance.mlflow_log import ADDED_CELL_TAGS, TAG
 from ..provenance.store import retry_locked
+from . import worktrees
 
 #: ``jupyter_repro.record`` returns the metric it recorded; shown as a cell's last
 #: expression its repr carries the recording time, which is not part of the result.
 RECORD_SANITIZERS = ((r"'timestamp': \d+", "'timestamp': TIME"),)
 REPRODUCES_TAG = TAG + "reproduces"
+#: MLflow's own rule for a run id (``mlflow.utils.validation._RUN_ID_REGEX``).
+RUN_ID_PATTERN = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")
+
+
+def check_run_id(run_id: str) -> None:
+    """Raise :class:`ReproError` (exit 2) unless ``run_id`` has the shape of an MLflow
+    run id (:data:`RUN_ID_PATTERN`); checked before any store is opened."""
+    if not RUN_ID_PATTERN.fullmatch(run_id or ""):
+        shown = run_id if len(run_id) <= 60 else run_id[:60] + "..."
+        raise ReproError(
+            f"run id {shown!r} is malformed: an MLflow run id is letters, digits, _ and - "
+            "(usually 32 hex digits)"
+        )
+
+
 VERDICT_TAG = TAG + "reproduce.verdict"
 
 
@@ -255,6 +273,7 @@ def reproduce(
     from ..outputs import load_sanitizers
     from ..provenance.env import environment_fingerprint
 
+    check_run_id(run_id)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)
     try:
@@ -281,14 +300,16 @@ def reproduce(
     report.status = (run.info.status, "")
     sanitizers = [*load_sanitizers(sanitize_with), *RECORD_SANITIZERS]
 
-    with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix=worktrees.PREFIX) as tmp_name:
         tmp = Path(tmp_name)
+        worktrees.claim(tmp)  # a SIGKILLed reproduce's folder is removed by the next one
         art = tmp / "artifacts"
         art.mkdir()
         listing = [f.path for f in retry_locked(client.list_artifacts, run_id, "notebook")]
         executed_name = next((p for p in listing if p.endswith(".ipynb")), None)
         if executed_name is None:
             raise ReproError(f"run {run_id} has no logged notebook (it never started?)")
+        confined(art, executed_name, "artifact name")
         executed_file = _download(client, run_id, executed_name, art)
         if executed_file is None:
             raise ReproError(f"run {run_id}: cannot download its notebook {executed_name}")
@@ -311,6 +332,8 @@ def reproduce(
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise ReproError(f"{root}: not a git repository (use --repo PATH)") from None
         with repository:
+            for what in worktrees.clean_stale(repository):
+                report.notes.append(f"removed {what} left by a killed reproduce")
             try:
                 repository.commit(commit)
             except (ValueError, git.BadName):
@@ -320,15 +343,21 @@ def reproduce(
             tree = tmp / "tree"
             repository.git.worktree("add", "--detach", str(tree), commit)
             try:
-                notebook = tree / Path(relpath).with_suffix(".ipynb")
+                # the run's tags are data from whoever can write to the run: a path that
+                # leaves the worktree would overwrite (and run) a file elsewhere
+                notebook = confined(
+                    tree, Path(relpath).with_suffix(".ipynb"), "run tag mlflow.source.name"
+                )
                 notebook.parent.mkdir(parents=True, exist_ok=True)
                 nbformat.write(source_notebook(executed), str(notebook))
                 data_paths = []
                 for item in data_items:
                     original = Path(item["path"])
                     try:
-                        inside = tree / original.relative_to(
-                            Path(repository.working_tree_dir).resolve()
+                        inside = confined(
+                            tree,
+                            original.relative_to(Path(repository.working_tree_dir).resolve()),
+                            "data.json input path",
                         )
                     except ValueError:
                         data_paths.append(str(original))

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import _fast_import  # noqa: F401 - first: skips a slow import
 from ..errors import ReproError, run_command
-from ..fileio import atomic_write_text, check_writable
+from ..fileio import atomic_write_text, check_report_path, check_writable
 from ..parameters import load_parameters_file, parse_value
 from .options import SmokeOptions
 from .report import (
@@ -209,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.json, "--json")
     check_writable(args.junit_xml, "--junit-xml")
     notebooks = list(discover_notebooks(args.paths, jupytext=options.jupytext))
+    inputs = [*notebooks, *args.paths]
+    check_report_path(args.json, "--json", inputs)
+    check_report_path(args.junit_xml, "--junit-xml", [*inputs, *filter(None, [args.json])])
     if not notebooks:
         print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
