@@ -62,6 +62,8 @@ def _read_ipynb(p: Path, text: str) -> NotebookNode:
         raise NotebookReadError(
             p, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:  # [[[[...]]]] thousands deep: no notebook is shaped so
+        raise NotebookReadError(p, "JSON nested too deeply to be a notebook") from None
     if not isinstance(data, dict) or ("cells" not in data and "worksheets" not in data):
         raise NotebookReadError(p, "JSON but not a notebook (no 'cells')")
     major = data.get("nbformat")
@@ -77,6 +79,8 @@ def _read_ipynb(p: Path, text: str) -> NotebookNode:
             # e.g. MissingIDFieldWarning: ids are added in memory; the file is not touched
             warnings.simplefilter("ignore")
             nb = nbformat.reads(text, as_version=4)
+    except RecursionError:
+        raise NotebookReadError(p, "JSON nested too deeply to be a notebook") from None
     except Exception as exc:  # nbformat raises a zoo of types for malformed documents
         raise NotebookReadError(p, f"malformed notebook: {_first_line(exc)}") from None
     if not isinstance(nb.get("cells"), list):

@@ -110,6 +110,18 @@ class ReproReport:
         return d
 
 
+def _run_json(path: Path, kind: type, run_id: str) -> Any:
+    """A JSON artifact of a run, which is data from whoever can write to the run: one
+    :class:`ReproError` line when it is not JSON of the expected ``kind``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, OSError):
+        value = None
+    if not isinstance(value, kind):
+        raise ReproError(f"run {run_id}: artifact {path.name} is not a JSON {kind.__name__}")
+    return value
+
+
 def _download(client: Any, run_id: str, path: str, dest: Path) -> Path | None:
     try:
         return Path(client.download_artifacts(run_id, path, str(dest)))
@@ -315,9 +327,11 @@ def reproduce(
             raise ReproError(f"run {run_id}: cannot download its notebook {executed_name}")
         executed = nbformat.read(str(executed_file), as_version=4)
         data_file = _download(client, run_id, "data.json", art)
-        data_items = json.loads(data_file.read_text()) if data_file else []
+        data_items = _run_json(data_file, list, run_id) if data_file else []
+        if not all(isinstance(d, dict) and isinstance(d.get("path"), str) for d in data_items):
+            raise ReproError(f"run {run_id}: data.json is not a list of inputs with paths")
         env_file = _download(client, run_id, "environment.json", art)
-        logged_env = json.loads(env_file.read_text()) if env_file else {}
+        logged_env = _run_json(env_file, dict, run_id) if env_file else {}
         report.package_differences = package_differences(logged_env, environment_fingerprint())
         report.params = _logged_params(executed, run)
 
