@@ -254,3 +254,51 @@ def test_batch_summary_json_and_gc_never_show_the_tracking_uri_password(tmp_path
     assert SECRET not in everything
     (run,) = runs_of(f"http://127.0.0.1:{mlflow_server}", "n")
     assert SECRET not in json.dumps(run.to_dictionary())
+
+
+def _worktrees(repo: Path) -> list[str]:
+    return [
+        line.split(" ", 1)[1]
+        for line in git.Repo(repo).git.worktree("list", "--porcelain").splitlines()
+        if line.startswith("worktree ")
+    ]
+
+
+def test_a_sigkilled_reproduce_leaves_a_worktree_that_the_next_one_removes(logged):
+    """Issue 15 item 4 (reproduce): kill -9 mid-run, then run again."""
+    from helpers import cli
+
+    root, uri, run_id, _ = logged
+    proj = root / "proj"
+    args = [cli("jupyter-repro"), "reproduce", run_id, "--tracking-uri", uri, "--repo", proj]
+    victim = subprocess.Popen(
+        list(map(str, args)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        stale = wait_for(
+            lambda: [w for w in _worktrees(proj) if "jrepro-reproduce-" in w]
+            or (victim.poll() is not None and ["exited"]),
+            240,
+            "reproduce to add its worktree",
+            interval=0.05,
+        )
+        assert stale != ["exited"], "reproduce finished before it could be killed"
+        victim.kill()  # SIGKILL: no clean-up of its own
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    (tree,) = stale
+    folder = Path(tree).parent
+    assert tree in _worktrees(proj) and folder.is_dir(), "the kill left both behind"
+
+    proc = run_cli(
+        "jupyter-repro", "reproduce", run_id, "--tracking-uri", uri, "--repo", proj, timeout=400
+    )
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert _worktrees(proj) == [str(proj)], "stale and new worktrees are gone"
+    assert not folder.exists(), "the killed run's temporary folder is gone"
+    assert "left by a killed reproduce" in proc.stdout
