@@ -28,7 +28,7 @@ UNCLAIMED_GRACE = 120.0
 
 def claim(folder: Path) -> None:
     """Write ``folder/owner.json`` naming this process (see :func:`owner_gone`)."""
-    from ..batch.execute import process_identity
+    from ..processes import process_identity
 
     host, pid, started = process_identity()
     (folder / OWNER_FILE).write_text(json.dumps({"host": host, "pid": pid, "started": started}))
@@ -41,8 +41,7 @@ def owner_gone(folder: Path) -> bool:
     start time) no longer runs, or when there is no readable owner file and the folder is
     older than :data:`UNCLAIMED_GRACE` seconds.
     """
-    from ..batch.execute import host_key
-    from ..provenance.gc import pid_alive
+    from ..processes import host_key, pid_alive
 
     try:
         owner: Any = json.loads((folder / OWNER_FILE).read_text())

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from ..processes import die_with_parent, tree_members
 from .options import ServerError, ServerOptions, ServerPlan
 from .plan import plan_server, redact
 from .setup import _check_admin_password, check_port_free, prepare
@@ -40,28 +41,6 @@ def _health_ok(url: str) -> bool:
             return response.status == 200 and response.read(16).strip() == b"OK"
     except (OSError, http.client.HTTPException):
         return False
-
-
-def _die_with_parent() -> Any:
-    """A ``preexec_fn`` that has Linux send the server SIGTERM if this process dies without
-    cleaning up (SIGKILL); ``None`` elsewhere. ``mlflow server`` forwards it to its tree."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def _preexec() -> None:
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died between fork and prctl
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return _preexec
 
 
 class _Hangup(KeyboardInterrupt):
@@ -90,7 +69,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
         self.pid = self.popen.pid
         self._known: dict[int, Any] = {}
@@ -153,20 +132,7 @@ class ServerProcess:
     def _members(self) -> list[Any]:
         """Live processes of the tree other than the root: remembered, current
         descendants and anything still in the process group."""
-        import psutil
-
-        found: dict[int, Any] = {}
-        for proc in self._known.values():
-            found[proc.pid] = proc
-        with contextlib.suppress(psutil.Error):
-            for proc in psutil.Process(self.pid).children(recursive=True):
-                found[proc.pid] = proc
-        for proc in psutil.process_iter():
-            with contextlib.suppress(OSError, psutil.Error):
-                if proc.pid != self.pid and os.getpgid(proc.pid) == self.pid:
-                    found[proc.pid] = proc
-        found.pop(self.pid, None)
-        return [proc for proc in found.values() if _alive(proc)]
+        return tree_members(self.pid, self._known.values())
 
     def stop(self, grace: float = 20.0) -> None:
         """End the whole tree: SIGTERM (graceful: uvicorn finishes requests), SIGKILL for
@@ -219,16 +185,6 @@ class ServerProcess:
         roots = {Path("/dev/shm"), Path(tempfile.gettempdir())}
         if folder.parent in roots and folder.name.startswith("tmp") and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(proc: Any) -> bool:
-    """``proc`` runs (a zombie waiting to be reaped does not count)."""
-    import psutil
-
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 @contextlib.contextmanager
