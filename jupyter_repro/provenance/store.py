@@ -69,12 +69,15 @@ def resolve_tracking_uri(cli_value: str | None = None, start: str | Path = ".") 
 
 #: Seconds to wait for a tracking server's TCP port before calling it unreachable
 #: (MLflow's own client retries for over a minute before it says anything).
-REACH_TIMEOUT = 5.0
+#: A refused connection or a non-MLflow answer fails at once; only a silent server waits
+#: this long (a loaded server answered its first request after more than 5 s).
+#: ``$JUPYTER_REPRO_REACH_TIMEOUT`` (seconds) changes it.
+REACH_TIMEOUT = 20.0
 #: MLflow REST endpoint every tracking server answers (GET and POST, MLflow 2 and 3).
 SEARCH_PATH = "/api/2.0/mlflow/experiments/search"
 
 
-def check_reachable(uri: str, timeout: float = REACH_TIMEOUT) -> None:
+def check_reachable(uri: str, timeout: float | None = None) -> None:
     """Raise :class:`~jupyter_repro.errors.ReproError` (exit 2) naming ``uri`` (password
     redacted) when nothing that answers like an MLflow tracking server is at an
     ``http(s)://`` ``uri`` within ``timeout`` seconds: no connection, no answer, or an
@@ -95,6 +98,11 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT) -> None:
     parts = urllib.parse.urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("JUPYTER_REPRO_REACH_TIMEOUT", REACH_TIMEOUT))
+        except ValueError:
+            timeout = REACH_TIMEOUT
     try:
         port = parts.port
     except ValueError:
