@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ReproError
+from ..uris import redact, redact_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -151,9 +152,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
         shared_fs=args.shared_fs,
         connect_timeout=args.connect_timeout,
     )
-    from ..fileio import check_writable
+    from ..fileio import check_report_path
 
-    check_writable(args.json, "--json")
+    inputs = [args.notebook, *args.data, *filter(None, [args.parameters_file, args.grid])]
+    check_report_path(args.json, "--json", inputs)
     out = Path(args.output_dir)
     existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     if not existing.is_dir():
@@ -177,16 +179,17 @@ def write_json_atomic(path: str, data: dict) -> None:
 def gc_command(args: argparse.Namespace) -> int:
     """``jupyter-repro gc``: exit 0 (runs ended or listed), 2 bad input."""
     from ..provenance.gc import find_dangling, mark_killed
-    from ..provenance.store import resolve_tracking_uri
+    from ..provenance.store import check_reachable, resolve_tracking_uri
 
     if not args.stale_after >= 0:
         raise ReproError(f"--stale-after must be 0 or more seconds, not {args.stale_after:g}")
     uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
     runs = find_dangling(uri, args.experiment or None, args.stale_after, args.include_foreign)
     verb = "would mark KILLED" if args.dry_run else "marked KILLED"
     for run in runs:
-        print(f"{run.run_id}  {run.run_name}  {verb}: {run.reason}")
+        print(redact_text(f"{run.run_id}  {run.run_name}  {verb}: {run.reason}"))
     if not args.dry_run:
         mark_killed(uri, runs)
-    print(f"{len(runs)} dangling run(s) {verb} in {uri}", file=sys.stderr)
+    print(f"{len(runs)} dangling run(s) {verb} in {redact(uri)}", file=sys.stderr)
     return 0

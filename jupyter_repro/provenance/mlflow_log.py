@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fileio import safe_name
+from ..uris import redact_text
 from .data import DataInput
 from .env import environment_fingerprint, requirements_lock
 from .git import OUTSIDE_REPO, GitInfo, git_info
@@ -252,7 +254,7 @@ def end_run(uri: str, run_id: str, status: str, reason: str) -> None:
             run_id,
             tags=[
                 RunTag(TAG + "status", status),
-                RunTag(TAG + "status_reason", reason[:5000]),
+                RunTag(TAG + "status_reason", redact_text(reason)[:5000]),
             ],
         )
     finally:
@@ -281,7 +283,7 @@ def close_run(uri: str, run_id: str, finished: FinishedRun, provenance: Provenan
     metrics = read_metrics(finished.executed) if finished.executed is not None else []
     tags = {TAG + "status": finished.status}
     if finished.reason:
-        tags[TAG + "status_reason"] = finished.reason[:5000]
+        tags[TAG + "status_reason"] = redact_text(finished.reason)[:5000]
     for key in ("cell_index", "cell_id", "ename", "evalue"):
         if finished.error.get(key) is not None:
             tags[f"{TAG}error.{key}"] = str(finished.error[key])[:5000]
@@ -369,13 +371,21 @@ def html_exporter() -> Any:
 
 
 def _html(nb: Any) -> str:
-    """HTML render of a notebook."""
+    """HTML render of a notebook (characters nbformat rejects in a cell id, e.g. the
+    ``/`` of a crafted ``../x``, are rendered as ``_``, so such an id costs no artifact)."""
+    import copy
+    import re
+
     import nbformat
 
+    nb = nbformat.from_dict(copy.deepcopy(dict(nb)))
+    for cell in nb.cells:
+        if "id" in cell:
+            cell["id"] = re.sub(r"[^A-Za-z0-9_-]", "_", str(cell["id"]))[:64] or "cell"
     exporter = html_exporter()
     with warnings.catch_warnings():  # recorded metrics have no HTML form, by design
         warnings.simplefilter("ignore", UserWarning)
-        body, _ = exporter.from_notebook_node(nbformat.from_dict(nb))
+        body, _ = exporter.from_notebook_node(nb)
     return body
 
 
@@ -409,14 +419,17 @@ def output_manifest(nb: Any, image_dir: Path | None = None) -> list[dict[str, An
     """sha256 of every output (images hashed as their decoded bytes), saving images.
 
     Images are saved as ``cell-<index>-<id>-<n>.<ext>`` (index in the source notebook),
-    so the file a user holds hashes to the same digest as its manifest entry.
+    so the file a user holds hashes to the same digest as its manifest entry. ``<id>`` is
+    the cell id made a safe file-name component (:func:`~jupyter_repro.fileio.safe_name`:
+    a crafted id such as ``../../x`` cannot place a file outside ``image_dir``).
     """
     entries: list[dict[str, Any]] = []
     for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
         src_index = source_cell_index(nb, index)
-        cell_id = cell.get("id") or "noid"
+        # the id is data from the notebook's author: only as a safe file-name component
+        cell_id = safe_name(str(cell.get("id") or ""), "noid")
         n_image = 0
         for o_index, output in enumerate(cell.get("outputs", [])):
             kind = output.get("output_type")
@@ -460,12 +473,15 @@ def write_artifacts(folder: Path, finished: FinishedRun, provenance: Provenance)
     stem = Path(provenance.notebook_path).stem
     if finished.executed is not None:
         nb = finished.executed
+        name = finished.run_name  # a name from elsewhere must not be a path
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            name = safe_name(name, "notebook")
         _write(
-            folder / "notebook" / f"{finished.run_name}.ipynb",
+            folder / "notebook" / f"{name}.ipynb",
             nbformat.writes(nbformat.from_dict(nb)),
         )
         try:
-            _write(folder / "notebook" / f"{finished.run_name}.html", _html(nb))
+            _write(folder / "notebook" / f"{name}.html", _html(nb))
         except Exception as exc:  # a render failure must not lose the run
             _write(folder / "notebook" / "html_render_error.txt", f"{type(exc).__name__}: {exc}\n")
         manifest = output_manifest(nb, folder / "outputs" / "images")

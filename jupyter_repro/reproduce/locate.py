@@ -113,7 +113,7 @@ def read_json_artifact(client: Any, run_id: str, path: str) -> Any:
             return None
         try:
             return json.loads(Path(local).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # run data: anyone may have written it
             return None
 
 

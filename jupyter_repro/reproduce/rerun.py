@@ -24,19 +24,37 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError
+from ..fileio import confined
 from ..provenance.mlflow_log import ADDED_CELL_TAGS, TAG
 from ..provenance.store import retry_locked
+from . import worktrees
 
 #: ``jupyter_repro.record`` returns the metric it recorded; shown as a cell's last
 #: expression its repr carries the recording time, which is not part of the result.
 RECORD_SANITIZERS = ((r"'timestamp': \d+", "'timestamp': TIME"),)
 REPRODUCES_TAG = TAG + "reproduces"
+#: MLflow's own rule for a run id (``mlflow.utils.validation._RUN_ID_REGEX``).
+RUN_ID_PATTERN = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")
+
+
+def check_run_id(run_id: str) -> None:
+    """Raise :class:`ReproError` (exit 2) unless ``run_id`` has the shape of an MLflow
+    run id (:data:`RUN_ID_PATTERN`); checked before any store is opened."""
+    if not RUN_ID_PATTERN.fullmatch(run_id or ""):
+        shown = run_id if len(run_id) <= 60 else run_id[:60] + "..."
+        raise ReproError(
+            f"run id {shown!r} is malformed: an MLflow run id is letters, digits, _ and - "
+            "(usually 32 hex digits)"
+        )
+
+
 VERDICT_TAG = TAG + "reproduce.verdict"
 #: ``current`` (the user's environment) or ``fresh:<lock hash>`` (``--fresh-env``).
 ENV_TAG = TAG + "reproduce.env"
@@ -100,6 +118,18 @@ class ReproReport:
         d["status"] = {"logged": self.status[0], "new": self.status[1]}
         d["exit_code"] = self.exit_code
         return d
+
+
+def _run_json(path: Path, kind: type, run_id: str) -> Any:
+    """A JSON artifact of a run, which is data from whoever can write to the run: one
+    :class:`ReproError` line when it is not JSON of the expected ``kind``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, OSError):
+        value = None
+    if not isinstance(value, kind):
+        raise ReproError(f"run {run_id}: artifact {path.name} is not a JSON {kind.__name__}")
+    return value
 
 
 def _download(client: Any, run_id: str, path: str, dest: Path) -> Path | None:
@@ -276,6 +306,7 @@ def reproduce(
     from ..outputs import load_sanitizers
     from ..provenance.env import environment_fingerprint
 
+    check_run_id(run_id)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)
     try:
@@ -302,22 +333,26 @@ def reproduce(
     report.status = (run.info.status, "")
     sanitizers = [*load_sanitizers(sanitize_with), *RECORD_SANITIZERS]
 
-    with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix=worktrees.PREFIX) as tmp_name:
         tmp = Path(tmp_name)
+        worktrees.claim(tmp)  # a SIGKILLed reproduce's folder is removed by the next one
         art = tmp / "artifacts"
         art.mkdir()
         listing = [f.path for f in retry_locked(client.list_artifacts, run_id, "notebook")]
         executed_name = next((p for p in listing if p.endswith(".ipynb")), None)
         if executed_name is None:
             raise ReproError(f"run {run_id} has no logged notebook (it never started?)")
+        confined(art, executed_name, "artifact name")
         executed_file = _download(client, run_id, executed_name, art)
         if executed_file is None:
             raise ReproError(f"run {run_id}: cannot download its notebook {executed_name}")
         executed = nbformat.read(str(executed_file), as_version=4)
         data_file = _download(client, run_id, "data.json", art)
-        data_items = json.loads(data_file.read_text()) if data_file else []
+        data_items = _run_json(data_file, list, run_id) if data_file else []
+        if not all(isinstance(d, dict) and isinstance(d.get("path"), str) for d in data_items):
+            raise ReproError(f"run {run_id}: data.json is not a list of inputs with paths")
         env_file = _download(client, run_id, "environment.json", art)
-        logged_env = json.loads(env_file.read_text()) if env_file else {}
+        logged_env = _run_json(env_file, dict, run_id) if env_file else {}
         report.params = _logged_params(executed, run)
         if fresh_env:
             from .fresh_env import resolve_python
@@ -338,6 +373,8 @@ def reproduce(
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise ReproError(f"{root}: not a git repository (use --repo PATH)") from None
         with repository:
+            for what in worktrees.clean_stale(repository):
+                report.notes.append(f"removed {what} left by a killed reproduce")
             try:
                 repository.commit(commit)
             except (ValueError, git.BadName):
@@ -347,15 +384,21 @@ def reproduce(
             tree = tmp / "tree"
             repository.git.worktree("add", "--detach", str(tree), commit)
             try:
-                notebook = tree / Path(relpath).with_suffix(".ipynb")
+                # the run's tags are data from whoever can write to the run: a path that
+                # leaves the worktree would overwrite (and run) a file elsewhere
+                notebook = confined(
+                    tree, Path(relpath).with_suffix(".ipynb"), "run tag mlflow.source.name"
+                )
                 notebook.parent.mkdir(parents=True, exist_ok=True)
                 nbformat.write(source_notebook(executed), str(notebook))
                 data_paths = []
                 for item in data_items:
                     original = Path(item["path"])
                     try:
-                        inside = tree / original.relative_to(
-                            Path(repository.working_tree_dir).resolve()
+                        inside = confined(
+                            tree,
+                            original.relative_to(Path(repository.working_tree_dir).resolve()),
+                            "data.json input path",
                         )
                     except ValueError:
                         data_paths.append(str(original))

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import _fast_import  # noqa: F401 - first: skips a slow import
 from ..errors import ReproError, run_command
-from ..fileio import atomic_write_text, check_writable
+from ..fileio import atomic_write_text, check_report_path, check_writable
 from ..parameters import load_parameters_file, parse_value
 from .config import apply_config, config_for, read_table, track_explicit
 from .lint import RuleError, resolve_rules
@@ -283,6 +283,12 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.junit_xml, "--junit-xml")
     check_writable(args.sarif, "--sarif")
     notebooks = list(discover_notebooks(args.paths, jupytext=options.jupytext))
+    inputs = [*notebooks, *args.paths]
+    check_report_path(args.json, "--json", inputs)
+    check_report_path(args.junit_xml, "--junit-xml", [*inputs, *filter(None, [args.json])])
+    check_report_path(
+        args.sarif, "--sarif", [*inputs, *filter(None, [args.json, args.junit_xml])]
+    )
     if not notebooks:
         print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
