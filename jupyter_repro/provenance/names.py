@@ -50,6 +50,8 @@ PARAMS_UNVERIFIED = PREFIX + "params.unverified"
 # --- outcome --------------------------------------------------------------------------
 STATUS = PREFIX + "status"
 STATUS_REASON = PREFIX + "status_reason"
+#: ``jupyter_repro.error.<key>``: the failing cell's facts (cell_index, cell_id, ename, evalue).
+ERROR_PREFIX = PREFIX + "error."
 #: Searchable output hashes: ``jupyter_repro.outputs``, then ``.1``, ``.2``, ...
 OUTPUTS = PREFIX + "outputs"
 

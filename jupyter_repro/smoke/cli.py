@@ -11,12 +11,11 @@ import os
 import re
 import sys
 import threading
-from typing import Any
 
 from .. import _fast_import  # noqa: F401 - first: skips a slow import
 from ..errors import ReproError, run_command
 from ..fileio import atomic_write_text, check_writable
-from ..parameters import load_parameters_file, parse_value
+from ..parameters import add_override_arguments, overrides
 from .options import SmokeOptions
 from .report import (
     render_details,
@@ -64,26 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="warnings are failures")
     parser.add_argument("--lint-only", action="store_true", help="static checks only, run nothing")
     parser.add_argument("--no-lint", dest="lint", action="store_false", help="skip static checks")
-    parser.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="override a parameters-cell value",
-    )
-    parser.add_argument(
-        "-f",
-        "--parameters-file",
-        metavar="FILE.yaml",
-        help="parameter overrides from a YAML 1.2 mapping",
-    )
-    parser.add_argument(
-        "--allow-unknown",
-        action="store_true",
-        help="allow names the parameters cell does not define",
-    )
+    add_override_arguments(parser)
     parser.add_argument(
         "--jupytext", action="store_true", help="also find jupytext .py/.md notebooks in folders"
     )
@@ -122,11 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> SmokeOptions:
     """Build :class:`SmokeOptions` from parsed arguments (raises ReproError on bad values)."""
-    params: dict[str, Any] = {}
-    if args.parameters_file:
-        params.update(load_parameters_file(args.parameters_file))
-    for name, value in args.parameter:
-        params[name] = parse_value(value)
+    params = overrides(args)
     if args.jobs < 1:
         raise ReproError("--jobs must be at least 1")
     if args.timeout is not None and args.timeout <= 0:
@@ -203,7 +179,7 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     """Run nb-smoke for parsed arguments; returns the exit code."""
     from ..notebook import discover_notebooks
-    from .run import smoke_notebooks
+    from .run import smoke_files
 
     options = options_from_args(args)
     check_writable(args.json, "--json")
@@ -214,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     progress = _Progress(len(notebooks), args.quiet, args.show_output)
     try:
-        report = smoke_notebooks(notebooks, options, on_result=progress)
+        report = smoke_files(notebooks, options, on_result=progress)
     finally:
         progress.close()
     if args.json:
