@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..provenance.attempts import Attempt, attempt_number, close_orphans, resolve_attempt
-from ..provenance.env import environment_fingerprint
+from ..provenance.env import kernel_environment
 from ..provenance.gc import Heartbeat, heartbeat_tags
 from ..provenance.mlflow_log import FinishedRun, Provenance, close_run, end_run, open_run
 from ..provenance.names import (
@@ -137,9 +137,12 @@ class _OpenRun:
 
 def _open(spec: RunSpec, attempt: Attempt, worker: str) -> _OpenRun:
     """Open the MLflow run (RUNNING, with heartbeat and batch tags) and name its files."""
-    # The environment coordinate is the one the run executes in: this worker's, which on
-    # a dask cluster may differ from the client's (cached per process).
-    provenance = dataclasses.replace(spec.provenance, environment=environment_fingerprint())
+    # The environment coordinate is the one the run executes in: the kernel's interpreter
+    # (a kernelspec may name another venv's python; this worker's when it is the same),
+    # which on a dask cluster may differ from the client's (cached per process).
+    provenance = dataclasses.replace(
+        spec.provenance, environment=kernel_environment(spec.kernel_name)
+    )
     extra = {
         **heartbeat_tags(),
         BATCH_ID: spec.batch_id,
