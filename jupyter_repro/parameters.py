@@ -25,6 +25,7 @@ the strings they were written as; if neither parses, the text is a string.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import datetime as _dt
@@ -38,6 +39,52 @@ from .notebook import cell_tags
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the parameter options every command shares, with one meaning and help text:
+    ``-p/--parameter NAME VALUE`` (repeatable, typed by :func:`parse_value`),
+    ``-f/--parameters-file FILE.yaml`` (a YAML 1.2 mapping) and ``--allow-unknown``.
+
+    Read them back with :func:`overrides` (``args.parameter``, ``args.parameters_file``,
+    ``args.allow_unknown``).
+    """
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameters-cell value (typed: 1e-3, [16, 16], null); repeatable",
+    )
+    parser.add_argument(
+        "-f",
+        "--parameters-file",
+        metavar="FILE.yaml",
+        help="parameter overrides from a YAML 1.2 mapping (-p wins)",
+    )
+    parser.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="run even if a name is not assigned by the parameters cell, or there is none "
+        "(logged runs are flagged)",
+    )
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The overrides of :func:`add_override_arguments`' options: the ``-f`` file's
+    mapping, then each ``-p`` (a later one wins).
+
+    Raises:
+        ReproError: the ``-f`` file cannot be read or is not a mapping.
+    """
+    params: dict[str, Any] = {}
+    if args.parameters_file:
+        params.update(load_parameters_file(args.parameters_file))
+    for name, value in args.parameter:
+        params[name] = parse_value(value)
+    return params
 
 
 def parse_value(text: str) -> Any:

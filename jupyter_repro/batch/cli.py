@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ReproError
+from ..parameters import add_override_arguments
 from ..uris import redact, redact_text
 
 
@@ -23,23 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from .registry import ExecutorNames
 
     b.add_argument("notebook", help=".ipynb or jupytext .py/.md notebook")
-    b.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        dest="params",
-        help="override a parameter (typed: 1e-3, [16, 16], null)",
-    )
-    b.add_argument("-f", "--parameters-file", metavar="FILE.yaml", help="parameters mapping")
+    add_override_arguments(b)
     b.add_argument(
         "--grid", metavar="FILE.yaml", help="grid: product of lists and/or a list of sets"
-    )
-    b.add_argument(
-        "--allow-unknown",
-        action="store_true",
-        help="run even if a name is not in the parameters cell (runs are flagged)",
     )
     b.add_argument(
         "-j",
@@ -131,7 +118,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from .grid import parameter_sets
     from .runner import BatchOptions, format_table, run_batch
 
-    sets = parameter_sets(args.params, args.parameters_file, args.grid)
+    sets = parameter_sets(args.parameter, args.parameters_file, args.grid)
     if args.timeout is not None and args.timeout <= 0:
         raise ReproError(f"--timeout must be positive, not {args.timeout:g}")
     if args.heartbeat_interval <= 0:

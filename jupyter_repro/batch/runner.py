@@ -2,7 +2,7 @@
 
 Order matters and is the contract: the notebook is read, its kernelspec checked, every
 parameter set validated and every ``--data`` input hashed *before* the MLflow store is
-touched, so bad input (exit 2) never leaves a run behind (field cases F08, F10).
+touched, so bad input (exit 2) never leaves a run behind (tests/test_batch_faults.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where runs are logged: the tracking URI, safe creation of an sqlite store, retries.
 
 Several processes opening a fresh sqlite store at once run MLflow's schema migrations
-concurrently and crash (field case F14); so a store is created once, under a file lock,
+concurrently and crash (tests/test_batch_concurrency.py); so a store is created once, under a file lock,
 before any worker starts. sqlite's "database is locked" is retried, never fatal.
 """
 

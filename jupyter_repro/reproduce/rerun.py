@@ -32,14 +32,15 @@ from typing import Any
 
 from ..errors import ReproError
 from ..fileio import confined
-from ..provenance.mlflow_log import ADDED_CELL_TAGS, TAG
+from ..provenance import names
+from ..provenance.mlflow_log import is_added_cell
 from ..provenance.store import retry_locked
 from . import worktrees
 
 #: ``jupyter_repro.record`` returns the metric it recorded; shown as a cell's last
 #: expression its repr carries the recording time, which is not part of the result.
 RECORD_SANITIZERS = ((r"'timestamp': \d+", "'timestamp': TIME"),)
-REPRODUCES_TAG = TAG + "reproduces"
+REPRODUCES_TAG = names.REPRODUCES
 #: MLflow's own rule for a run id (``mlflow.utils.validation._RUN_ID_REGEX``).
 RUN_ID_PATTERN = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")
 
@@ -55,9 +56,9 @@ def check_run_id(run_id: str) -> None:
         )
 
 
-VERDICT_TAG = TAG + "reproduce.verdict"
+VERDICT_TAG = names.REPRODUCE_VERDICT
 #: ``current`` (the user's environment) or ``fresh:<lock hash>`` (``--fresh-env``).
-ENV_TAG = TAG + "reproduce.env"
+ENV_TAG = names.REPRODUCE_ENV
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,7 @@ def source_notebook(executed: Any) -> Any:
     nb = nbformat.from_dict(json.loads(json.dumps(executed)))
     cells = []
     for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags") or []
-        if any(t in tags for t in ADDED_CELL_TAGS):
+        if is_added_cell(cell):
             continue
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
@@ -162,12 +162,7 @@ def source_notebook(executed: Any) -> Any:
 
 def code_cells(nb: Any) -> list[Any]:
     """Code cells of the source notebook (papermill's added cells left out), in order."""
-    return [
-        c
-        for c in nb.get("cells", [])
-        if c.get("cell_type") == "code"
-        and not any(t in (c.get("metadata", {}).get("tags") or []) for t in ADDED_CELL_TAGS)
-    ]
+    return [c for c in nb.get("cells", []) if c.get("cell_type") == "code" and not is_added_cell(c)]
 
 
 def compare_metrics(
@@ -224,7 +219,7 @@ def _comparable(cell: Any) -> list[dict[str, Any]]:
 
 
 def _added(cell: Any) -> bool:
-    return any(t in (cell.get("metadata", {}).get("tags") or []) for t in ADDED_CELL_TAGS)
+    return is_added_cell(cell)
 
 
 def package_differences(logged: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -267,7 +262,7 @@ def _logged_params(executed: Any, run: Any) -> dict[str, Any]:
     pm = (executed.get("metadata") or {}).get("papermill") or {}
     if isinstance(pm.get("parameters"), dict):
         return dict(pm["parameters"])
-    defaults = set(filter(None, run.data.tags.get(TAG + "params.defaults", "").split(",")))
+    defaults = set(filter(None, run.data.tags.get(names.PARAMS_DEFAULTS, "").split(",")))
     return {k: parse_value(v) for k, v in run.data.params.items() if k not in defaults}
 
 
@@ -318,7 +313,7 @@ def reproduce(
     tags = run.data.tags
     commit = tags.get("mlflow.source.git.commit")
     relpath = tags.get("mlflow.source.name")
-    nb_path = tags.get(TAG + "notebook.path")
+    nb_path = tags.get(names.NOTEBOOK_PATH)
     if not commit or not relpath or not nb_path:
         raise ReproError(
             f"run {run_id} has no git commit recorded (notebook outside a repository?)"
@@ -338,7 +333,7 @@ def reproduce(
         worktrees.claim(tmp)  # a SIGKILLed reproduce's folder is removed by the next one
         art = tmp / "artifacts"
         art.mkdir()
-        listing = [f.path for f in retry_locked(client.list_artifacts, run_id, "notebook")]
+        listing = [f.path for f in retry_locked(client.list_artifacts, run_id, names.NOTEBOOK_DIR)]
         executed_name = next((p for p in listing if p.endswith(".ipynb")), None)
         if executed_name is None:
             raise ReproError(f"run {run_id} has no logged notebook (it never started?)")
@@ -347,11 +342,11 @@ def reproduce(
         if executed_file is None:
             raise ReproError(f"run {run_id}: cannot download its notebook {executed_name}")
         executed = nbformat.read(str(executed_file), as_version=4)
-        data_file = _download(client, run_id, "data.json", art)
+        data_file = _download(client, run_id, names.DATA_JSON, art)
         data_items = _run_json(data_file, list, run_id) if data_file else []
         if not all(isinstance(d, dict) and isinstance(d.get("path"), str) for d in data_items):
             raise ReproError(f"run {run_id}: data.json is not a list of inputs with paths")
-        env_file = _download(client, run_id, "environment.json", art)
+        env_file = _download(client, run_id, names.ENVIRONMENT_JSON, art)
         logged_env = _run_json(env_file, dict, run_id) if env_file else {}
         report.params = _logged_params(executed, run)
         if fresh_env:
@@ -477,7 +472,7 @@ def reproduce(
     new_env = None
     if report.new_run_id:
         with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-env-") as tmp_name:
-            env_file = _download(client, report.new_run_id, "environment.json", Path(tmp_name))
+            env_file = _download(client, report.new_run_id, names.ENVIRONMENT_JSON, Path(tmp_name))
             new_env = json.loads(env_file.read_text()) if env_file else None
     if logged_env:
         report.package_differences = package_differences(
