@@ -22,8 +22,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jupyter_repro.smoke.cli",
     "jupyter_repro.batch.cli",
     "jupyter_repro.reproduce.cli",
+    "jupyter_repro.server.cli",
     "jupyter_repro.reproduce.env_cli",
-    "jupyter_repro.server",
 )
 
 
