@@ -459,6 +459,8 @@ def reproduce(
                 result = batch.results[0]
                 report.new_run_id = result.run_id
                 report.status = (run.info.status, result.status)
+                if result.reason:
+                    report.notes.append(f"re-run {result.status}: {result.reason}")
                 new_nb = (
                     nbformat.read(result.output_path, as_version=4) if result.output_path else None
                 )
@@ -474,7 +476,9 @@ def reproduce(
         with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-env-") as tmp_name:
             env_file = _download(client, report.new_run_id, names.ENVIRONMENT_JSON, Path(tmp_name))
             new_env = json.loads(env_file.read_text()) if env_file else None
-    if logged_env:
+    if logged_env and (new_env or not fresh_env):
+        # without the re-run's own record, this process's environment stands in for the
+        # current one; never for a fresh environment, which this process is not
         report.package_differences = package_differences(
             logged_env, new_env or environment_fingerprint()
         )
