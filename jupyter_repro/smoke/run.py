@@ -38,7 +38,7 @@ from ..notebook import (
 )
 from ..outputs import cell_comparison_mode, compare_cell_outputs, load_sanitizers, outputs_text
 from ..parameters import validate_parameters
-from .convert import SpecCell, build_cells, script_mode_limits
+from .convert import SpecCell, build_cells, kernel_only_reasons
 from .lint import lint_notebook
 from .options import RAISES_TAG, SmokeOptions
 from .results import (
@@ -219,18 +219,21 @@ def _execute(
     for warning in validate_parameters(path, nb, params, options.allow_unknown):
         result.notices.append(Notice("parameter", warning, strict=False))
     mode, kernel_name = _resolve_mode(path, nb, options, kernels, result)
-    result.mode = mode
     cells = build_cells(nb, params)
     if mode == "script":
-        for index, reason in script_mode_limits(cells):
-            result.notices.append(
-                Notice(
-                    "script_mode_limit",
-                    f"{reason}: script mode may differ from a kernel; check with --mode kernel",
-                    cell_index=index,
-                    strict=False,
-                )
-            )
+        reasons = kernel_only_reasons(cells)
+        wanted = kernelspec_name(nb)
+        wanted = "python3" if wanted in (None, "python") else wanted
+        fallback = wanted if wanted in kernels else "python3" if "python3" in kernels else None
+        for index, reason in reasons:
+            if fallback is not None:
+                text = f"{reason}: run in kernel mode (kernel '{fallback}'), as script mode would differ"
+            else:
+                text = f"{reason}: script mode may differ from a kernel, and no Python kernel is installed"
+            result.notices.append(Notice("script_mode_limit", text, cell_index=index, strict=False))
+        if reasons and fallback is not None:
+            mode, kernel_name = "kernel", fallback
+    result.mode = mode
     spec = {
         "path": str(path),
         "mode": mode,
@@ -338,6 +341,7 @@ def _run_worker(
     env = {k: v for k, v in os.environ.items() if k not in _KERNEL_ENV}
     if spec["mode"] == "script":
         env["MPLBACKEND"] = INLINE_BACKEND  # a kernel sets the same for itself
+        env["JPY_PARENT_PID"] = str(os.getpid())  # jupyter_client gives a kernel this
     env["IPYTHONDIR"] = str(tmp / "ipython")  # no profile: no user startup code
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")

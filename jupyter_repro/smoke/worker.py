@@ -12,13 +12,27 @@ cell was running even when this process is killed:
 "outputs": [...], "streams": "fd" (script mode), "stream_start": {...} | null}``,
 ``{"event": "done"}``.
 
-Script mode: a plain ``InteractiveShell`` (IPython, no kernel) runs each cell with
-``run_cell``, so magics, ``!cmd`` lines and the display formatter behave as in a kernel.
+Script mode: an IPython ``InteractiveShell`` (no kernel, no ZMQ) runs each cell, so
+magics, ``!cmd`` lines and the display formatter behave as in a kernel. What user code can
+observe about its host is made the same as under ipykernel 7 (measured by the fidelity
+suite, tests/test_smoke_fidelity.py): cells run inside a running asyncio event loop,
+with the branch ipykernel's ``do_execute`` takes (top-level ``await`` as a coroutine of
+that loop, other cells with the blocking ``run_cell`` inside it), so ``asyncio.run()``
+raises as in a kernel; ``sys.stdout``/``sys.stderr`` are an ``OutStream`` with
+ipykernel's surface (no ``buffer``, ``isatty()`` False, ``str`` only); the shell, its
+display hook and publisher carry ipykernel's class names; the config has an
+``IPKernelApp`` section; ``sys.argv`` and ``sys.path`` are laid out as
+``ipykernel_launcher`` leaves them; ``input()``/``getpass()`` raise
+``StdinNotImplementedError``. What cannot be had without a kernel (``get_ipython().kernel``,
+comms, widgets, ``ipykernel`` in ``sys.modules``) is found statically and the notebook
+runs in kernel mode instead (:data:`jupyter_repro.smoke.convert.KERNEL_ONLY`).
 Kernel mode: nbclient runs the cells in a fresh Jupyter kernel.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import re
@@ -61,14 +75,117 @@ def _error(ename: str, evalue: str, line: int | None, tb: str) -> dict[str, Any]
 # -- script mode ----------------------------------------------------------------------
 
 
+class OutStream(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` with the surface of ipykernel's ``OutStream``.
+
+    A kernel replaces both streams with ``ipykernel.iostream.OutStream``: a text stream
+    without ``buffer``, ``mode``, ``line_buffering`` or ``reconfigure``, that takes only
+    ``str`` ("write() argument must be str"), says ``isatty() -> False``, has encoding
+    ``UTF-8`` and name ``stdout``/``stderr``. Code that works on a real console stream
+    (``sys.stdout.buffer.write``, field case G03) fails there, so it fails here too.
+    Text goes straight to the file descriptor (no buffering), which the parent slices per
+    cell, so it stays in order with what child processes and C code write to the fd.
+    (Importing ipykernel itself would cost ~0.7 s per notebook: it pulls in jupyter_client
+    and zmq.)
+    """
+
+    encoding = "UTF-8"
+
+    def __init__(self, name: str, fd: int) -> None:
+        super().__init__()
+        self.name = name
+        self._fd = fd
+        self._closed = False
+
+    def write(self, string: str) -> int:  # type: ignore[override]
+        if not isinstance(string, str):
+            raise TypeError(f"write() argument must be str, not {type(string)}")
+        if self._closed:
+            raise ValueError("I/O operation on closed file")
+        data = string.encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self._fd, data) :]
+        return len(string)
+
+    def writelines(self, sequence) -> None:  # type: ignore[override]
+        for string in sequence:
+            self.write(string)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def flush(self) -> None:
+        if self._closed:
+            return
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return self._closed
+
+
+def _kernel_like_process(spec_path: str) -> None:
+    """``sys.argv``, ``sys.path`` and environment as a kernel's user code sees them.
+
+    ipykernel_launcher drops the current directory from ``sys.path[0]`` and IPython's
+    ``InteractiveShellApp.init_path`` puts ``''`` back just before site-packages (so a
+    ``random.py`` beside the notebook does not shadow the standard library).
+    ``ZMQInteractiveShell.init_environment`` sets the colour and pager variables.
+    """
+    import ipykernel_launcher  # a module, not the ipykernel package: no import cost
+
+    if sys.path and (sys.path[0] in ("", os.getcwd())):
+        del sys.path[0]
+    if "" not in sys.path and not sys.flags.safe_path:
+        idx = next(
+            (
+                i
+                for i, p in enumerate(sys.path)
+                if os.path.basename(p) in ("site-packages", "dist-packages")
+            ),
+            0,
+        )
+        sys.path.insert(idx, "")
+    connection = os.path.join(os.path.dirname(os.path.abspath(spec_path)), "kernel.json")
+    # nbclient (nbconvert, nbmake, papermill) starts kernels with this extra argument.
+    sys.argv = [
+        ipykernel_launcher.__file__,
+        "-f",
+        connection,
+        "--HistoryManager.hist_file=:memory:",
+    ]
+    os.environ.update(
+        {
+            "TERM": "xterm-color",
+            "CLICOLOR": "1",
+            "FORCE_COLOR": "1",
+            "CLICOLOR_FORCE": "1",
+            "PAGER": "cat",
+            "GIT_PAGER": "cat",
+        }
+    )
+
+
 def _make_shell():
+    from IPython.core.autocall import ExitAutocall
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.error import StdinNotImplementedError
     from IPython.core.interactiveshell import InteractiveShell
-    from traitlets import Type
+    from traitlets import Type, default
 
-    class CapturingDisplayHook(DisplayHook):
+    class ZMQExitAutocall(ExitAutocall):
+        """``exit``/``quit`` as ipykernel names them (``ask_exit`` below ends the run)."""
+
+    class ZMQShellDisplayHook(DisplayHook):
         """Keeps a cell's result as an ``execute_result`` output instead of printing it."""
 
         def start_displayhook(self):
@@ -92,7 +209,7 @@ def _make_shell():
         def finish_displayhook(self):
             self.shell.in_displayhook = False
 
-    class CapturingDisplayPublisher(DisplayPublisher):
+    class ZMQDisplayPublisher(DisplayPublisher):
         """Keeps ``display()`` calls as ``display_data`` outputs, as a kernel does."""
 
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
@@ -112,8 +229,12 @@ def _make_shell():
             sys.stderr.flush()
             self.shell.stream_start = {"stdout": _offset(1), "stderr": _offset(2)}
 
-    class SmokeShell(InteractiveShell):
-        """An InteractiveShell that remembers errors shown outside ``run_code``.
+    class ZMQInteractiveShell(InteractiveShell):
+        """An InteractiveShell, named as ipykernel's, that remembers errors shown outside
+        ``run_code``.
+
+        Notebooks (rich, tqdm, plotly) tell Jupyter from a terminal by the shell's class
+        name and by an ``IPKernelApp`` section in its config; both are as in a kernel.
 
         IPython's display formatter catches an exception raised by a rich repr
         (``_repr_html_``) and only shows its traceback; a Jupyter kernel reports that
@@ -123,8 +244,8 @@ def _make_shell():
         the notebook runs on: it is kept as an ``error`` output, not a failure.
         """
 
-        displayhook_class = Type(CapturingDisplayHook)
-        display_pub_class = Type(CapturingDisplayPublisher)
+        displayhook_class = Type(ZMQShellDisplayHook)
+        display_pub_class = Type(ZMQDisplayPublisher)
         shown_errors: list[BaseException]
         shown_tracebacks: list[tuple[BaseException, str]]
         in_displayhook = False
@@ -144,7 +265,11 @@ def _make_shell():
         def _showtraceback(self, etype, evalue, stb):
             # Keep the formatted traceback for the report instead of printing it, so a
             # cell's output is what the cell printed (as in kernel mode).
-            self.shown_tracebacks.append((evalue, self.InteractiveTB.stb2text(stb)))
+            self.shown_tracebacks.append((evalue, _strip_ansi(self.InteractiveTB.stb2text(stb))))
+
+        @default("exiter")
+        def _default_exiter(self):
+            return ZMQExitAutocall(self)
 
         def ask_exit(self):
             self.asked_exit = True
@@ -163,7 +288,9 @@ def _make_shell():
 
     config = Config()
     config.HistoryManager.hist_file = ":memory:"  # never the user's IPython history
-    shell = SmokeShell.instance(colors="nocolor", config=config)
+    # As ipykernel's ZMQInteractiveShell guarantees (tqdm.auto picks its notebook bar).
+    config.IPKernelApp.tqdm = "dummy value for https://github.com/tqdm/tqdm/pull/1628"
+    shell = ZMQInteractiveShell.instance(colors="neutral", config=config)
     shell.shown_errors = []
     shell.shown_tracebacks = []
     shell.cell_outputs = []
@@ -176,7 +303,6 @@ def _make_shell():
 
     builtins.input = no_input
     getpass.getpass = no_input
-    shell.user_ns["input"] = no_input
     return shell
 
 
@@ -207,13 +333,60 @@ def _cell_line(exc: BaseException, count: int) -> int | None:
     return None
 
 
-def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
+def run_script_mode(spec: dict[str, Any], events: _Events, spec_path: str = "") -> None:
+    """Run the spec's cells in this process, as a kernel would (see the module docs)."""
+    _kernel_like_process(spec_path)
+    sys.stdout = OutStream("stdout", 1)
+    sys.stderr = OutStream("stderr", 2)
     shell = _make_shell()
     if spec.get("fast"):
         from jupyter_repro.smoke import fast
 
         fast.install(shell)
     events.emit(event="start", mode="script", pid=os.getpid())
+    # A kernel's cells run inside its running event loop; so do these. The loop is left
+    # open at the end (a kernel never closes it while the notebook runs).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(_run_cells(shell, spec, events))
+
+
+async def _execute(shell, code: str):
+    """One cell as ipykernel 7's ``IPythonKernel.do_execute`` runs it.
+
+    A cell with top-level ``await`` is a coroutine of the running loop; any other cell
+    runs with the blocking ``run_cell`` from inside the loop's task, as in a kernel.
+    """
+    from IPython.core.async_helpers import _asyncio_runner
+
+    preprocessing_exc_tuple = None
+    try:
+        transformed_cell = shell.transform_cell(code)
+    except Exception:
+        transformed_cell = code
+        preprocessing_exc_tuple = sys.exc_info()
+    if shell.loop_runner is _asyncio_runner and shell.should_run_async(
+        code, transformed_cell=transformed_cell, preprocessing_exc_tuple=preprocessing_exc_tuple
+    ):
+        res = None
+        try:
+            res = await asyncio.ensure_future(
+                shell.run_cell_async(
+                    code,
+                    store_history=True,
+                    silent=False,
+                    transformed_cell=transformed_cell,
+                    preprocessing_exc_tuple=preprocessing_exc_tuple,
+                )
+            )
+        finally:
+            shell.events.trigger("post_execute")
+            shell.events.trigger("post_run_cell", res)
+        return res
+    return shell.run_cell(code, store_history=True)
+
+
+async def _run_cells(shell, spec: dict[str, Any], events: _Events) -> None:
     for position, cell in enumerate(spec["cells"]):
         if cell["action"] != "run":
             continue
@@ -231,7 +404,7 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
         shell.cell_outputs = []
         shell.stream_start = None
         count = shell.execution_count
-        result = shell.run_cell(cell["source"], store_history=True)
+        result = await _execute(shell, cell["source"])
         sys.stdout.flush()
         sys.stderr.flush()
         exc = result.error_before_exec or result.error_in_exec
@@ -415,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec["mode"] == "kernel":
             run_kernel_mode(spec, events)
         else:
-            run_script_mode(spec, events)
+            run_script_mode(spec, events, spec_path)
     except BaseException as exc:  # report anything, then let the parent decide
         events.emit(
             event="crash",
