@@ -64,6 +64,9 @@ _KERNEL_ENV = (
     "IPYKERNEL_CELL_NAME",
     "MPLBACKEND",
     "PYDEVD_USE_FRAME_EVAL",
+    # Set when nb-smoke runs under pytest; ipykernel then leaves fd 1/2 alone and
+    # sys.stdout.fileno() raises, which a kernel started by Jupyter never does.
+    "PYTEST_CURRENT_TEST",
 )
 
 

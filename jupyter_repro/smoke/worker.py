@@ -291,6 +291,14 @@ def _make_shell():
     # As ipykernel's ZMQInteractiveShell guarantees (tqdm.auto picks its notebook bar).
     config.IPKernelApp.tqdm = "dummy value for https://github.com/tqdm/tqdm/pull/1628"
     shell = ZMQInteractiveShell.instance(colors="neutral", config=config)
+    import warnings
+
+    # As ZMQInteractiveShell.__init__ does after InteractiveShell's: the filter it adds.
+    warnings.filterwarnings(
+        "ignore",
+        message=".*Trio's signal handling code might have collided.*",
+        category=RuntimeWarning,
+    )
     shell.shown_errors = []
     shell.shown_tracebacks = []
     shell.cell_outputs = []
