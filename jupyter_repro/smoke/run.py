@@ -571,11 +571,23 @@ def _cell_outputs(
     """
     starts = [e for e in events if e.get("event") == "cell_start"]
     ends = {e["position"]: e for e in events if e.get("event") == "cell_end"}
+    displays = {pos: copy.deepcopy(end.get("outputs", [])) for pos, end in ends.items()}
+    # Displays updated in place after their cell ended (update_display_data, G07): kernel
+    # mode sends every cell's final outputs, script mode each update as it happens.
+    for event in events:
+        if event.get("event") == "final_outputs":
+            for key, outs in event.get("outputs", {}).items():
+                if int(key) in displays:
+                    displays[int(key)] = outs
+        elif event.get("event") == "display_update":
+            outs = displays.get(event["position"], [])
+            if 0 <= event["index"] < len(outs):
+                outs[event["index"]].update(data=event["data"], metadata=event["metadata"])
     found: dict[int, list[dict[str, Any]]] = {}
     for k, start in enumerate(starts):
         pos = start["position"]
         end = ends.get(pos, {})
-        outs = list(end.get("outputs", []))
+        outs = list(displays.get(pos, []))
         if end.get("streams") == "fd" or pos not in ends:
             nxt = starts[k + 1] if k + 1 < len(starts) else {}
             begin = end.get("stream_start") or start  # after the cell's last clear_output()

@@ -213,17 +213,42 @@ def _make_shell():
         """Keeps ``display()`` calls as ``display_data`` outputs, as a kernel does."""
 
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
-            self.shell.cell_outputs.append(
-                {
-                    "output_type": "display_data",
-                    "data": _jsonable(data),
-                    "metadata": _jsonable(metadata or {}),
-                }
-            )
+            shell = self.shell
+            output = {
+                "output_type": "display_data",
+                "data": _jsonable(data),
+                "metadata": _jsonable(metadata or {}),
+            }
+            display_id = (transient or {}).get("display_id")
+            if update:
+                # update_display_data: a frontend (and nbclient when it saves) replaces
+                # every output shown with this display_id, in whichever cell it is, and
+                # adds nothing here (field case G07).
+                for position, index in shell.display_map.get(display_id, []):
+                    if position == shell.position:
+                        shell.cell_outputs[index].update(
+                            data=output["data"], metadata=output["metadata"]
+                        )
+                    else:
+                        shell.smoke_events.emit(
+                            event="display_update",
+                            position=position,
+                            index=index,
+                            data=output["data"],
+                            metadata=output["metadata"],
+                        )
+                return
+            if display_id is not None:
+                shell.display_map.setdefault(display_id, []).append(
+                    (shell.position, len(shell.cell_outputs))
+                )
+            shell.cell_outputs.append(output)
 
         def clear_output(self, wait=False):
             # Displays are dropped here; printed text is dropped by starting the cell's
             # streams at the current end of stdout/stderr (the parent slices them).
+            for places in self.shell.display_map.values():
+                places[:] = [p for p in places if p[0] != self.shell.position]
             self.shell.cell_outputs.clear()
             sys.stdout.flush()
             sys.stderr.flush()
@@ -302,6 +327,8 @@ def _make_shell():
     shell.shown_errors = []
     shell.shown_tracebacks = []
     shell.cell_outputs = []
+    shell.display_map = {}  # display_id -> [(position, index in that cell's outputs)]
+    shell.position = None
 
     def no_input(*_args: Any, **_kwargs: Any) -> str:
         raise StdinNotImplementedError(_INPUT_MESSAGE)
@@ -347,6 +374,7 @@ def run_script_mode(spec: dict[str, Any], events: _Events, spec_path: str = "") 
     sys.stdout = OutStream("stdout", 1)
     sys.stderr = OutStream("stderr", 2)
     shell = _make_shell()
+    shell.smoke_events = events
     if spec.get("fast"):
         from jupyter_repro.smoke import fast
 
@@ -411,6 +439,7 @@ async def _run_cells(shell, spec: dict[str, Any], events: _Events) -> None:
         shell.in_displayhook = False
         shell.cell_outputs = []
         shell.stream_start = None
+        shell.position = position
         count = shell.execution_count
         result = await _execute(shell, cell["source"])
         sys.stdout.flush()
@@ -483,7 +512,6 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
     import nbformat
     from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
 
     nb = nbformat.v4.new_notebook()
     nb.metadata = spec.get("metadata") or {}
@@ -517,53 +545,72 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
             run_sync(client.kc.execute_interactive)(
                 code, silent=True, store_history=False, timeout=60
             )
-        for position, cell in enumerate(nb.cells):
-            if spec["cells"][position]["action"] != "run":
-                continue
-            events.emit(event="cell_start", position=position)
-            try:
-                client.execute_cell(cell, position)
-            except DeadKernelError as exc:
-                events.emit(
-                    event="cell_end",
-                    position=position,
-                    ok=False,
-                    error=_error(
-                        "DeadKernelError",
-                        f"the kernel died during this cell ({exc})",
-                        None,
-                        "",
-                    ),
-                    outputs=_jsonable(cell.get("outputs", [])),
-                )
-                return
-            reply = replies.get(position, {}).get("content", {})
-            error = None
-            if reply.get("status") == "error":
-                # The error output has the real exception even where the reply does not
-                # (an exception in a rich repr gives ename "NoneType" in the reply).
-                shown = next(
-                    (o for o in cell.get("outputs", []) if o.get("output_type") == "error"),
-                    reply,
-                )
-                tb = _strip_ansi("\n".join(shown.get("traceback", [])))
-                ename = shown.get("ename", "Error")
-                evalue = shown.get("evalue", "")
-                if ename in ("SyntaxError", "IndentationError", "TabError"):
-                    evalue = _SYNTAX_WHERE.sub("", evalue)
-                error = _error(ename, evalue, _kernel_line(tb, cell.get("execution_count")), tb)
-            elif any(p.get("source") == "ask_exit" for p in reply.get("payload", [])):
-                error = _error("SystemExit", _EXIT_MESSAGE, None, "")
+        try:
+            _kernel_cells(client, nb, spec, events, replies)
+        finally:
+            # nbclient applies update_display_data to the output with that display_id in
+            # whichever cell it is; cells that ended before an update was sent get their
+            # final outputs here (field case G07).
+            events.emit(
+                event="final_outputs",
+                outputs={
+                    str(position): _jsonable(cell.get("outputs", []))
+                    for position, cell in enumerate(nb.cells)
+                    if spec["cells"][position]["action"] == "run"
+                },
+            )
+
+
+def _kernel_cells(client, nb, spec: dict[str, Any], events: _Events, replies: dict) -> None:
+    from nbclient.exceptions import DeadKernelError
+
+    for position, cell in enumerate(nb.cells):
+        if spec["cells"][position]["action"] != "run":
+            continue
+        events.emit(event="cell_start", position=position)
+        try:
+            client.execute_cell(cell, position)
+        except DeadKernelError as exc:
             events.emit(
                 event="cell_end",
                 position=position,
-                ok=error is None,
-                error=error,
+                ok=False,
+                error=_error(
+                    "DeadKernelError",
+                    f"the kernel died during this cell ({exc})",
+                    None,
+                    "",
+                ),
                 outputs=_jsonable(cell.get("outputs", [])),
             )
-            tagged = RAISES_TAG in spec["cells"][position]["tags"]
-            if error is not None and (not tagged or error["evalue"] == _EXIT_MESSAGE):
-                break
+            return
+        reply = replies.get(position, {}).get("content", {})
+        error = None
+        if reply.get("status") == "error":
+            # The error output has the real exception even where the reply does not
+            # (an exception in a rich repr gives ename "NoneType" in the reply).
+            shown = next(
+                (o for o in cell.get("outputs", []) if o.get("output_type") == "error"),
+                reply,
+            )
+            tb = _strip_ansi("\n".join(shown.get("traceback", [])))
+            ename = shown.get("ename", "Error")
+            evalue = shown.get("evalue", "")
+            if ename in ("SyntaxError", "IndentationError", "TabError"):
+                evalue = _SYNTAX_WHERE.sub("", evalue)
+            error = _error(ename, evalue, _kernel_line(tb, cell.get("execution_count")), tb)
+        elif any(p.get("source") == "ask_exit" for p in reply.get("payload", [])):
+            error = _error("SystemExit", _EXIT_MESSAGE, None, "")
+        events.emit(
+            event="cell_end",
+            position=position,
+            ok=error is None,
+            error=error,
+            outputs=_jsonable(cell.get("outputs", [])),
+        )
+        tagged = RAISES_TAG in spec["cells"][position]["tags"]
+        if error is not None and (not tagged or error["evalue"] == _EXIT_MESSAGE):
+            break
 
 
 def _create_time(pid: int | None) -> float | None:
