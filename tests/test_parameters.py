@@ -174,6 +174,6 @@ def test_injection_goes_through_the_notebook_and_refuses_what_has_no_literal(tmp
     namespace: dict = {}
     exec(injected[0].source, namespace)
     assert namespace["shape"] == (3, 4) and namespace["class_weight"] == {0: 1.0, 1: 5.0}
-    with pytest.raises(ParameterError, match="parameter 'shape'.*cannot be injected") as err:
+    with pytest.raises(ParameterError, match=r"parameter 'shape'.*cannot be injected") as err:
         validate_parameters(tmp_path / "g05.ipynb", nb, {"shape": object()})
     assert "g05.ipynb" in str(err.value)
