@@ -178,3 +178,114 @@ def test_g05_tuple_set_and_int_keys_are_injected_as_they_were_parsed(tmp_path, n
     assert params["shape"] == "(3, 4)" and eval(params["shape"]) == (3, 4)
     assert eval(params["class_weight"]) == {0: 1.0, 1: 5.0}
     assert eval(params["labels"]) == {"x", "y"}
+
+
+# -- G12: no process outlives its notebook -----------------------------------------------------
+SLEEPER = (
+    "import subprocess, sys, time\n"
+    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], "
+    "start_new_session={session})\n"
+    "open('{name}.pid', 'w').write(str(p.pid))\n"
+)
+GRANDCHILD = (
+    "import subprocess, sys\n"
+    "subprocess.run([sys.executable, '-c', \"import subprocess, sys; p = subprocess.Popen("
+    "[sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True); "
+    "open('grandchild.pid', 'w').write(str(p.pid))\"], check=True)\n"
+)
+
+
+def _gone(pid: int, wait: float = 10) -> bool:
+    """The process is dead (a zombie waiting for init to reap it counts as dead)."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_g12_nothing_the_notebook_started_survives_pass_fail_or_timeout(tmp_path, nb, mode):
+    paths = [
+        nb("g12_child.ipynb", SLEEPER.format(session=False, name="child")),
+        nb("g12_detached.ipynb", SLEEPER.format(session=True, name="detached")),
+        nb("g12_grandchild.ipynb", GRANDCHILD),
+        nb("g12_failed.ipynb", SLEEPER.format(session=True, name="failed") + "1 / 0"),
+        nb(
+            "g12_detached_timeout.ipynb",
+            SLEEPER.format(session=True, name="timeout") + "time.sleep(120)",
+        ),
+    ]
+    proc, report = smoke_json(
+        tmp_path, *map(str, paths), "--mode", mode, "--timeout", "40", "-j", "2", "--no-lint"
+    )
+    status = {Path(e["path"]).name: e["status"] for e in report["notebooks"]}
+    assert status == {
+        "g12_child.ipynb": "passed",
+        "g12_detached.ipynb": "passed",
+        "g12_grandchild.ipynb": "passed",
+        "g12_failed.ipynb": "failed",
+        "g12_detached_timeout.ipynb": "timed_out",
+    }, proc.stdout
+    pids = {f.stem: int(f.read_text()) for f in tmp_path.glob("*.pid")}
+    assert set(pids) == {"child", "detached", "grandchild", "failed", "timeout"}
+    alive = {name: pid for name, pid in pids.items() if not _gone(pid)}
+    assert not alive, alive
+    detached = next(e for e in report["notebooks"] if e["path"].endswith("g12_detached.ipynb"))
+    assert any(n["kind"] == "processes_left" for n in detached["notices"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_g12_kill_9_of_nb_smoke_ends_its_worker_kernel_and_their_children(tmp_path, nb, mode):
+    import signal
+    import time
+
+    import psutil
+    from helpers import cli
+
+    path = nb("g12_long.ipynb", SLEEPER.format(session=True, name="long") + "time.sleep(120)")
+    proc = subprocess.Popen(
+        [cli("nb-smoke"), str(path), "--mode", mode, "--no-lint", "-q"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        pid_file = tmp_path / "long.pid"
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid_file.exists(), "the notebook never started"
+        time.sleep(0.5)
+        below = psutil.Process(proc.pid).children(recursive=True)
+        assert below, "nb-smoke has no worker"
+        folders = [Path(f) for p in below for f in _tmp_folders(p)]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        survivors = [p.pid for p in below if not _gone(p.pid, wait=15)]
+        assert not survivors, survivors
+        assert _gone(int(pid_file.read_text()), wait=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The next nb-smoke run removes the temporary folder the killed one left.
+    assert folders and all(f.exists() for f in folders)
+    ok = nb("ok.ipynb", "x = 1")
+    subprocess.run([cli("nb-smoke"), str(ok), "-q", "--no-lint"], check=True, timeout=120)
+    assert not any(f.exists() for f in folders)
+
+
+def _tmp_folders(process) -> list[str]:
+    """nb-smoke's private folder, from the worker's command line (spec.json's folder)."""
+    import psutil
+
+    try:
+        return [str(Path(a).parent) for a in process.cmdline() if a.endswith("spec.json")]
+    except psutil.Error:
+        return []

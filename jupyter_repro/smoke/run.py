@@ -106,6 +106,7 @@ def smoke_notebooks(
     """
     options = options or SmokeOptions()
     started = time.monotonic()
+    remove_stale_folders()  # left by an nb-smoke killed with -9
     notebooks = list(discover_notebooks(paths, jupytext=options.jupytext))
     kernels = installed_kernelspecs() if not options.lint_only else {}
     results: list[NotebookResult | None] = [None] * len(notebooks)
@@ -248,6 +249,17 @@ def _execute(
     runs = _run_repeats(path, spec, options)
     first = runs[0]
     _interpret(cells, *first, options, result)
+    left = [p for e in first[0] if e.get("event") == "leftovers" for p in e.get("processes", [])]
+    if left:
+        result.notices.append(
+            Notice(
+                "processes_left",
+                f"{len(left)} process{'es' if len(left) > 1 else ''} the notebook started "
+                f"{'were' if len(left) > 1 else 'was'} still running at its end and "
+                f"{'were' if len(left) > 1 else 'was'} killed: {'; '.join(left[:3])}",
+                strict=False,
+            )
+        )
     sanitizers = load_sanitizers(options.sanitize_with)
     if options.check_outputs and result.status == PASSED:
         _check_saved_outputs(nb, cells, result, sanitizers)
@@ -330,9 +342,50 @@ def _run_repeats(
     """
     runs = []
     for _k in range(max(1, options.repeat)):
-        with tempfile.TemporaryDirectory(prefix="nb-smoke-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=TMP_PREFIX) as tmp:
+            _write_owner(Path(tmp))
             runs.append(_run_worker(path, spec, Path(tmp), options.timeout))
     return runs
+
+
+#: Prefix of nb-smoke's private temporary folders (in :func:`tempfile.gettempdir`).
+TMP_PREFIX = "nb-smoke-"
+_OWNER = "owner.json"
+
+
+def _write_owner(tmp: Path) -> None:
+    """Record which nb-smoke process owns ``tmp`` (pid and start time, for pid reuse)."""
+    import psutil
+
+    me = psutil.Process()
+    (tmp / _OWNER).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
+
+
+def remove_stale_folders(root: str | Path | None = None) -> list[Path]:
+    """Delete nb-smoke temporary folders whose nb-smoke process is gone (killed with -9).
+
+    Only folders with an owner record whose process no longer runs (same pid and start
+    time) are removed; a folder being set up (no record yet) and other users' folders are
+    left alone. Returns the folders removed.
+    """
+    import shutil
+
+    from ..provenance.gc import pid_alive
+
+    removed = []
+    base = Path(root or tempfile.gettempdir())
+    for folder in base.glob(TMP_PREFIX + "*"):
+        try:
+            if folder.stat().st_uid != os.getuid() or not folder.is_dir():
+                continue
+            owner = json.loads((folder / _OWNER).read_text())
+            if pid_alive(int(owner["pid"]), owner.get("create_time")):
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def _run_worker(
@@ -346,6 +399,9 @@ def _run_worker(
         env["MPLBACKEND"] = INLINE_BACKEND  # a kernel sets the same for itself
         env["JPY_PARENT_PID"] = str(os.getpid())  # jupyter_client gives a kernel this
     env["IPYTHONDIR"] = str(tmp / "ipython")  # no profile: no user startup code
+    # Kernel connection files go into the private folder too, so a kill -9 leaves none
+    # in the user's runtime dir (the folder itself is removed by the next run).
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp / "runtime")
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     cwd = path.resolve().parent

@@ -632,6 +632,91 @@ def _kernel_line(tb: str, count: int | None) -> int | None:
     return None
 
 
+# -- processes the notebook started (field case G12) ------------------------------------
+
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def become_subreaper() -> bool:
+    """Make this process the one that inherits every orphan below it (Linux prctl).
+
+    A process the notebook starts in a new session (``start_new_session=True``, daemons,
+    local servers) and whose parent then exits is re-parented here instead of to init,
+    so :func:`kill_descendants` finds it. Returns False where prctl is not available.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def kill_descendants() -> list[str]:
+    """SIGKILL every process below this one and reap it; returns their command lines.
+
+    Repeats until none is left (one may fork while its siblings die).
+    """
+    import psutil
+
+    me = psutil.Process()
+    killed: list[str] = []
+    for _round in range(10):
+        try:
+            kids = [k for k in me.children(recursive=True) if k.status() != psutil.STATUS_ZOMBIE]
+        except psutil.Error:
+            kids = []
+        if not kids:
+            break
+        for kid in kids:
+            try:
+                killed.append(" ".join(kid.cmdline())[:200] or kid.name())
+            except psutil.Error:
+                pass
+            try:
+                kid.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(kids, timeout=2)
+    _reap()
+    return killed
+
+
+def _reap() -> None:
+    """Collect exit statuses of dead children (orphans re-parented here are children)."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def watch_parent(interval: float = 0.25) -> None:
+    """End this worker, with everything below it, when nb-smoke itself dies (kill -9).
+
+    A daemon thread compares ``os.getppid()`` with the parent at start; a parent that
+    dies re-parents this process, the thread kills the descendants and exits. (A
+    ``PR_SET_PDEATHSIG`` SIGKILL would leave the descendants to init.)
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                kill_descendants()
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nb-smoke-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec_path, events_path = argv
@@ -639,6 +724,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.load(fh)
     events = _Events(events_path)
     started = time.monotonic()
+    become_subreaper()
+    watch_parent()
     try:
         if spec["mode"] == "kernel":
             run_kernel_mode(spec, events)
@@ -651,9 +738,18 @@ def main(argv: list[str] | None = None) -> int:
             evalue=str(exc),
             traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
         )
+        _end_processes(events)
         return 3
+    _end_processes(events)
     events.emit(event="done", seconds=time.monotonic() - started)
     return 0
+
+
+def _end_processes(events: _Events) -> None:
+    """Kill what the notebook left running; say so in an event the report turns into a note."""
+    killed = [c for c in kill_descendants() if "ipykernel_launcher" not in c]
+    if killed:
+        events.emit(event="leftovers", processes=killed)
 
 
 if __name__ == "__main__":
