@@ -289,3 +289,62 @@ def _tmp_folders(process) -> list[str]:
         return [str(Path(a).parent) for a in process.cmdline() if a.endswith("spec.json")]
     except psutil.Error:
         return []
+
+
+# -- G13: a jupytext pair is checked once, from the inputs Jupyter opens -----------------------
+PAIRED_PY = """# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %%
+threshold = 1
+
+# %%
+print(threshold + 1)
+"""
+
+
+def _pair(tmp_path: Path, newer: str) -> tuple[Path, Path]:
+    """analysis.ipynb + analysis.py synced by jupytext, then the .py edited; ``newer``
+    says which file has the later modification time."""
+    import os
+
+    py = tmp_path / "analysis.py"
+    py.write_text(PAIRED_PY)
+    subprocess.run([str(BIN / "jupytext"), "--sync", str(py)], check=True, capture_output=True)
+    ipynb = tmp_path / "analysis.ipynb"
+    assert ipynb.exists()
+    py.write_text(PAIRED_PY.replace("print(threshold + 1)", "print(cutoff + 1)"))
+    base = ipynb.stat().st_mtime
+    os.utime(py, (base + 5, base + 5) if newer == "py" else (base - 5, base - 5))
+    return ipynb, py
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_g13_newer_text_file_gives_the_inputs_and_one_verdict(tmp_path, mode):
+    ipynb, py = _pair(tmp_path, newer="py")
+    for args in ([str(ipynb)], [str(ipynb), str(py)], ["--jupytext", str(tmp_path)]):
+        proc, report = smoke_json(tmp_path, *args, "--mode", mode, "--no-lint")
+        assert len(report["notebooks"]) == 1, (args, report["notebooks"])
+        entry = report["notebooks"][0]
+        assert proc.returncode == 1, (args, proc.stdout)
+        assert entry["failure"]["ename"] == "NameError" and entry["failure"]["cell_index"] == 1
+        assert any(n["kind"] == "jupytext_pair" for n in entry["notices"])
+    assert "threshold + 1" in ipynb.read_text()  # nothing was written
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_g13_newer_ipynb_with_other_inputs_is_refused_in_one_line(tmp_path, mode):
+    ipynb, py = _pair(tmp_path, newer="ipynb")
+    proc, report = smoke_json(tmp_path, str(ipynb), str(py), "--mode", mode, "--no-lint")
+    assert proc.returncode == 2
+    assert len(report["notebooks"]) == 1
+    assert "jupytext pair out of sync" in report["notebooks"][0]["error"]
+    lines = [ln for ln in proc.stdout.splitlines() if "out of sync" in ln]
+    assert len(lines) == 1 and "jupytext --sync" in lines[0]

@@ -41,6 +41,7 @@ from ..parameters import validate_parameters
 from .convert import SpecCell, build_cells, kernel_only_reasons
 from .lint import lint_notebook
 from .options import RAISES_TAG, SmokeOptions
+from .pairs import inputs_as_jupyter_opens, one_per_pair
 from .results import (
     ERROR,
     FAILED,
@@ -107,7 +108,7 @@ def smoke_notebooks(
     options = options or SmokeOptions()
     started = time.monotonic()
     remove_stale_folders()  # left by an nb-smoke killed with -9
-    notebooks = list(discover_notebooks(paths, jupytext=options.jupytext))
+    notebooks = one_per_pair(discover_notebooks(paths, jupytext=options.jupytext), read_notebook)
     kernels = installed_kernelspecs() if not options.lint_only else {}
     results: list[NotebookResult | None] = [None] * len(notebooks)
     lock = threading.Lock()
@@ -152,7 +153,9 @@ def check_notebook(
     started = time.monotonic()
     result = NotebookResult(path=str(path), mode="lint" if options.lint_only else options.mode)
     try:
-        nb = read_notebook(path)
+        nb, pair_note = inputs_as_jupyter_opens(path, read_notebook(path))
+        if pair_note:
+            result.notices.append(Notice("jupytext_pair", pair_note, strict=False))
         if options.lint or options.lint_only:
             result.findings = lint_notebook(nb)
         if not options.lint_only:
