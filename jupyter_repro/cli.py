@@ -22,7 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jupyter_repro.smoke.cli",
     "jupyter_repro.batch.cli",
     "jupyter_repro.reproduce.cli",
-    "jupyter_repro.server",
+    "jupyter_repro.server.cli",
 )
 
 
