@@ -373,7 +373,7 @@ def remove_stale_folders(root: str | Path | None = None) -> list[Path]:
     """
     import shutil
 
-    from ..provenance.gc import pid_alive
+    from ..processes import pid_alive
 
     removed = []
     base = Path(root or tempfile.gettempdir())
