@@ -98,3 +98,42 @@ def test_g05_grid_and_p_values_keep_their_types(tmp_path):
     path = client(uri).download_artifacts(run.info.run_id, "")
     text = "".join(p.read_text(errors="replace") for p in Path(path).rglob("*.ipynb"))
     assert "weight 5.0 3 4 tuple" in text
+
+
+# -- G12: nothing a run started survives it -----------------------------------------------------
+@pytest.mark.slow
+def test_g12_detached_children_of_a_run_are_gone_after_it(tmp_path):
+    import time
+
+    uri = ready_store(tmp_path)
+    cell = (
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], "
+        "start_new_session=True)\n"
+        "q = subprocess.run([sys.executable, '-c', \"import subprocess, sys; p = subprocess.Popen("
+        "[sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True); "
+        'print(p.pid)"], capture_output=True, text=True)\n'
+        "open('pids.txt', 'w').write(f'{p.pid} {q.stdout.strip()}')\n"
+        "if fail: raise ValueError('fails after starting them')"
+    )
+    nb = _repo(tmp_path, "g12.ipynb", ("fail = False", ["parameters"]), cell)
+    for fail in ("False", "True"):
+        proc = batch(nb, "-p", "fail", fail, "--experiment", "g12", cwd=tmp_path, uri=uri)
+        assert proc.returncode == (1 if fail == "True" else 0), proc.stdout + proc.stderr
+        pids = [int(x) for x in (tmp_path / "pids.txt").read_text().split()]
+        assert len(pids) == 2
+        deadline = time.monotonic() + 15
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in pids if _running(p)]
+            time.sleep(0.3)
+        assert not alive, f"still running after the run (fail={fail}): {alive}"
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..processes import create_time, host_key, kill_children, kill_tree, pid_alive
+from ..processes import (
+    create_time,
+    host_key,
+    kill_children,
+    kill_tree,
+    pid_alive,
+    subreaper_preexec,
+)
 from ..provenance.env import environment_fingerprint
 from ..provenance.gc import Heartbeat, heartbeat_tags
 from ..provenance.mlflow_log import (
@@ -289,6 +296,10 @@ def _kernel_manager_class(
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             kw["env"] = {**(kw.get("env") or os.environ), **env}
             kw["cwd"] = cwd
+            # The kernel inherits the orphans of everything the notebook starts (a
+            # process in its own session whose parent exited, field case G12), so they
+            # stay in its tree: shutdown_kernel and kill_kernel kill them with it.
+            kw["preexec_fn"] = subreaper_preexec()
             with open(stderr_path, "ab") as err:
                 kw["stderr"] = err
                 await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -298,6 +309,14 @@ def _kernel_manager_class(
                 state.kernel_pid = pid if state.kernel_started is not None else None
             if state.stopping or state.timed_out:
                 state.kill_kernel()  # a stop that arrived while the kernel was starting
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            # The notebook is done: what it left running (children, detached grandchildren
+            # re-parented to the kernel) goes first, then the kernel shuts down as usual.
+            pid = getattr(self.provisioner, "pid", None)
+            if isinstance(pid, int) and not restart:
+                kill_children(pid)
+            await super()._async_shutdown_kernel(now=now, restart=restart)
 
     return RunKernelManager
 

@@ -629,25 +629,12 @@ def _kernel_line(tb: str, count: int | None) -> int | None:
 
 # -- processes the notebook started (field case G12) ------------------------------------
 
-_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
-
 
 def become_subreaper() -> bool:
-    """Make this process the one that inherits every orphan below it (Linux prctl).
+    """See :func:`jupyter_repro.processes.become_subreaper` (orphans stay below us)."""
+    from jupyter_repro.processes import become_subreaper as _become
 
-    A process the notebook starts in a new session (``start_new_session=True``, daemons,
-    local servers) and whose parent then exits is re-parented here instead of to init,
-    so :func:`kill_descendants` finds it. Returns False where prctl is not available.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    return _become()
 
 
 def kill_descendants() -> list[str]:
