@@ -155,3 +155,28 @@ def test_code_script_mode_cannot_reproduce_runs_in_kernel_mode(tmp_path, nb, sou
     assert notes and "run in kernel mode" in notes[0]["message"]
     assert notes[0]["cell_index"] == 1
     assert "run in kernel mode" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("source", "routed"),
+    [
+        ("get_ipython().kernel.do_shutdown(False)", True),
+        ("'ipykernel' in sys.modules", True),
+        ("from ipywidgets import interact", True),
+        ("interact(f, x=1)", True),
+        ("import comm", True),
+        ("%matplotlib ipympl", True),
+        ("%qtconsole", True),
+        # look-alikes stay in script mode
+        ("agent.interact(env)", False),
+        ("import community", False),
+        ("svm = SVC(kernel='rbf')\nsvm.kernel", False),
+        ("%matplotlib inline", False),
+        ("# mentions nothing", False),
+    ],
+)
+def test_kernel_only_detection(source, routed):
+    from jupyter_repro.smoke.convert import SpecCell, kernel_only_reasons
+
+    cell = SpecCell(0, None, None, source, (), "run")
+    assert bool(kernel_only_reasons([cell])) is routed

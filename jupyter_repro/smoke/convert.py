@@ -95,7 +95,8 @@ KERNEL_ONLY: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (
         re.compile(
-            r"^\s*(?:import|from)\s+comm\b|\bipywidgets\b|\binteract(?:ive|_manual)?\(", re.M
+            r"^\s*(?:import|from)\s+comm\b|\bipywidgets\b|(?<![.\w])interact(?:ive|_manual)?\(",
+            re.M,
         ),
         "uses comms or ipywidgets, which need a kernel",
     ),
