@@ -39,7 +39,7 @@ G06_BODY = (
 def test_g06_notebook_with_its_own_experiment_runs_and_is_linked(tmp_path):
     uri = ready_store(tmp_path)
     nb = _repo(tmp_path, "g06_train.ipynb", ("lr = 0.1", ["parameters"]), G06_BODY)
-    proc = batch(nb, "-p", "lr", "0.2", "--experiment", "g06", cwd=tmp_path, uri=uri)
+    proc = batch(nb, "-p", "lr", "0.2", "--experiment", "g06", cwd=tmp_path, uri=uri, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [run] = runs_of(uri, "g06")
     assert run.info.status == "FINISHED"
@@ -64,7 +64,7 @@ def test_g06_plain_start_run_still_logs_into_the_batch_run(tmp_path):
         "with mlflow.start_run(nested=True):\n    pass\n"
     )
     nb = _repo(tmp_path, "plain.ipynb", ("lr = 0.1", ["parameters"]), body)
-    proc = batch(nb, "-p", "lr", "0.5", "--experiment", "plain", cwd=tmp_path, uri=uri)
+    proc = batch(nb, "-p", "lr", "0.5", "--experiment", "plain", cwd=tmp_path, uri=uri, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = runs_of(uri, "plain")
     top = [r for r in runs if "jupyter_repro.batch.run_id" not in r.data.tags]
@@ -88,7 +88,7 @@ def test_g05_grid_and_p_values_keep_their_types(tmp_path):
     (tmp_path / "grid.yaml").write_text("class_weight: [{0: 1.0, 1: 5.0}]\n")
     proc = batch(
         nb, "--grid", tmp_path / "grid.yaml", "-p", "shape", "(3, 4)", "--experiment", "g05",
-        cwd=tmp_path, uri=uri,
+        cwd=tmp_path, uri=uri, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [run] = runs_of(uri, "g05")
@@ -118,7 +118,9 @@ def test_g12_detached_children_of_a_run_are_gone_after_it(tmp_path):
     )
     nb = _repo(tmp_path, "g12.ipynb", ("fail = False", ["parameters"]), cell)
     for fail in ("False", "True"):
-        proc = batch(nb, "-p", "fail", fail, "--experiment", "g12", cwd=tmp_path, uri=uri)
+        proc = batch(
+            nb, "-p", "fail", fail, "--experiment", "g12", cwd=tmp_path, uri=uri, timeout=600
+        )
         assert proc.returncode == (1 if fail == "True" else 0), proc.stdout + proc.stderr
         pids = [int(x) for x in (tmp_path / "pids.txt").read_text().split()]
         assert len(pids) == 2
