@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jupyter_repro.batch.cli",
     "jupyter_repro.reproduce.cli",
     "jupyter_repro.server.cli",
+    "jupyter_repro.reproduce.env_cli",
 )
 
 
