@@ -294,13 +294,18 @@ def validate_parameters(
         Warnings, one line each: a value whose type differs from the default's type.
 
     Raises:
-        ParameterError: the notebook has no ``parameters`` cell, or a name is not assigned
-            by it (papermill only warns, and the notebook's own assignment then silently
+        ParameterError: a value has no Python literal to inject (field case G05), the
+            notebook has no ``parameters`` cell, or a name is not assigned by it (papermill only warns, and the notebook's own assignment then silently
             wins: papermill issue #245). ``allow_unknown=True`` turns both into warnings.
     """
     warnings: list[str] = []
     if not params:
         return warnings
+    for name, value in params.items():
+        try:
+            python_literal(value)
+        except ValueError as exc:
+            raise ParameterError(path, f"parameter '{name}': {exc}") from None
     if find_parameters_cell(nb) is None:
         message = (
             "has no cell tagged 'parameters': injected values would go above the notebook's "
@@ -343,12 +348,71 @@ def _same_kind(default: Any, value: Any) -> bool:
     return type(default) is type(value) or value is None
 
 
+def python_literal(value: Any) -> str:
+    """Python source that evaluates to exactly ``value`` (same types, nested too).
+
+    Replaces papermill's ``PythonTranslator`` for injection: it falls back to ``str()``
+    for tuples and sets (papermill issue #586: ``(-1, 1)`` arrives as the string
+    ``"(-1, 1)"``) and quotes every dict key (issue #484: ``{0: 1.0}`` arrives as
+    ``{"0": 1.0}``). Field case G05. ``None``, bools, ints, floats (``nan``/``inf`` as
+    ``float('nan')``/``float('inf')``), complex, str, bytes, and lists, tuples, sets,
+    frozensets and dicts of those are supported.
+
+    Raises:
+        ValueError: a value of any other type (it could only be injected as text).
+    """
+    if value is None or isinstance(value, (bool, int, str, bytes)):
+        return repr(value)
+    if isinstance(value, float):
+        if value != value:
+            return "float('nan')"
+        if value in (float("inf"), float("-inf")):
+            return "float('inf')" if value > 0 else "-float('inf')"
+        return repr(value)
+    if isinstance(value, complex):
+        if any(x != x or x in (float("inf"), float("-inf")) for x in (value.real, value.imag)):
+            return f"complex({python_literal(value.real)}, {python_literal(value.imag)})"
+        return repr(value)
+    if type(value) is list:
+        return "[" + ", ".join(python_literal(v) for v in value) + "]"
+    if type(value) is tuple:
+        items = [python_literal(v) for v in value]
+        return "(" + items[0] + ",)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+    if type(value) in (set, frozenset):
+        items = sorted(python_literal(v) for v in value)  # stable text for one set
+        body = "{" + ", ".join(items) + "}" if items else ""
+        if type(value) is frozenset:
+            return f"frozenset({body})"
+        return body or "set()"
+    if type(value) is dict:
+        pairs = (f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    raise ValueError(
+        f"a {type(value).__name__} ({value!r}) cannot be injected as Python source; give a "
+        "literal (number, string, bytes, None, or a list, tuple, set or dict of those)"
+    )
+
+
+def injected_source(params: Mapping[str, Any]) -> str:
+    """The injected parameters cell's code: papermill's layout, values as Python literals."""
+    lines = ["# Parameters"]
+    for name, value in params.items():
+        lines.append(f"{name} = {python_literal(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def inject_parameters(nb, params: Mapping[str, Any]):
     """A copy of ``nb`` with an ``injected-parameters`` cell after the parameters cell.
 
-    Uses papermill's own ``parameterize_notebook`` (its Python translator renders lists
-    and dicts as Python literals because the values here are already typed), so the
-    notebook runs exactly as ``papermill -p`` would run it. The input is not modified.
+    Uses papermill's own ``parameterize_notebook`` for where the cell goes and the
+    notebook metadata, so the notebook runs as ``papermill -p`` would run it, but the
+    cell's code comes from :func:`injected_source`: every value evaluates to exactly the
+    value given (papermill's translator turns tuples, sets and int dict keys into
+    strings). The input is not modified.
+
+    Raises:
+        ValueError: a value that has no Python literal (see :func:`python_literal`);
+            :func:`validate_parameters` reports those first, naming the notebook.
     """
     import nbformat
     from papermill.parameterize import parameterize_notebook
@@ -361,4 +425,9 @@ def inject_parameters(nb, params: Mapping[str, Any]):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if not isinstance(tags, list):
             cell["metadata"]["tags"] = []
-    return parameterize_notebook(nb, dict(params), kernel_name="python3", language="python")
+    source = injected_source(params)
+    out = parameterize_notebook(nb, dict(params), kernel_name="python3", language="python")
+    for cell in out.cells:
+        if INJECTED_TAG in cell.get("metadata", {}).get("tags", []):
+            cell["source"] = source
+    return out

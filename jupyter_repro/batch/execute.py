@@ -36,6 +36,7 @@ from ..provenance.names import (
     STATUS_REASON,
     RunStatus,
 )
+from .notebook_mlflow import link_notebook_runs, notebook_mlflow_env
 from .papermill_call import (
     describe_failure,
     execute_notebook,
@@ -190,11 +191,7 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     nb = inject_parameters(
         papermill_ready(without_outputs(read_notebook(spec.notebook))), spec.params
     )
-    kernel_env = {
-        "MLFLOW_RUN_ID": run.run_id,
-        "MLFLOW_TRACKING_URI": spec.uri,
-        "MLFLOW_EXPERIMENT_ID": spec.experiment_id,
-    }
+    kernel_env = notebook_mlflow_env(nb, spec.uri, spec.experiment_id, run.run_id)
     km_class = kernel_manager_class(state, kernel_env, run.stderr_log, spec.cwd)
 
     def on_timeout() -> None:
@@ -294,6 +291,7 @@ def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
         kernel_stderr=kernel_stderr[-KERNEL_STDERR_CHARS:],
     )
     try:
+        link_notebook_runs(spec.uri, run.run_id)
         close_run(spec.uri, run.run_id, finished, run.provenance)
     except Exception as exc:  # logging failed: the run still gets its real status
         first = (str(exc).strip().splitlines() or [""])[0][:300]

@@ -195,11 +195,20 @@ class FinishedRun:
 
 
 def format_param(value: Any) -> str:
-    """How a parameter value appears in MLflow: strings as is, anything else as ``repr``.
+    """How a parameter value appears in MLflow: strings as is, anything else as the Python
+    source the notebook received (:func:`jupyter_repro.parameters.python_literal`).
 
-    So ``lr = 1e-3`` is ``0.001`` and ``layers = [16, 16]`` is ``[16, 16]``.
+    So ``lr = 1e-3`` is ``0.001``, ``layers = [16, 16]`` is ``[16, 16]``, a tuple
+    ``(3, 4)`` and ``{0: 1.0}`` keep their types' spelling (field case G05).
     """
-    return value if isinstance(value, str) else repr(value)
+    from ..parameters import python_literal
+
+    if isinstance(value, str):
+        return value
+    try:
+        return python_literal(value)
+    except Exception:
+        return repr(value)
 
 
 def _client(uri: str):

@@ -248,7 +248,8 @@ class _Configured:
 
 def run(args: argparse.Namespace) -> int:
     """Run nb-smoke for parsed arguments; returns the exit code."""
-    from ..notebook import discover_notebooks
+    from ..notebook import discover_notebooks, read_notebook
+    from .pairs import one_per_pair
     from .run import smoke_files
 
     configured = _Configured(args)
@@ -258,13 +259,14 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.json, "--json")
     check_writable(args.junit_xml, "--junit-xml")
     check_writable(args.sarif, "--sarif")
-    notebooks = list(discover_notebooks(args.paths, jupytext=options.jupytext))
-    inputs = [*notebooks, *args.paths]
+    found = list(discover_notebooks(args.paths, jupytext=options.jupytext))
+    inputs = [*found, *args.paths]  # both files of a jupytext pair are inputs
     check_report_path(args.json, "--json", inputs)
     check_report_path(args.junit_xml, "--junit-xml", [*inputs, *filter(None, [args.json])])
     check_report_path(
         args.sarif, "--sarif", [*inputs, *filter(None, [args.json, args.junit_xml])]
     )
+    notebooks = one_per_pair(found, read_notebook)  # a jupytext pair is checked once
     if not notebooks:
         print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
