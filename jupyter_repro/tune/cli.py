@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import ReproError
 
@@ -99,6 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--heartbeat-interval", type=float, default=30.0, help=argparse.SUPPRESS)
     t.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     t.set_defaults(func=tune_command)
+    extend_gc(subparsers)
 
 
 def tune_command(args: argparse.Namespace) -> int:
@@ -146,3 +148,38 @@ def tune_command(args: argparse.Namespace) -> int:
 
         write_json_atomic(args.json, report.to_dict())
     return report.exit_code
+
+
+def extend_gc(subparsers: argparse._SubParsersAction) -> None:
+    """Give ``jupyter-repro gc`` its Optuna half: ``--storage URL`` (default: the
+    ``optuna.db`` beside the MLflow sqlite store, when it exists) — RUNNING trials whose
+    ``tune`` is gone end FAIL, after the MLflow runs are ended (:mod:`.gc`)."""
+    g = subparsers.choices.get("gc")
+    if g is None:
+        return
+    g.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage whose dangling trials to fail (default: optuna.db beside the "
+        "MLflow sqlite store, if it exists)",
+    )
+    runs_gc = g.get_default("func")
+
+    def gc_with_trials(args: argparse.Namespace) -> int:
+        from ..provenance.store import resolve_tracking_uri, sqlite_path
+        from .gc import gc_trials
+        from .storage import public_url, resolve_storage
+
+        code = runs_gc(args)
+        uri = resolve_tracking_uri(args.tracking_uri)
+        url = resolve_storage(args.storage, uri)
+        db = sqlite_path(url)
+        if args.storage is None and (db is None or not db.exists()):
+            return code  # no tune ever ran against this store
+        count = gc_trials(url, args.stale_after, args.dry_run)
+        verb = "would mark FAIL" if args.dry_run else "marked FAIL"
+        print(f"{count} dangling trial(s) {verb} in {public_url(url)}", file=sys.stderr)
+        return code
+
+    g.set_defaults(func=gc_with_trials)

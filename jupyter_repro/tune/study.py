@@ -507,9 +507,13 @@ class _Tuner:
         TS = optuna.trial.TrialState
         o, r = self.options, self.runs
         run_id, status, reason = result.run_id, result.status, result.reason
-        value = result.metrics.get(o.metric) if status == "FINISHED" else None
-        if status == "FINISHED" and value is None and run_id:
-            value = _mlflow_metric(r.uri, run_id, o.metric)
+        value = None
+        if status == "FINISHED":
+            # The value MLflow shows for the run (its latest: highest step, then newest),
+            # whether ``record`` or the notebook's own ``mlflow.log_metric`` logged it.
+            value = _mlflow_metric(r.uri, run_id, o.metric) if run_id else None
+            if value is None:
+                value = result.metrics.get(o.metric)
         if run_id:
             trial.set_user_attr(RUN_ID_ATTR, run_id)
             trial.set_user_attr(RUN_URL_ATTR, run_url(o.mlflow_ui, r.uri, r.experiment_id, run_id))
