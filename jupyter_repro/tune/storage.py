@@ -37,7 +37,9 @@ def public_url(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).set(username=None, password=None).render_as_string(hide_password=False)
+        # URL is a named tuple: ``set(username=None)`` would mean "leave as is".
+        bare = make_url(url)._replace(username=None, password=None)
+        return bare.render_as_string(hide_password=False)
     except Exception:  # not a URL sqlalchemy knows: keep only the scheme
         return url.split("://", 1)[0] + "://…"
 
