@@ -477,7 +477,7 @@ class _Tuner:
         except Exception as exc:  # a space.py that raised, or a name the probe never saw
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             trial.set_user_attr(REASON_ATTR, reason)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _tell(self.study, trial, None, optuna.trial.TrialState.FAIL)
             self.report.trials.append(
                 TrialOutcome(trial.number, "FAIL", None, dict(trial.params), None, None, reason)
             )
@@ -507,6 +507,18 @@ class _Tuner:
         TS = optuna.trial.TrialState
         o, r = self.options, self.runs
         run_id, status, reason = result.run_id, result.status, result.reason
+        told = self.storage.get_trial(trial._trial_id)
+        if told.state.is_finished():  # told already (an error came right after the tell)
+            return TrialOutcome(
+                trial.number,
+                told.state.name,
+                told.value,
+                dict(spec.params),
+                run_id,
+                status,
+                told.user_attrs.get(REASON_ATTR, ""),
+                time.time() - t0,
+            )
         value = None
         if status == "FINISHED":
             # The value MLflow shows for the run (its latest: highest step, then newest),
@@ -535,9 +547,7 @@ class _Tuner:
                 )
         if state is not TS.COMPLETE and reason:
             trial.set_user_attr(REASON_ATTR, reason[:2000])
-        frozen = self.study.tell(
-            trial, value if state is TS.COMPLETE else None, state=state, skip_if_finished=True
-        )
+        frozen = _tell(self.study, trial, value if state is TS.COMPLETE else None, state)
         if run_id:
             try:
                 set_tags(r.uri, run_id, {channel.STATE_TAG: state.name})
@@ -605,8 +615,9 @@ class _Tuner:
                         for fut in done:
                             trial, spec, t0 = self.inflight[fut]
                             result = _result_of(fut, spec)
-                            self._record(self._finish_trial(trial, spec, t0, result))
+                            outcome = self._finish_trial(trial, spec, t0, result)
                             del self.inflight[fut]
+                            self._record(outcome)
                 except _Stop as stop:
                     self.report.interrupted = stop.signum
                     status, why = "KILLED", f"tune interrupted ({stop})"
@@ -622,17 +633,14 @@ class _Tuner:
                     if self.asked is not None:  # stopped between ask and submit
                         trial, self.asked = self.asked, None
                         trial.set_user_attr(REASON_ATTR, why or "tune stopped")
-                        self.study.tell(
-                            trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True
-                        )
+                        _tell(self.study, trial, None, optuna.trial.TrialState.FAIL)
                     for fut, (trial, spec, t0) in list(self.inflight.items()):
                         if fut.done() and not fut.cancelled():
                             result = _result_of(fut, spec)
                         else:
                             result = RunResult.not_started(spec, why or "tune stopped")
-                        outcome = self._finish_trial(trial, spec, t0, result)
-                        self._record(outcome)
                         del self.inflight[fut]
+                        self._record(self._finish_trial(trial, spec, t0, result))
                     if self.report.interrupted:
                         close_orphans(r.uri, r.experiment_id, r.batch_id, "KILLED")
                     else:
@@ -700,6 +708,21 @@ class _Tuner:
                 rep.warnings.append(f"--notify-command exited with {done.returncode}")
         except (OSError, subprocess.TimeoutExpired) as exc:
             rep.warnings.append(f"--notify-command failed: {exc}")
+
+
+def _tell(study: Any, trial: Any, value: float | None, state: Any) -> Any:
+    """``study.tell`` for ask-and-tell outside ``Study.optimize``.
+
+    ``GridSampler.after_trial`` calls ``study.stop()`` once the grid is covered, which
+    raises RuntimeError outside ``optimize``; Optuna stores the trial's state anyway (in
+    a ``finally``), so that error only means "the grid is done" (:func:`_grid_done`).
+    """
+    try:
+        return study.tell(trial, value, state=state, skip_if_finished=True)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+        return study._storage.get_trial(trial._trial_id)
 
 
 def _grid_done(study: Any) -> bool:
