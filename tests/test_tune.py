@@ -309,48 +309,8 @@ def test_pruned_trials_stop_their_notebook_and_conditional_space_is_injected(tmp
 
 @pytest.mark.slow
 def test_sigkill_of_tune_then_gc_leaves_nothing_running(tmp_path):
-    pid_dir = tmp_path / "pids"
-    pid_dir.mkdir()
-    nb = make_notebook(
-        tmp_path / "sleepy.ipynb",
-        ("i = 0", ["parameters"]),
-        "import os, time\n"
-        f"open(os.path.join({str(pid_dir)!r}, str(os.getpid())), 'w').close()\n"
-        "time.sleep(300)",
-    )
-    (tmp_path / "space.yaml").write_text("i: {type: int, low: 0, high: 9}\n")
-    uri = ready_store(tmp_path / "store")
-    storage = f"sqlite:///{tmp_path / 'store' / 'optuna.db'}"
-    log = (tmp_path / "tune.log").open("w")
-    proc = subprocess.Popen(
-        [
-            cli("jupyter-repro"),
-            "tune",
-            str(nb),
-            "--space",
-            "space.yaml",
-            "--trials",
-            "3",
-            "--metric",
-            "m",
-            "-j",
-            "2",
-            "--heartbeat-interval",
-            "1",
-        ],
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-        start_new_session=True,
-        stdin=subprocess.DEVNULL,
-    )
+    proc, uri, storage, pid_dir = _sleepy_study(tmp_path)
     try:
-        wait_for(
-            lambda: len(list(pid_dir.iterdir())) == 2 and len(running_trials(storage)) == 2,
-            240,
-            "two trials sleeping",
-        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         # The workers see their tune gone and end their runs KILLED themselves.
@@ -376,10 +336,86 @@ def test_sigkill_of_tune_then_gc_leaves_nothing_running(tmp_path):
         assert not running_trials(storage)
         runs = runs_of(uri, "sleepy")
         assert len(runs) == 3 and not [r for r in runs if r.info.status == "RUNNING"]
-        study = load(storage, "sleepy")
-        for t in study.trials:
+        for t in load(storage, "sleepy").trials:
             assert "is gone" in t.user_attrs["jupyter_repro.fail_reason"]
     finally:
         proc.kill()
         kill_pids(p.name for p in pid_dir.iterdir())
-        log.close()
+
+
+def _sleepy_study(tmp_path, trials: int = 3):
+    """Start ``tune`` (its own session) on a notebook whose trials sleep; wait for two."""
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    nb = make_notebook(
+        tmp_path / "sleepy.ipynb",
+        ("i = 0", ["parameters"]),
+        "import os, time\n"
+        f"open(os.path.join({str(pid_dir)!r}, str(os.getpid())), 'w').close()\n"
+        "time.sleep(300)",
+    )
+    (tmp_path / "space.yaml").write_text("i: {type: int, low: 0, high: 9}\n")
+    uri = ready_store(tmp_path / "store")
+    storage = f"sqlite:///{tmp_path / 'store' / 'optuna.db'}"
+    log = (tmp_path / "tune.log").open("w")
+    proc = subprocess.Popen(
+        [
+            cli("jupyter-repro"),
+            "tune",
+            str(nb),
+            "--space",
+            "space.yaml",
+            "--trials",
+            str(trials),
+            "--metric",
+            "m",
+            "-j",
+            "2",
+            "--heartbeat-interval",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    log.close()
+    try:
+        wait_for(
+            lambda: len(list(pid_dir.iterdir())) == 2 and len(running_trials(storage)) == 2,
+            300,
+            "two trials sleeping",
+        )
+    except AssertionError:
+        proc.kill()
+        kill_pids(p.name for p in pid_dir.iterdir())
+        raise AssertionError((tmp_path / "tune.log").read_text()) from None
+    return proc, uri, storage, pid_dir
+
+
+@pytest.mark.slow
+def test_sigterm_fails_in_flight_trials_and_kills_their_runs(tmp_path):
+    proc, uri, storage, pid_dir = _sleepy_study(tmp_path)
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(120) == 143, (tmp_path / "tune.log").read_text()
+        study = load(storage, "sleepy")
+        assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]  # the 3rd never asked
+        for t in study.trials:
+            assert "interrupted" in t.user_attrs["jupyter_repro.fail_reason"]
+        runs = runs_of(uri, "sleepy")
+        trial_runs = [r for r in runs if "jupyter_repro.tune.trial" in r.data.tags]
+        assert sorted(r.info.status for r in trial_runs) == ["KILLED", "KILLED"]
+        assert [r.info.status for r in runs if r not in trial_runs] == ["KILLED"]  # study run
+        assert not [p for p in pid_dir.iterdir() if _alive(int(p.name))]  # kernels gone
+    finally:
+        proc.kill()
+        kill_pids(p.name for p in pid_dir.iterdir())
+
+
+def _alive(pid: int) -> bool:
+    from batch_support import pid_running
+
+    return pid_running(pid)
