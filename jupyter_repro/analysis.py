@@ -16,6 +16,9 @@ Rules (where they come from: Python's execution model, "Naming and binding"):
 - A function body runs later, when the function is called: the globals it reads are kept
   apart in :attr:`CellAnalysis.function_reads` and counted as reads of whichever cell
   *calls* the function (see :func:`resolve_calls`). Decorators and defaults run at once.
+  Which names a body reads as globals is decided by Python's compiler (:mod:`symtable`),
+  not by a hand-written walk, so nested comprehensions, lambdas, class bodies,
+  ``nonlocal`` and ``global`` resolve exactly as when the function runs.
 - A class body runs at once in its own scope; its methods are functions.
 - ``x.append(..)``, ``x[i] = ..``, ``x.a = ..``, ``x += ..``, ``del x[i]``,
   ``x.m(.., inplace=True)``, ``f(.., out=x)``, ``np.copyto(x, ..)`` *possibly mutate* ``x``
@@ -31,7 +34,8 @@ import ast
 import builtins
 import os
 import re
-from collections.abc import Iterable, Mapping
+import symtable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -401,7 +405,8 @@ def _analyze_cached(source: str, transformed: bool) -> CellAnalysis:
     tree = parse_cell(source, transformed)
     if isinstance(tree, SyntaxError):
         return CellAnalysis(syntax_error=tree)
-    visitor = _CellVisitor()
+    code = source if transformed else _safe_transform(source)
+    visitor = _CellVisitor(code)
     for stmt in tree.body:
         visitor.visit(stmt)
     return visitor.result()
@@ -467,7 +472,9 @@ class _ComprehensionScope(set):
 class _CellVisitor(ast.NodeVisitor):
     """Walks module-level statements in execution order."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: str = "") -> None:
+        self.code = code  # the parsed (transformed) source, for the compiler's scopes
+        self._tables: dict[tuple[int, str], symtable.SymbolTable] | None = None
         self.reads: set[str] = set()
         self.defines: set[str] = set()
         self.deletes: set[str] = set()
@@ -681,7 +688,9 @@ class _CellVisitor(ast.NodeVisitor):
         self._visit_arguments_now(node.args)
         if node.returns is not None:
             self.visit(node.returns)
-        free, assigned_globals = _function_free_names(node)
+        if self._tables is None:
+            self._tables = _function_tables(self.code) if self.code else {}
+        free, assigned_globals = _function_free_names(node, self._tables)
         if not self.shadows:
             self.function_reads[node.name] = frozenset(free)
             mutated = _mutated_params(node)
@@ -859,120 +868,88 @@ def _root_name(node: ast.expr) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-def _function_free_names(node: ast.AST) -> tuple[set[str], set[str]]:
+def _function_free_names(
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+    tables: Mapping[tuple[int, str], symtable.SymbolTable] | None = None,
+) -> tuple[set[str], set[str]]:
     """Globals a function body reads (including nested scopes), and globals it assigns.
 
-    A name bound anywhere in a function is local to the whole function (unless declared
-    ``global``/``nonlocal``), so one pass collecting bindings, then one collecting loads,
-    is exact for the function's own scope.
+    The scopes come from Python's own compiler (:mod:`symtable`), so every binding rule
+    holds exactly as at run time: comprehension variables (nested or not), lambda and
+    class-body scopes, ``nonlocal``, ``global`` declarations, walrus targets, ``match``
+    captures, ``except ... as``. A name counts when some scope inside the function
+    references it and the compiler resolves it as a global (implicitly or by ``global``);
+    builtins and IPython's names are left out. The second set holds the names declared
+    ``global`` and assigned (a call rebinds them).
+
+    ``tables`` maps ``(def line, name)`` to the function tables of the whole cell (see
+    :func:`_function_tables`); without it, or when the function is not found there, the
+    function's own source (``ast.unparse``) is analysed alone. A function the compiler
+    rejects (``nonlocal`` of an unknown name) gives two empty sets: it never runs.
     """
+    table = tables.get((node.lineno, node.name)) if tables else None
+    if table is None:
+        table = _standalone_function_table(node)
+    if table is None:
+        return set(), set()
     free: set[str] = set()
     assigned_globals: set[str] = set()
-    _free_in_scope(node, set(), free, assigned_globals)
+    stack = [table]
+    while stack:
+        scope = stack.pop()
+        for symbol in scope.get_symbols():
+            if not symbol.is_global():
+                continue
+            name = symbol.get_name()
+            if symbol.is_referenced():
+                free.add(name)
+            if symbol.is_declared_global() and symbol.is_assigned():
+                assigned_globals.add(name)
+        stack.extend(scope.get_children())
+    if assigned_globals:
+        # `global n; n += 1` reads n too, but the compiler records an augmented target
+        # as a store only.
+        free.update(
+            n.target.id
+            for n in ast.walk(node)
+            if isinstance(n, ast.AugAssign)
+            and isinstance(n.target, ast.Name)
+            and n.target.id in assigned_globals
+        )
     return {n for n in free if not is_builtin_name(n)}, assigned_globals
 
 
-def _scope_children(node: ast.AST) -> Iterable[ast.AST]:
-    """Direct children of a scope's body, not descending into nested scopes."""
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        return node.body
-    if isinstance(node, ast.Lambda):
-        return [node.body]
-    return []
+def _function_tables(code: str) -> dict[tuple[int, str], symtable.SymbolTable]:
+    """Every function scope of a cell's (transformed) code, keyed by ``(def line, name)``.
+
+    Empty when the compiler rejects the cell as a whole (``nonlocal`` at module level);
+    callers then fall back to each function's own source.
+    """
+    try:
+        top = symtable.symtable(code, "<cell>", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    found: dict[tuple[int, str], symtable.SymbolTable] = {}
+    stack = [top]
+    while stack:  # pre-order, so a def comes before the scopes on its own line
+        scope = stack.pop()
+        if scope.get_type() == "function":
+            found.setdefault((scope.get_lineno(), scope.get_name()), scope)
+        stack.extend(reversed(scope.get_children()))
+    return found
 
 
-_SCOPES = (
-    ast.FunctionDef,
-    ast.AsyncFunctionDef,
-    ast.Lambda,
-    ast.ClassDef,
-    ast.ListComp,
-    ast.SetComp,
-    ast.GeneratorExp,
-    ast.DictComp,
-)
-
-
-def _walk_scope(nodes: Iterable[ast.AST]) -> Iterable[ast.AST]:
-    stack = list(nodes)
+def _standalone_function_table(
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+) -> symtable.SymbolTable | None:
+    try:
+        top = symtable.symtable(ast.unparse(node), "<function>", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    stack = [top]
     while stack:
-        n = stack.pop()
-        yield n
-        if isinstance(n, _SCOPES):
-            continue
-        stack.extend(ast.iter_child_nodes(n))
-
-
-def _free_in_scope(
-    node: ast.AST, enclosing: set[str], free: set[str], assigned_globals: set[str]
-) -> None:
-    args = (
-        node.args if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) else None
-    )
-    local: set[str] = set()
-    if args is not None:
-        for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
-            if a is not None:
-                local.add(a.arg)
-    declared_global: set[str] = set()
-    body = list(_scope_children(node))
-    nested: list[ast.AST] = []
-    loads: list[str] = []
-    for n in _walk_scope(body):
-        if isinstance(n, ast.Global):
-            declared_global.update(n.names)
-        elif isinstance(n, ast.Nonlocal):
-            pass
-        elif isinstance(n, ast.Name):
-            if isinstance(n.ctx, ast.Load):
-                loads.append(n.id)
-            else:
-                local.add(n.id)
-        elif isinstance(n, (ast.Import, ast.ImportFrom)):
-            for alias in n.names:
-                if alias.name != "*":
-                    local.add(alias.asname or alias.name.split(".")[0])
-        elif isinstance(n, ast.ExceptHandler) and n.name:
-            local.add(n.name)
-        if n is not node and isinstance(n, _SCOPES):
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                local.add(n.name)
-                for deco in n.decorator_list:
-                    loads.extend(x.id for x in ast.walk(deco) if isinstance(x, ast.Name))
-            nested.append(n)
-    assigned_globals |= declared_global & local
-    local -= declared_global
-    visible = enclosing | local
-    for name in loads:
-        if name not in visible:
-            free.add(name)
-    for inner in nested:
-        if isinstance(inner, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
-            targets = {
-                x.id
-                for gen in inner.generators
-                for x in ast.walk(gen.target)
-                if isinstance(x, ast.Name)
-            }
-            for x in ast.walk(inner):
-                if (
-                    isinstance(x, ast.Name)
-                    and isinstance(x.ctx, ast.Load)
-                    and x.id not in visible
-                    and x.id not in targets
-                ):
-                    free.add(x.id)
-        elif isinstance(inner, ast.ClassDef):
-            for stmt in inner.body:
-                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    _free_in_scope(stmt, visible, free, assigned_globals)
-                else:
-                    for x in ast.walk(stmt):
-                        if (
-                            isinstance(x, ast.Name)
-                            and isinstance(x.ctx, ast.Load)
-                            and x.id not in visible
-                        ):
-                            free.add(x.id)
-        else:
-            _free_in_scope(inner, visible, free, assigned_globals)
+        scope = stack.pop()
+        if scope.get_type() == "function" and scope.get_name() == node.name:
+            return scope
+        stack.extend(reversed(scope.get_children()))
+    return None

@@ -23,7 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jupyter_repro.batch.cli",
     "jupyter_repro.tune.cli",
     "jupyter_repro.reproduce.cli",
-    "jupyter_repro.server",
+    "jupyter_repro.server.cli",
 )
 
 

@@ -102,3 +102,105 @@ def test_string_literals_are_collected():
     assert analyze_cell("df = load('/home/ana/data.csv', sep=',')").strings[0] == (
         "/home/ana/data.csv"
     )
+
+
+# The globals a function body reads, as Python's compiler (symtable) resolves them:
+# source of one cell, function name, globals read, globals declared and assigned.
+FUNCTION_CASES = [
+    pytest.param(  # field case: the inner `i` is the inner comprehension's own variable
+        "def make_df(cols, ind):\n    return {c: [str(c) + str(i) for i in ind] for c in cols}",
+        "make_df", set(), set(), id="nested-comprehension",
+    ),
+    pytest.param(
+        "def f(grid):\n    return [[x * k for x in row if x > lo] for row in grid]",
+        "f", {"k", "lo"}, set(), id="nested-comprehension-globals",
+    ),
+    pytest.param(
+        "def f(xs):\n    return sorted(xs, key=lambda r: r[col] + r[0])",
+        "f", {"col"}, set(), id="lambda",
+    ),
+    pytest.param(
+        "def f():\n    return lambda x, *a, k=dflt, **kw: (x, a, k, kw, y)",
+        "f", {"dflt", "y"}, set(), id="lambda-params-and-default",
+    ),
+    pytest.param(  # a method does not see the class body's names: `b` is a global there
+        "def f():\n    a = 1\n    class K:\n        b = a + g\n"
+        "        def m(self):\n            return b\n    return K",
+        "f", {"g", "b"}, set(), id="class-body",
+    ),
+    pytest.param(
+        "def outer():\n    n = 0\n    def inc():\n        nonlocal n\n        n += step\n"
+        "    inc()\n    return n",
+        "outer", {"step"}, set(), id="nonlocal",
+    ),
+    pytest.param(
+        "def bump():\n    global counter\n    counter += 1",
+        "bump", {"counter"}, {"counter"}, id="global-assigned",
+    ),
+    pytest.param(
+        "def get():\n    global cfg\n    return cfg['a']",
+        "get", {"cfg"}, set(), id="global-read-only",
+    ),
+    pytest.param(
+        "def outer():\n    def inner():\n        global made\n        made = 1\n    inner()",
+        "outer", set(), {"made"}, id="global-in-nested-function",
+    ),
+    pytest.param(  # PEP 572: the walrus binds `hit` in the function, not the comprehension
+        "def f(rows):\n    if any((hit := r) > limit for r in rows):\n        return hit",
+        "f", {"limit"}, set(), id="walrus-in-comprehension",
+    ),
+    pytest.param(
+        "def f(cmd):\n    match cmd:\n        case Point(x=px):\n            return px + offset\n"
+        "        case {'k': v, **rest}:\n            return v, rest\n"
+        "        case [first, *others]:\n            return first, others\n"
+        "        case _:\n            return default",
+        "f", {"Point", "offset", "default"}, set(), id="match",
+    ),
+    pytest.param(
+        "def f():\n    try:\n        return g()\n    except Oops as err:\n        return err",
+        "f", {"g", "Oops"}, set(), id="except-as",
+    ),
+    pytest.param(
+        "def f():\n    @cache\n    def g(a=dflt):\n        import os\n        return os.sep + a\n"
+        "    return g",
+        "f", {"cache", "dflt"}, set(), id="nested-def-decorator-default-import",
+    ),
+    pytest.param(
+        "async def f(src):\n    return [x async for x in src if x in wanted]",
+        "f", {"wanted"}, set(), id="async-comprehension",
+    ),
+    pytest.param(
+        "def f():\n    x = 1\n    del x\n    for j in range(3):\n        total = j\n"
+        "    with open(p) as fh:\n        return fh, total",
+        "f", {"p"}, set(), id="locals-of-all-kinds",
+    ),
+    pytest.param(  # IPython syntax around the def is transformed first, as in the kernel
+        "%matplotlib inline\n!echo hi\ndef plot(df):\n"
+        "    return [ax.plot(df[c]) for c in df.columns]\nfiles = !ls",
+        "plot", {"ax"}, set(), id="ipython-line-magics",
+    ),
+    pytest.param(
+        "%%time\ndef g(rows):\n    return {r: [r * i for i in range(n)] for r in rows}",
+        "g", {"n"}, set(), id="ipython-cell-magic",
+    ),
+    pytest.param(  # the cell as a whole does not compile: each function is read alone
+        "def f(ind):\n    return [[i for i in ind] for j in js]\nnonlocal q",
+        "f", {"js"}, set(), id="cell-rejected-by-compiler",
+    ),
+]
+
+
+@pytest.mark.parametrize(("source", "function", "reads", "global_writes"), FUNCTION_CASES)
+def test_function_body_globals_follow_pythons_scopes(source, function, reads, global_writes):
+    a = analyze_cell(source)
+    assert a.syntax_error is None
+    assert set(a.function_reads[function]) == reads
+    assert set(a.function_global_writes.get(function, ())) == global_writes
+
+
+def test_nested_comprehension_function_does_not_read_a_global_i_when_called():
+    definer = analyze_cell(
+        "def make_df(cols, ind):\n    return {c: [str(c) + str(i) for i in ind] for c in cols}"
+    )
+    caller = analyze_cell("df = make_df('ABC', range(3))")
+    assert resolve_calls(caller, definer.function_reads) == {"make_df"}

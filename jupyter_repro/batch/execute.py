@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..processes import create_time, host_key, kill_children, kill_tree, pid_alive
 from ..provenance.env import environment_fingerprint
-from ..provenance.gc import Heartbeat, heartbeat_tags, pid_alive
+from ..provenance.gc import Heartbeat, heartbeat_tags
 from ..provenance.mlflow_log import (
     FinishedRun,
     Provenance,
@@ -142,42 +143,11 @@ class _RunState:
     def kill_kernel(self) -> None:
         """Kill this run's kernel and everything it started (no-op before it starts)."""
         pid, started = self.kernel_pid, self.kernel_started
-        if pid is not None and pid_alive(pid, started):
-            kill_tree(pid)
+        if pid is not None:
+            kill_tree(pid, started)
 
 
 _STATE = _WorkerState()
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL process ``pid`` and all its descendants (gone ones are skipped)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        procs = [*proc.children(recursive=True), proc]
-    except psutil.Error:
-        return
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.Error:
-            continue
-
-
-def kill_kernels() -> None:
-    """Kill every child process of this process (a pool worker's children are its kernels)."""
-    import psutil
-
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    for child in children:
-        try:
-            child.kill()
-        except psutil.Error:
-            continue
 
 
 def stop_runs(batch_id: str | None = None, reason: str = "") -> int:
@@ -205,7 +175,7 @@ def stop_runs(batch_id: str | None = None, reason: str = "") -> int:
 
 def _on_stop_signal(signum: int, frame: Any) -> None:
     stop_runs(None, "batch interrupted (SIGTERM/SIGINT)")
-    kill_kernels()
+    kill_children()
 
 
 def worker_init(batch_pid: int | None = None) -> None:
@@ -227,46 +197,13 @@ def worker_init(batch_pid: int | None = None) -> None:
     warm_imports()
 
 
-def host_key() -> str:
-    """This machine *and* process namespace: host name, boot id and pid namespace.
-
-    Two processes can judge each other's pids only when these agree (a container with
-    the host's name but its own pid namespace, or a rebooted machine, do not).
-    """
-    import socket
-
-    parts = [socket.gethostname()]
-    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            parts.append(
-                os.readlink(path) if path.endswith("/pid") else Path(path).read_text().strip()
-            )
-        except OSError:
-            parts.append("?")
-    return "/".join(parts)
-
-
-def process_identity(pid: int | None = None) -> tuple[str, int, float]:
-    """(:func:`host_key`, pid, start time) of a process: enough to tell later, from the
-    same host and pid namespace, whether it is gone."""
-    import psutil
-
-    proc = psutil.Process(pid)
-    return host_key(), proc.pid, proc.create_time()
-
-
 def _watch_batch(batch_pid: int) -> None:
-    import psutil
-
-    try:
-        started = psutil.Process(batch_pid).create_time()
-    except psutil.Error:
-        started = None
+    started = create_time(batch_pid)
     while True:
         time.sleep(1.0)
         if started is None or not pid_alive(batch_pid, started):
             stop_runs(None, "the batch process is gone (killed or crashed)")
-            kill_kernels()
+            kill_children()
             deadline = time.monotonic() + 120
             while _STATE.running and time.monotonic() < deadline:
                 time.sleep(0.2)  # the run closes itself as KILLED
@@ -344,7 +281,6 @@ def _kernel_manager_class(
     descriptor, and no ``os.chdir`` (papermill's own ``cwd=`` changes the directory of
     the whole process, which runs sharing a dask worker would race on).
     """
-    import psutil
     from jupyter_client import AsyncKernelManager
 
     class RunKernelManager(AsyncKernelManager):
@@ -356,11 +292,8 @@ def _kernel_manager_class(
                 await super()._async_launch_kernel(kernel_cmd, **kw)
             pid = getattr(self.provisioner, "pid", None)
             if isinstance(pid, int):
-                try:
-                    state.kernel_started = psutil.Process(pid).create_time()
-                    state.kernel_pid = pid
-                except psutil.Error:
-                    state.kernel_pid = None
+                state.kernel_started = create_time(pid)
+                state.kernel_pid = pid if state.kernel_started is not None else None
             if state.stopping or state.timed_out:
                 state.kill_kernel()  # a stop that arrived while the kernel was starting
 

@@ -106,16 +106,10 @@ class LocalProcessExecutor:
 
     def kill(self) -> None:
         """Last resort after :meth:`stop`'s grace period: SIGKILL workers and kernels."""
-        import psutil
+        from ..processes import kill_tree
 
         for pid in self.worker_pids():
-            try:
-                proc = psutil.Process(pid)
-                for child in proc.children(recursive=True):
-                    child.kill()
-                proc.kill()
-            except psutil.Error:
-                continue
+            kill_tree(pid)
 
     def cancel_pending(self) -> None:
         """Drop queued runs; in-flight ones go on (until :meth:`stop`)."""

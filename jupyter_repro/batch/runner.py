@@ -21,10 +21,11 @@ from typing import Any
 from ..errors import KernelNotFoundError, ReproError
 from ..notebook import kernelspec_name, read_notebook
 from ..parameters import find_parameters_cell, notebook_parameters, validate_parameters
+from ..processes import process_identity
 from ..provenance.data import digest_input
 from ..provenance.mlflow_log import collect_provenance, format_param
 from ..provenance.store import prepare_experiment, resolve_tracking_uri
-from .execute import RunResult, RunSpec, close_orphans, process_identity
+from .execute import RunResult, RunSpec, close_orphans
 from .executors import make_executor, prestart
 
 

@@ -1,11 +1,15 @@
 """Heartbeats, and the clean-up of runs left RUNNING by a process that is gone.
 
-Every batch run carries heartbeat tags: host, pid and process start time of the process
-that owns it, and a last-seen time refreshed while it runs. ``jupyter-repro gc`` marks a
-RUNNING run KILLED when its owner is provably gone (same host, no such process: after a
-SIGKILL, a crash or a reboot), or when its heartbeat is older than a threshold (another
-host, or a process that stopped beating). A run whose process is alive on this host is
-never touched. Runs made by other tools (no heartbeat) are left alone unless asked.
+Every batch run carries heartbeat tags: host name, host key, pid and process start time
+of the process that owns it, and a last-seen time refreshed while it runs.
+``jupyter-repro gc`` marks a RUNNING run KILLED when its owner is provably gone (same
+:func:`~jupyter_repro.processes.host_key` — host name, boot id and PID namespace — and
+no process with that pid and start time: after a SIGKILL or a crash), or when its
+heartbeat is older than a threshold (another host key: another machine, a reboot, a
+container with its own PID namespace, or a run written before the host key was
+recorded). A run whose process is alive here is never touched, and a run whose owner
+cannot be judged by pid is never marked while its heartbeat is fresh. Runs made by other
+tools (no heartbeat) are left alone unless asked.
 """
 
 from __future__ import annotations
@@ -16,20 +20,22 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..processes import create_time, host_key, pid_alive
 from .store import retry_locked
 
 HB = "jupyter_repro.heartbeat."
 HOST, PID, PID_START, LAST_SEEN = HB + "host", HB + "pid", HB + "pid_start", HB + "last_seen"
+#: :func:`~jupyter_repro.processes.host_key` of the owner: where its pid means something.
+HOST_KEY = HB + "host_key"
 
 
 def heartbeat_tags() -> dict[str, str]:
     """The tags that identify this process as a run's owner, with last-seen = now."""
-    import psutil
-
     return {
         HOST: socket.gethostname(),
+        HOST_KEY: host_key(),
         PID: str(os.getpid()),
-        PID_START: f"{psutil.Process().create_time():.3f}",
+        PID_START: f"{create_time():.3f}",
         LAST_SEEN: f"{time.time():.3f}",
     }
 
@@ -58,24 +64,6 @@ class Heartbeat:
                 set_tags(self.uri, self.run_id, {LAST_SEEN: f"{time.time():.3f}"})
             except Exception:  # a missed beat only makes the run look older, never wrong
                 continue
-
-
-def pid_alive(pid: int, create_time: float | None = None) -> bool:
-    """Whether process ``pid`` exists here (and, if given, started at ``create_time``).
-
-    The start time guards against pid reuse after a reboot or a long time.
-    """
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(proc.create_time() - create_time) < 1.0
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
 
 
 @dataclass(frozen=True)
@@ -126,7 +114,7 @@ def find_dangling(
         exps = retry_locked(client.search_experiments)
     if not exps:
         return []
-    here = socket.gethostname()
+    here, here_key = socket.gethostname(), host_key()
     found: list[DanglingRun] = []
     runs = []
     token = None
@@ -156,7 +144,7 @@ def find_dangling(
                     )
                 )
             continue
-        if tags.get(HOST) == here:
+        if tags.get(HOST_KEY) == here_key:  # its pid means the same process here
             try:
                 pid = int(tags[PID])
                 start = float(tags[PID_START]) if tags.get(PID_START) else None

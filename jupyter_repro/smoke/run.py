@@ -411,39 +411,15 @@ def _kill_tree(proc: subprocess.Popen, events: list[dict[str, Any]]) -> None:
     it has not been reaped, the kernel only if its start time matches the one the worker
     reported (a pid may have been reused by then).
     """
-    import psutil
+    from ..processes import kill_tree, signal_group
 
-    victims: list[psutil.Process] = []
-    groups: list[int] = [proc.pid]  # the worker's session: also orphans it left behind
     if proc.poll() is None:
-        try:
-            p = psutil.Process(proc.pid)
-            victims += [p, *p.children(recursive=True)]
-        except psutil.Error:
-            pass
+        kill_tree(proc.pid, group=True)
+    else:  # reaped: its pid may name another process now, but its session may live on
+        signal_group(proc.pid, signal.SIGKILL)
     for event in events:
-        if event.get("event") != "kernel" or not event.get("pid"):
-            continue
-        try:
-            kernel = psutil.Process(event["pid"])
-            if (
-                event.get("create_time") is not None
-                and kernel.create_time() == event["create_time"]
-            ):
-                victims += [kernel, *kernel.children(recursive=True)]
-                groups.append(kernel.pid)
-        except psutil.Error:
-            continue
-    for pgid in groups:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for p in victims:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
+        if event.get("event") == "kernel" and event.get("pid") and event.get("create_time"):
+            kill_tree(event["pid"], event["create_time"], group=True)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:

@@ -387,14 +387,9 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
 
 def _create_time(pid: int | None) -> float | None:
     """The process's start time, so the parent never kills a later process with a reused pid."""
-    if pid is None:
-        return None
-    import psutil
+    from ..processes import create_time
 
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
+    return None if pid is None else create_time(pid)
 
 
 def _kernel_line(tb: str, count: int | None) -> int | None:

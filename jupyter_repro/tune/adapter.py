@@ -16,10 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..batch.execute import RunResult, RunSpec, close_orphans, process_identity
+from ..batch.execute import RunResult, RunSpec, close_orphans
 from ..batch.executors import Executor, make_executor, prestart
 from ..batch.runner import BatchOptions, plan_batch
 from ..parameters import ParameterInfo, find_parameters_cell, notebook_parameters
+from ..processes import process_identity
 from ..provenance.data import digest_input
 from ..provenance.mlflow_log import Provenance, collect_provenance, format_param
 from ..provenance.store import prepare_experiment

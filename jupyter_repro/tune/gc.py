@@ -39,7 +39,7 @@ def find_dangling_trials(storage_url: str, stale_after: float = 600.0) -> list[D
     """
     import optuna
 
-    from ..provenance.gc import pid_alive
+    from ..processes import pid_alive
     from .adapter import this_process
     from .study import OWNER_ATTR
 
