@@ -494,7 +494,18 @@ class _Tuner:
         }
         spec = self.runs.spec(trial.number, params, tags)
         trial.set_user_attr("jupyter_repro.run_name", spec.run_name)
-        self.inflight[self.runs.submit(spec)] = (trial, spec, t0)
+        try:
+            future = self.runs.submit(spec)
+        except Exception as exc:  # the pool broke (a worker died) or the cluster is gone
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            reason = f"the executor cannot start trials: {type(exc).__name__}: {first}"
+            trial.set_user_attr(REASON_ATTR, reason)
+            _tell(self.study, trial, None, optuna.trial.TrialState.FAIL)
+            self.asked = None
+            self._record(TrialOutcome(trial.number, "FAIL", None, params, None, None, reason))
+            self.report.warnings.append(f"{reason}; no further trials started")
+            return False
+        self.inflight[future] = (trial, spec, t0)
         self.asked = None
         return True
 
