@@ -244,6 +244,23 @@ def _kernel_rows(title: str, rows: dict[int, KernelRow]) -> None:
         )
 
 
+def evidence_budget(reps: int) -> tuple[int, float]:
+    """(objects, median CPU seconds) for a cell that spends its whole runtime-evidence
+    budget (``evidence.CELL_BUDGET`` objects walked): the most that part adds to a cell."""
+    from jupyter_repro.tracking import evidence
+
+    values = [[[j, [j]] for j in range(3)] for _ in range(evidence.CELL_BUDGET)]
+    times = []
+    for _ in range(reps):
+        budget = evidence.Budget()
+        t0 = time.thread_time()
+        for value in values:
+            if evidence.walk(value, budget) is None:
+                break
+        times.append(time.thread_time() - t0)
+    return evidence.CELL_BUDGET - budget.left, statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every measurement and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -273,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     off, on = with_comm(shell, session, 10, args.reps)
     print(f"with a frontend comm open (full report judged and sent after each run), 10 "
           f"statements: {off * 1e3:.3f} ms -> {on * 1e3:.3f} ms, added {(on - off) * 1e3:.3f} ms")  # fmt: skip
+    objects, cost = evidence_budget(args.reps)
+    print(f"runtime evidence at its per-cell budget ({objects} objects walked): "
+          f"{cost * 1e3:.3f} ms (the most it adds to a cell; past it names are unverified)")  # fmt: skip
     if not args.no_kernel:
         rows = kernel_side_by_side(args.kernel_reps, "%load_ext jupyter_repro\n%track on")
         _kernel_rows(

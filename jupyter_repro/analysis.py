@@ -35,7 +35,7 @@ import builtins
 import os
 import re
 import symtable
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -70,69 +70,154 @@ IPYTHON_NAMES = frozenset(
 _IPYTHON_NUMBERED = re.compile(r"^_(i)?\d+$")
 BUILTIN_NAMES = frozenset(dir(builtins)) | IPYTHON_NAMES
 
-#: Method names that mutate their receiver in place (list, dict, set, bytearray, deque,
-#: numpy arrays, pandas objects).
+#: Every call the analysis and ``%track`` take as a change in place, in one table: the
+#: method or function name, and how it changes what:
+#:
+#: - ``receiver``: the object the method is called on (list, dict, set, bytearray, deque,
+#:   numpy and pandas methods: ``xs.append(1)``);
+#: - ``receiver_inplace``: the receiver, only with ``inplace=True`` (pandas);
+#: - ``receiver_stateful``: the receiver of an estimator, optimiser, model or generator
+#:   (``model.fit(X, y)``, ``opt.step()``, ``rng.shuffle(xs)``): a weaker hint kept apart
+#:   from :attr:`CellAnalysis.mutates` (``possibly_mutated`` adds it);
+#: - ``first_argument``: the first positional argument, called by name or through a module
+#:   (``setattr(obj, ...)``, ``random.shuffle(xs)``, ``heapq.heappush(h, x)``,
+#:   ``np.fill_diagonal(a, 0)``).
+MUTATORS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(
+        [
+            "append",
+            "extend",
+            "insert",
+            "pop",
+            "remove",
+            "clear",
+            "update",
+            "setdefault",
+            "popitem",
+            "add",
+            "discard",
+            "difference_update",
+            "intersection_update",
+            "symmetric_difference_update",
+            "sort",
+            "reverse",
+            "appendleft",
+            "extendleft",
+            "popleft",
+            "rotate",
+            "fill",
+            "resize",
+            "itemset",
+            "setflags",
+            "__setitem__",
+            "__delitem__",
+            "__iadd__",
+        ],
+        frozenset({"receiver"}),
+    ),
+    **dict.fromkeys(
+        [
+            "set_index",
+            "reset_index",
+            "rename",
+            "fillna",
+            "dropna",
+            "drop",
+            "drop_duplicates",
+            "replace",
+            "sort_values",
+            "sort_index",
+        ],
+        frozenset({"receiver_inplace"}),
+    ),
+    **dict.fromkeys(
+        [
+            "fit",
+            "partial_fit",
+            "fit_transform",
+            "fit_predict",
+            "train",
+            "step",
+            "zero_grad",
+            "load_state_dict",
+            "set_params",
+            "compile",
+            "seed",
+            "reset",
+            "add_",
+            "mul_",
+            "sub_",
+            "div_",
+            "copy_",
+            "zero_",
+            "fill_",
+            "clip_",
+            "normal_",
+            "uniform_",
+            "requires_grad_",
+        ],
+        frozenset({"receiver_stateful"}),
+    ),
+    **dict.fromkeys(
+        [
+            "delattr",
+            "heappush",
+            "heappop",
+            "heapify",
+            "heappushpop",
+            "heapreplace",
+            "insort",
+            "insort_left",
+            "insort_right",
+            "fill_diagonal",
+            "place",
+            "putmask",
+        ],
+        frozenset({"first_argument"}),
+    ),
+    "put": frozenset({"receiver", "first_argument"}),  # a.put(ind, v), np.put(a, ind, v)
+    "setattr": frozenset({"receiver", "first_argument"}),
+    "shuffle": frozenset({"receiver_stateful", "first_argument"}),
+}
+#: Methods that mutate their receiver (with ``inplace=True`` for those in
+#: :data:`_INPLACE_ONLY`), from :data:`MUTATORS`.
 MUTATOR_METHODS = frozenset(
-    {
-        "append",
-        "extend",
-        "insert",
-        "pop",
-        "remove",
-        "clear",
-        "update",
-        "setdefault",
-        "popitem",
-        "add",
-        "discard",
-        "difference_update",
-        "intersection_update",
-        "symmetric_difference_update",
-        "sort",
-        "reverse",
-        "appendleft",
-        "extendleft",
-        "popleft",
-        "rotate",
-        "fill",
-        "resize",
-        "itemset",
-        "put",
-        "setflags",
-        "__setitem__",
-        "__delitem__",
-        "__iadd__",
-        "set_index",
-        "reset_index",
-        "rename",
-        "fillna",
-        "dropna",
-        "drop",
-        "drop_duplicates",
-        "replace",
-        "sort_values",
-        "sort_index",
-        "setattr",
-    }
+    m for m, kinds in MUTATORS.items() if kinds & {"receiver", "receiver_inplace"}
 )
 #: Pandas methods above mutate only with ``inplace=True``.
-_INPLACE_ONLY = frozenset(
-    {
-        "set_index",
-        "reset_index",
-        "rename",
-        "fillna",
-        "dropna",
-        "drop",
-        "drop_duplicates",
-        "replace",
-        "sort_values",
-        "sort_index",
-    }
-)
+_INPLACE_ONLY = frozenset(m for m, kinds in MUTATORS.items() if "receiver_inplace" in kinds)
+#: Methods that change their object beyond the container mutators (from :data:`MUTATORS`).
+STATEFUL_METHODS = frozenset(m for m, kinds in MUTATORS.items() if "receiver_stateful" in kinds)
+#: Functions known to change an argument in place, by position (from :data:`MUTATORS`).
+MUTATING_FUNCTIONS = {
+    m: frozenset({0}) for m, kinds in MUTATORS.items() if "first_argument" in kinds
+}
 _LINE_MAGICS_WITH_CODE = frozenset({"time", "timeit", "prun"})
 _CELL_MAGICS_WITH_CODE = frozenset({"time", "timeit", "prun", "capture"})
-_MAGICS_BINDING_UNKNOWN = frozenset({"run", "load", "store", "aimport", "env"})
+#: Magics that bind names no static reading of the cell can know: ``%pylab`` is a star
+#: import of numpy and matplotlib, ``%%cython`` compiles functions into the namespace.
+_MAGICS_BINDING_UNKNOWN = frozenset({"run", "load", "store", "aimport", "env", "pylab", "cython"})
+
+
+@dataclass(frozen=True)
+class ClassEffects:
+    """What the methods of a class defined in a cell do to their receiver (``self``).
+
+    Attributes:
+        methods: the names of the methods the class body defines.
+        mutating: the methods that change ``self`` directly: assign or delete an attribute
+            or item of ``self`` (``self.n += 1``, ``del self.cache[k]``), call a mutator
+            on something ``self`` holds (``self.items.append(v)``, see :data:`MUTATORS`),
+            or ``setattr(self, ...)``.
+        self_calls: for each method, the methods it calls on ``self`` (``self.tick()``):
+            a method that calls a mutating one changes ``self`` too. Resolved at run time
+            along the class's MRO (see :func:`method_changes_receiver`), so a subclass
+            defined in another cell inherits what its bases do.
+    """
+
+    methods: frozenset[str] = frozenset()
+    mutating: frozenset[str] = frozenset()
+    self_calls: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,6 +260,11 @@ class CellAnalysis:
         method_call_args: ``(attribute, position, name)`` for each bare name passed
             positionally to a call through an attribute (``random.shuffle(xs)`` gives
             ``("shuffle", 0, "xs")``), like ``call_args`` for plain calls.
+        deep_mutates: the names in ``mutates`` changed *through* something they hold
+            (``dup[0].append(3)``, ``m.items[0] = 1``): the change reaches every other
+            name holding that inner object, not only the ones bound to the outer one.
+        classes: for each class the cell defines at module level, what its methods do to
+            their receiver (:class:`ClassEffects`).
     """
 
     reads: frozenset[str] = frozenset()
@@ -198,6 +288,8 @@ class CellAnalysis:
     method_call_names: frozenset[tuple[str, str]] = frozenset()
     function_global_writes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     method_call_args: tuple[tuple[str, int, str], ...] = ()
+    deep_mutates: frozenset[str] = frozenset()
+    classes: Mapping[str, ClassEffects] = field(default_factory=dict)
 
 
 #: Call names (a function or a method, whatever the receiver) that read the file named by
@@ -368,6 +460,99 @@ def _mutated_params(node: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[i
     return frozenset(i for i, p in enumerate(params) if p in mutated)
 
 
+def possibly_mutated(analysis: CellAnalysis) -> set[str]:
+    """Names whose object the cell may change in place: the analysis' ``mutates``, the
+    receivers of :data:`STATEFUL_METHODS` and the arguments of
+    :data:`MUTATING_FUNCTIONS` (not those of the notebook's own functions or methods,
+    which depend on what ran: ``%track``'s tracker adds them)."""
+    out = set(analysis.mutates)
+    out.update(root for root, method in analysis.method_call_names if method in STATEFUL_METHODS)
+    for fn, position, arg in (*analysis.call_args, *analysis.method_call_args):
+        if position in MUTATING_FUNCTIONS.get(fn, ()):
+            out.add(arg)
+    return out
+
+
+_NOT_INSTANCE_METHODS = frozenset({"staticmethod", "classmethod"})
+
+
+def class_effects(node: ast.ClassDef) -> ClassEffects:
+    """What each method of a class body does to its receiver (see :class:`ClassEffects`).
+
+    The receiver is a method's first parameter, whatever its name; static and class
+    methods have none. A mutation of the receiver is found as in :func:`_mutated_params`
+    (attribute or item assignment, ``del``, augmented assignment, a mutator called on it
+    or on something it holds, ``setattr(self, ...)``).
+    """
+    methods: set[str] = set()
+    mutating: set[str] = set()
+    self_calls: dict[str, frozenset[str]] = {}
+    for stmt in node.body:
+        if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        methods.add(stmt.name)
+        decorators = {_root_name(d) for d in stmt.decorator_list}
+        params = [*stmt.args.posonlyargs, *stmt.args.args]
+        if decorators & _NOT_INSTANCE_METHODS or not params:
+            continue
+        if 0 in _mutated_params(stmt):
+            mutating.add(stmt.name)
+        me = params[0].arg
+        calls = set()
+        for n in ast.walk(stmt):
+            if not isinstance(n, ast.Call):
+                continue
+            func = n.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                if func.value.id == me:
+                    calls.add(func.attr)
+            elif (
+                isinstance(func, ast.Name)
+                and position_mutated(func.id, 0)
+                and n.args
+                and _root_name(n.args[0]) == me
+            ):
+                mutating.add(stmt.name)
+        if calls:
+            self_calls[stmt.name] = frozenset(calls)
+    return ClassEffects(frozenset(methods), frozenset(mutating), self_calls)
+
+
+def position_mutated(function: str, position: int) -> bool:
+    """Whether :data:`MUTATING_FUNCTIONS` says ``function`` changes that argument."""
+    return position in MUTATING_FUNCTIONS.get(function, ())
+
+
+def method_changes_receiver(
+    mro: Iterable[type], method: str, effects: Mapping[type, ClassEffects]
+) -> bool | None:
+    """Whether calling ``method`` on an instance whose class has this ``mro`` changes it.
+
+    ``effects`` holds the :class:`ClassEffects` of the classes defined in the notebook.
+    The method is looked up along the MRO as Python does; ``self.other()`` calls are
+    followed the same way. Returns None when the method (or one it calls) comes from a
+    class the notebook did not define: its effect is for runtime evidence to judge.
+    """
+    order = list(mro)
+    pending, seen, unknown = [method], set(), False
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        owner = next((k for k in order if name in vars(k)), None)
+        if owner is None:
+            continue  # an attribute set on the instance, or __getattr__: nothing known
+        info = effects.get(owner)
+        if info is None or name not in info.methods:
+            unknown = True
+            continue
+        if name in info.mutating:
+            return True
+        pending.extend(info.self_calls.get(name, ()))
+    return None if unknown else False
+
+
 def is_builtin_name(name: str) -> bool:
     """Whether ``name`` is provided by builtins or by the IPython shell in every kernel."""
     return name in BUILTIN_NAMES or bool(_IPYTHON_NUMBERED.match(name))
@@ -495,6 +680,8 @@ class _CellVisitor(ast.NodeVisitor):
         self.file_writes: set[str] = set()
         self.function_mutates: dict[str, frozenset[int]] = {}
         self.call_args: list[tuple[str, int, str]] = []
+        self.deep_mutates: set[str] = set()
+        self.classes: dict[str, ClassEffects] = {}
         self.bound: set[str] = set()  # bound so far in this cell
         self.shadows: list[set[str]] = []  # comprehension / class scopes, innermost last
 
@@ -520,6 +707,8 @@ class _CellVisitor(ast.NodeVisitor):
             method_call_names=frozenset(self.method_call_names),
             function_global_writes=dict(self.function_global_writes),
             method_call_args=tuple(self.method_call_args),
+            deep_mutates=frozenset(self.deep_mutates & self.mutates),
+            classes=dict(self.classes),
         )
 
     # -- names -------------------------------------------------------------------------
@@ -560,15 +749,20 @@ class _CellVisitor(ast.NodeVisitor):
         elif isinstance(node, ast.Starred):
             self._target(node.value)
         elif isinstance(node, (ast.Subscript, ast.Attribute)):
-            self._mutated(node)
+            self._mutated(node, node.value)
             self.visit(node)
         else:
             self.visit(node)
 
-    def _mutated(self, node: ast.expr) -> None:
+    def _mutated(self, node: ast.expr, inner: ast.expr | None = None) -> None:
+        """``node``'s root name is changed in place; through something it holds when
+        ``inner`` (the object the change is applied to) is itself a subscript or an
+        attribute of the root (``x[0].append``, ``x[0][1] = ..``)."""
         root = _root_name(node)
         if root and not any(root in s for s in self.shadows):
             self.mutates.add(root)
+            if isinstance(inner, (ast.Subscript, ast.Attribute)):
+                self.deep_mutates.add(root)
 
     # -- statements (value before target) ----------------------------------------------
     def visit_Assign(self, node: ast.Assign) -> None:
@@ -610,7 +804,7 @@ class _CellVisitor(ast.NodeVisitor):
     def visit_Delete(self, node: ast.Delete) -> None:
         for target in node.targets:
             if isinstance(target, (ast.Subscript, ast.Attribute)):
-                self._mutated(target)
+                self._mutated(target, target.value)
             self.visit(target)
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
@@ -730,6 +924,8 @@ class _CellVisitor(ast.NodeVisitor):
         for stmt in node.body:
             self.visit(stmt)
         self.shadows.pop()
+        if not self.shadows:
+            self.classes[node.name] = class_effects(node)
         self._store(node.name)
 
     def _comprehension(self, node, elements: list[ast.expr]) -> None:
@@ -785,7 +981,7 @@ class _CellVisitor(ast.NodeVisitor):
                     for kw in node.keywords
                 )
                 if (func.attr in MUTATOR_METHODS and func.attr not in _INPLACE_ONLY) or inplace:
-                    self._mutated(func.value)
+                    self._mutated(func.value, func.value)
                 elif not any(root in s for s in self.shadows):
                     self.method_calls.add(root)
                     self.method_call_names.add((root, func.attr))

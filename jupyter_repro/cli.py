@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jupyter_repro.tune.cli",
     "jupyter_repro.reproduce.cli",
     "jupyter_repro.server.cli",
+    "jupyter_repro.reproduce.env_cli",
 )
 
 

@@ -20,6 +20,23 @@ class ReproError(Exception):
     exit_code: int = 2
 
 
+class ProtocolError(ReproError, ValueError):
+    """A frontend message that does not follow ``docs/protocol.md`` (``%track``'s comm).
+
+    Attributes:
+        in_reply_to: the ``type`` of the offending message (or None when absent).
+    """
+
+    def __init__(self, message: str, in_reply_to: str | None = None) -> None:
+        self.in_reply_to = in_reply_to
+        super().__init__(message)
+
+
+class ExportError(ReproError):
+    """A ``%track export`` file could not be written; the message names the path and
+    the cause (one line)."""
+
+
 class NotebookReadError(ReproError):
     """A notebook file could not be read: missing, not JSON, wrong nbformat, binary, empty.
 

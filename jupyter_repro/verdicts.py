@@ -36,8 +36,10 @@ class Verdict(str, Enum):
     """The cell reads a name that nothing defines: it fails with NameError in a clean run."""
 
     MULTIPLE_DEFINITIONS = "multiple_definitions"
-    """A name assigned in several cells and read elsewhere: its value depends on which of
-    those cells ran last."""
+    """A name assigned in several cells and read elsewhere. Information (see
+    :data:`INFORMATION`): what a reader saw depends on which of those cells ran last, and
+    when that differs from a top-to-bottom run another verdict (``stale``,
+    ``out_of_order``) says so."""
 
     HOME_PATH = "home_path"
     """An absolute path into a user's home folder: the notebook runs only on that machine."""
@@ -53,6 +55,12 @@ class Verdict(str, Enum):
         """One sentence for humans, used in reports and tooltips."""
         return _DESCRIPTIONS[self]
 
+    @property
+    def information(self) -> bool:
+        """True for a verdict that says nothing is wrong with a shown result (see
+        :data:`INFORMATION`)."""
+        return self in INFORMATION
+
 
 _DESCRIPTIONS = {
     Verdict.OUT_OF_ORDER: "ran out of order, or reads a name defined only in a cell below",
@@ -61,11 +69,69 @@ _DESCRIPTIONS = {
     Verdict.EDITED: "source differs from what last ran",
     Verdict.NEVER_RUN: "code cell never executed, between executed cells",
     Verdict.UNDEFINED_NAME: "reads a name that nothing defines",
-    Verdict.MULTIPLE_DEFINITIONS: "a name assigned in several cells; its value depends on run order",
+    Verdict.MULTIPLE_DEFINITIONS: "information: a name assigned in several cells and read in "
+    "another; a top-to-bottom run takes the last assignment above the reader",
     Verdict.HOME_PATH: "absolute path into a user's home folder",
     Verdict.UNSEEDED_RANDOM: "random generator used with no seed set earlier",
     Verdict.UNTRUSTED_PICKLE: "loads a pickle the notebook did not write itself",
 }
+
+
+#: Verdicts that are information, not a problem: a top-to-bottom run gives the same
+#: results. They stay in JSON reports, are not shown as badges or notices by default, and
+#: never make a ``%track`` report inconsistent (scenario 19 of the tracking scenarios).
+INFORMATION = frozenset({Verdict.MULTIPLE_DEFINITIONS})
+
+#: What the JupyterLab extension shows for each ``%track`` verdict: the short text of the
+#: badge and the full name. ``labextension/src/verdictTable.ts`` is generated from this
+#: and the descriptions above by :func:`typescript_table` (a test checks they match).
+BADGES = {
+    Verdict.OUT_OF_ORDER: ("order", "Out of order"),
+    Verdict.STALE: ("stale", "Stale"),
+    Verdict.HIDDEN_STATE: ("hidden", "Hidden state"),
+    Verdict.EDITED: ("edited", "Edited"),
+    Verdict.NEVER_RUN: ("unrun", "Never run"),
+    Verdict.UNDEFINED_NAME: ("undef", "Undefined name"),
+    Verdict.MULTIPLE_DEFINITIONS: ("multi", "Multiple definitions"),
+}
+
+
+def typescript_table() -> str:
+    """The source of ``labextension/src/verdictTable.ts``: every ``%track`` verdict's
+    badge, label, description and whether it is information, from this module.
+
+    Regenerate with ``python -m jupyter_repro.verdicts > labextension/src/verdictTable.ts``.
+    """
+    lines = [
+        "/**",
+        " * Generated from jupyter_repro/verdicts.py by",
+        " * `python -m jupyter_repro.verdicts > labextension/src/verdictTable.ts`: do not edit.",
+        " */",
+        "export interface IVerdictRow {",
+        "  badge: string;",
+        "  label: string;",
+        "  description: string;",
+        "  information: boolean;",
+        "}",
+        "",
+        "export const VERDICT_TABLE: { [name: string]: IVerdictRow } = {",
+    ]
+    rows = list(BADGES.items())
+    for i, (verdict, (badge, label)) in enumerate(rows):
+        lines += [
+            f"  {verdict.value}: {{",
+            f"    badge: {_ts(badge)},",
+            f"    label: {_ts(label)},",
+            f"    description: {_ts(verdict.description)},",
+            f"    information: {'true' if verdict.information else 'false'}",
+            "  }" + ("," if i < len(rows) - 1 else ""),
+        ]
+    lines += ["};", ""]
+    return "\n".join(lines)
+
+
+def _ts(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass(frozen=True)
@@ -95,3 +161,7 @@ class Finding:
         data["names"] = list(self.names)
         data["related_cells"] = list(self.related_cells)
         return data
+
+
+if __name__ == "__main__":  # pragma: no cover - the generator of verdictTable.ts
+    print(typescript_table(), end="")

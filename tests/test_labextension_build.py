@@ -27,3 +27,22 @@ def test_a_machine_without_node_builds_without_it(tmp_path, monkeypatch, capsys)
     with pytest.warns(UserWarning, match=r"Node.js \(`node`\) is not on PATH"):
         build("wheel", "standard", path="labextension")
     assert "nb-smoke and %track work" in capsys.readouterr().err
+
+
+def test_the_labextension_verdict_table_is_generated_from_verdicts_py():
+    """labextension/src/verdictTable.ts is ``python -m jupyter_repro.verdicts`` output: the
+    badges, labels, descriptions and information flags are written once, in Python."""
+    from pathlib import Path
+
+    from jupyter_repro.verdicts import BADGES, INFORMATION, Verdict, typescript_table
+
+    ts = Path(__file__).resolve().parents[1] / "labextension" / "src" / "verdictTable.ts"
+    assert ts.read_text(encoding="utf-8") == typescript_table(), (
+        "regenerate: python -m jupyter_repro.verdicts > labextension/src/verdictTable.ts"
+    )
+    tracked = {Verdict.OUT_OF_ORDER, Verdict.STALE, Verdict.HIDDEN_STATE, Verdict.EDITED,
+               Verdict.NEVER_RUN, Verdict.UNDEFINED_NAME, Verdict.MULTIPLE_DEFINITIONS}  # fmt: skip
+    assert set(BADGES) == tracked
+    assert {Verdict.MULTIPLE_DEFINITIONS} == INFORMATION
+    for verdict in tracked:
+        assert f"    description: '{verdict.description}'," in ts.read_text(encoding="utf-8")

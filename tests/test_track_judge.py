@@ -6,8 +6,12 @@ notebook reported consistent really gives the namespace of a top-to-bottom run.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
+import re
 import time
+import types
 
 import pytest
 
@@ -194,20 +198,48 @@ MUTATIONS = {
     "library call changing a defaultdict's size": ("import operator\nfrom collections import defaultdict\nd = defaultdict(list)", "n = len(d)", "operator.setitem(d, 'k', [1])"),
     "library call changing a Counter's size": ("import operator\nfrom collections import Counter\nc = Counter()", "n = len(c)", "operator.setitem(c, 'k', 1)"),
     "library call changing an OrderedDict's size": ("import operator\nfrom collections import OrderedDict\nd = OrderedDict()", "n = len(d)", "operator.setitem(d, 'k', 1)"),
+    # runtime evidence (issue 12): fingerprints and the share index
+    "library call, same size": ("import operator\nxs = [1]", "n = xs[0]", "operator.setitem(xs, 0, 5)"),
+    "container subclass with its own __len__": ("import operator\nclass L(list):\n    def __len__(self):\n        return 0\nxs = L([1])", "n = xs[0]", "operator.iadd(xs, [2])"),
+    "object inside a container": ("xs = [1]\nd = {'k': xs}", "n = len(d['k'])", "xs.append(2)"),
+    "container element through a loop variable": ("groups = {'a': [], 'b': []}", "n = str(groups)", "for v in groups.values():\n    v.append(0)"),
+    "object returned by setdefault": ("d = {}", "n = str(d)", "bucket = d.setdefault('k', [])\nbucket.append(1)"),
+    "shallow copy (copy.copy) sharing inner lists": ("import copy\nbase = [[1], [2]]\ndup = copy.copy(base)", "n = str(base)", "dup[0].append(3)"),
+    "shallow copy (list(x)) sharing inner lists": ("base = [[1], [2]]\ndup = list(base)", "n = str(base)", "dup[1].append(3)"),
+    "shallow copy (x[:]) changed in place inside": ("base = [[1], [2]]\ndup = base[:]", "n = str(base)", "dup[0][0] = 9"),
+    "numpy view changed through the base": ("import numpy as np\na = np.zeros(3)\nv = a[1:]", "n = v.sum()", "a[1] = 5"),
+    "numpy base changed through a view": ("import numpy as np\ngrid = np.zeros((2, 2))\nrow = grid[0]", "n = grid.sum()", "row[:] = 1"),
+    "numpy view of a view": ("import numpy as np\ngrid = np.zeros((4, 4))\nblock = grid[1:3][:, 1:3]", "n = grid.sum()", "block += 1"),
+    "pandas column changed in place": ("import pandas as pd\ndf = pd.DataFrame({'a': [1.0, 2.0]})\ncol = df['a'].values", "n = df['a'].sum()", "col[0] = 7"),
+    "notebook class: method assigning self": ("class C:\n    v = 1\n    def bump(self):\n        self.v += 1\nc = C()", "n = c.v", "c.bump()"),
+    "notebook class: method calling a mutating method": ("class C:\n    def __init__(self):\n        self.items = []\n    def add(self, x):\n        self.items.append(x)\n    def add2(self, x):\n        self.add(x)\n        self.add(x)\nc = C()", "n = len(c.items)", "c.add2(1)"),
+    "notebook subclass inheriting a mutating method": ("class Base:\n    n = 0\n    def tick(self):\n        self.n += 1\nclass Sub(Base):\n    pass\ns = Sub()", "k = s.n", "s.tick()"),
+    "library object changed by a method (runtime)": ("from collections import Counter\nc = Counter(a=1)", "n = c['a']", "c.subtract({'a': 1})"),
+}  # fmt: skip
+
+# Cells that change nothing B read: B must stay quiet (precision, not only recall).
+QUIET = {
+    "pure method of a notebook class": ("class P:\n    def __init__(self, v):\n        self.v = v\n    def double(self):\n        return self.v * 2\np = P(2)", "n = p.v", "w = p.double()"),
+    "deep copy changed": ("import copy\nbase = [[1], [2]]\ndup = copy.deepcopy(base)", "n = str(base)", "dup[0].append(3)"),
+    "shallow copy changed at its top level": ("base = [[1], [2]]\ndup = list(base)", "n = str(base)", "dup.append([3])"),
+    "numpy copy changed": ("import numpy as np\na = np.zeros(3)\nb = a.copy()", "n = a.sum()", "b[0] = 1"),
+    "printing a value": ("xs = [1]", "n = xs[0]", "print(xs)"),
+    "a library method that changes nothing": ("import pandas as pd\ndf = pd.DataFrame({'a': [1]})", "n = len(df)", "h = df.head()"),
+    "equal small ints in two names": ("a = [1]\nb = [1]", "n = a[0]", "b.append(2)"),
 }  # fmt: skip
 NOT_CAUGHT = {
-    "library call, same size": ("import operator\nxs = [1]", "n = xs[0]", "operator.setitem(xs, 0, 5)"),
-    "object inside a container": ("xs = [1]\nd = {'k': xs}", "n = len(d['k'])", "xs.append(2)"),
-    "numpy view": ("import numpy as np\na = np.zeros(3)\nv = a[1:]", "n = v.sum()", "a[1] = 5"),
     "globals() / exec": ("k = 1", "n = k", "exec('k = 2')"),
-    "container subclass with its own __len__": ("import operator\nclass L(list):\n    def __len__(self):\n        return 0\nxs = L([1])", "n = xs[0]", "operator.iadd(xs, [2])"),
-    "custom method": ("class C:\n    v = 1\n    def bump(self):\n        self.v += 1\nc = C()", "n = c.v", "c.bump()"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(MUTATIONS))
 def test_in_place_change_is_caught(case):
     assert Notebook(*MUTATIONS[case]).run("A", "B", "C").verdicts().get("B") == {"stale"}
+
+
+@pytest.mark.parametrize("case", sorted(QUIET))
+def test_a_change_elsewhere_leaves_the_reader_quiet(case):
+    assert "B" not in Notebook(*QUIET[case]).run("A", "B", "C").verdicts()
 
 
 @pytest.mark.parametrize("case", sorted(NOT_CAUGHT))
@@ -429,3 +461,171 @@ def test_container_subclasses_are_sized_unless_they_define_their_own_len():
     ]  # fmt: skip
     assert _size(Tagged([1, 2])) == 2
     assert _size(Lazy([1])) is None
+
+
+# -- the property, with objects (issue 12): methods, containers, views and files -----------
+CLASS_C = (
+    "class C:\n    def __init__(self):\n        self.n = 0\n    def tick(self):\n"
+    "        self.n += 1\n    def peek(self):\n        return self.n"
+)
+
+
+def object_program(rng: random.Random, n: int) -> list[str]:
+    """``n`` cells that run top to bottom without error, sharing objects in the ways a
+    name cannot show: notebook-class methods, nested lists and their shallow and deep
+    copies, loop variables bound to elements, numpy views, and a file whose path is a
+    variable."""
+    cells: list[str] = []
+    have: set[str] = set()
+    written = False
+    while len(cells) < n:
+        options = ["P = [[0], [1]]", "import numpy as np\nA = np.zeros(3)", "path = 'f.txt'",
+                   CLASS_C]  # fmt: skip
+        if "P" in have:
+            options += ["Q = list(P)", "Q = P[:]", "import copy\nR = copy.deepcopy(P)",
+                        "P[1].append(6)", "for v in P:\n    v.append(2)", "print(P)",
+                        "S = {'k': P[0]}"]  # fmt: skip
+        if "Q" in have:
+            options += ["Q[0].append(5)", "Q.append([9])", "print(Q)"]
+        if "R" in have:
+            options += ["R[0].append(4)", "print(R)"]
+        if "S" in have:
+            options += ["S.setdefault('k', []).append(8)", "print(S)"]
+        if "C" in have:
+            options.append("c = C()")
+        if "c" in have:
+            options += ["c.tick()", "t = c.peek()", "print(c.n)"]
+        if "A" in have:
+            options += ["V = A[1:]", "A[0] += 1", "print(A)", "B = A.copy()"]
+        if "V" in have:
+            options += ["V[:] = V + 1", "print(V)"]
+        if "B" in have:
+            options += ["B[1] = 3", "print(B)"]
+        if "path" in have and "P" in have:
+            options.append("open(path, 'w').write(str(P))")
+        if written:
+            options.append("print(open(path).read())")
+        candidate = rng.choice(options)
+        cells.append(candidate)
+        for name in ("P", "Q", "R", "S", "C", "c", "A", "V", "B", "path"):
+            if re.search(rf"(^|\n|class ){name}\b( =|:)", candidate):
+                have.add(name)
+        written = written or "'w'" in candidate
+    return cells
+
+
+def plain_value(v):
+    """A value as comparable data: objects by their attributes, arrays by their items."""
+    if hasattr(v, "tolist"):
+        return ("array", v.tolist())
+    if isinstance(v, (list, tuple)):
+        return [plain_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: plain_value(x) for k, x in v.items()}
+    if isinstance(v, type):
+        return ("class", v.__name__)
+    if isinstance(v, types.ModuleType) or callable(v):
+        return ("callable", getattr(v, "__name__", ""))
+    if hasattr(v, "__dict__"):
+        return ("object", type(v).__name__, plain_value(vars(v)))
+    return repr(v)
+
+
+def plain_namespace(ns: dict) -> dict:
+    return {k: plain_value(v) for k, v in ns.items() if not k.startswith("__")}
+
+
+def run_shown(tracker: Tracker | None, source: str, ns: dict, cell_id: str | None) -> str:
+    """Run a cell as the property does, returning what it printed (its shown output)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert run_cell(tracker, source, ns, cell_id) is None
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_with_objects_a_notebook_reported_consistent_shows_a_top_to_bottom_runs_outputs(
+    seed, tmp_path, monkeypatch
+):
+    rng = random.Random(seed)
+    clean = flagged = 0
+    for trial in range(400):
+        cells = object_program(rng, rng.randint(3, 6))
+        ids = [f"c{i}" for i in range(len(cells))]
+        work = tmp_path / f"t{trial}"
+        (work / "kernel").mkdir(parents=True)
+        (work / "clean").mkdir()
+        monkeypatch.chdir(work / "kernel")
+        tracker, ns, shown = Tracker(), {}, {}
+        steps = random_steps(rng, len(cells))
+        for step in steps:  # a cell may fail here (run before what it needs): as in a kernel
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                run_cell(tracker, cells[step], ns, ids[step])
+            shown[ids[step]] = out.getvalue()
+        order = NotebookOrder(
+            tuple(NotebookCell(i, k, s) for k, (i, s) in enumerate(zip(ids, cells, strict=True)))
+        )
+        report = judge(tracker.state, order)
+        if not report.summary.consistent:
+            flagged += 1
+            continue
+        clean += 1
+        assert not [f for f in report.findings if not f.verdict.information]
+        monkeypatch.chdir(work / "clean")
+        reference: dict = {}
+        outputs = {
+            cid: run_shown(None, src, reference, None) for cid, src in zip(ids, cells, strict=True)
+        }
+        assert shown == outputs, (cells, steps)
+        assert plain_namespace(ns) == plain_namespace(reference), (cells, steps)
+    assert clean > 30 and flagged > 30, (clean, flagged)
+
+
+# Files and folders as the audit hook sees them (issue 12): A sets up, B reads or lists,
+# C writes; caught = B reported stale. Run in a fresh working folder.
+FILE_CHANGES = {
+    "path held in a variable": ("p = 'data.txt'\nopen(p, 'w').write('1')", "text = open(p).read()", "open(p, 'w').write('2')"),
+    "path built at run time": ("name = 'data'\nopen(f'{name}.txt', 'w').write('1')", "text = open(f'{name}.txt').read()", "open(name + '.txt', 'w').write('2')"),
+    "pathlib write_text on a variable": ("from pathlib import Path\np = Path('d.txt')\np.write_text('1')", "text = p.read_text()", "p.write_text('2')"),
+    "folder listed, then a file created in it": ("import os\nfolder = 'out'\nos.makedirs(folder, exist_ok=True)", "names = sorted(os.listdir(folder))", "open(os.path.join(folder, 'new.txt'), 'w').write('1')"),
+    "folder listed, then a file renamed": ("import os\nopen('a.txt', 'w').write('1')", "names = sorted(os.listdir('.'))", "os.rename('a.txt', 'c.txt')"),
+    "folder listed, then a file removed": ("import os\nopen('a.txt', 'w').write('1')", "names = [e.name for e in os.scandir('.')]", "os.remove('a.txt')"),
+    "glob, then a matching file created": ("import glob", "found = glob.glob('*.csv')", "open('x.csv', 'w').write('1')"),
+    "folder listed, then a subfolder made": ("import os", "names = os.listdir('.')", "os.makedirs('sub/deeper')"),
+    "file read, then replaced by a copy": ("import shutil\nopen('a.txt', 'w').write('1')\nopen('b.txt', 'w').write('2')", "text = open('a.txt').read()", "shutil.copyfile('b.txt', 'a.txt')"),
+    "file read, then renamed over": ("import os\nopen('a.txt', 'w').write('1')\nopen('b.txt', 'w').write('2')", "text = open('a.txt').read()", "os.replace('b.txt', 'a.txt')"),
+}  # fmt: skip
+FILE_QUIET = {
+    "another file written": ("p = 'data.txt'\nopen(p, 'w').write('1')", "text = open(p).read()", "open('other.txt', 'w').write('2')"),
+    "the file read again": ("p = 'data.txt'\nopen(p, 'w').write('1')", "text = open(p).read()", "again = open(p).read()"),
+    "an existing file rewritten, folder listed": ("import os\nopen('a.txt', 'w').write('1')", "names = sorted(os.listdir('.'))", "open('a.txt', 'w').write('2')"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(FILE_CHANGES))
+def test_a_file_or_folder_change_is_caught_whatever_built_the_path(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    nb = Notebook(*FILE_CHANGES[case]).run("A", "B", "C")
+    assert nb.verdicts().get("B") == {"stale"}, case
+    [finding] = judge(nb.tracker.state, nb.order()).for_cell("B")
+    assert finding.names[0].startswith(f"file:{tmp_path}")  # resolved against the cwd
+    assert "changed by cell #3" in finding.message
+
+
+@pytest.mark.parametrize("case", sorted(FILE_QUIET))
+def test_file_accesses_that_change_nothing_read_leave_the_reader_quiet(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "B" not in Notebook(*FILE_QUIET[case]).run("A", "B", "C").verdicts()
+
+
+def test_the_audit_hook_sees_nothing_outside_a_tracked_cell(tmp_path, monkeypatch):
+    from jupyter_repro.tracking import files
+
+    monkeypatch.chdir(tmp_path)
+    nb = Notebook("open('x.txt', 'w').write('1')", "t = open('x.txt').read()")
+    nb.run("A", "B")
+    (tmp_path / "x.txt").write_text("outside")  # not a cell: not recorded as a write
+    assert files._current is None
+    assert nb.verdicts() == {}
+    assert f"file:{tmp_path}/x.txt" in nb.tracker.state.latest["B"].reads

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 import textwrap
@@ -149,3 +150,34 @@ def test_names_passed_to_calls_through_attributes_are_listed():
         ("heappush", 1, "item"),
     )
     assert a.call_args == (("f", 0, "z"),)
+
+
+def test_the_record_is_private_and_ignored_by_git(tmp_path):
+    """The record keeps every cell's source: folder 0700 with a ``.gitignore`` of ``*``,
+    file 0600; an older world-readable record and folder are narrowed (issue 15)."""
+    path = record_path(tmp_path / "nb.ipynb", tmp_path, 0.0)
+    writer = RecordWriter(path)
+    writer.append({"type": "session", "secret": "typed by the user"})
+    writer.close()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert (path.parent / ".gitignore").read_text().splitlines()[-1] == "*"
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    listed = subprocess.run(
+        ["git", "-C", str(tmp_path), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert ".jupyter_repro" not in listed
+    # an older record, created readable by everyone
+    old = tmp_path / "old"
+    (old / ".jupyter_repro").mkdir(parents=True, mode=0o755)
+    (old / ".jupyter_repro").chmod(0o755)
+    older = record_path(old / "nb.ipynb", old, 0.0)
+    older.write_text('{"type": "session"}\n')
+    older.chmod(0o644)
+    again = RecordWriter(older)
+    again.append({"type": "execution"})
+    again.close()
+    assert stat.S_IMODE(older.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(older.stat().st_mode) == 0o600
+    assert len(older.read_text().splitlines()) == 2

@@ -5,7 +5,9 @@ and ``exec_lines``), the way ``docs/tracking.md`` tells users to load it for eve
 The test is the frontend: execute requests carry ``cellId`` and ``deletedCells``; the
 notebook's cells go over the ``jupyter_repro.track`` comm, as the labextension will send them.
 
-Scenario 20 (saved execution counts, no kernel) belongs to nb-smoke's lint.
+Scenario 20 (saved execution counts, no kernel) belongs to nb-smoke's lint. Scenario 28
+(the readable report after 21-27) is checked after every scenario: it never says the
+state equals a clean run while a cell is flagged.
 """
 
 from __future__ import annotations
@@ -14,6 +16,16 @@ import pytest
 from track_frontend import Frontend, verdicts_by_cell
 
 MD = "multiple_definitions"
+METER = """class Meter:
+    def __init__(self):
+        self.n = 0
+    def tick(self):
+        self.n += 1"""
+BOX = """class Box:
+    def __init__(self, v):
+        self.v = v
+    def peek(self):
+        return self.v"""
 LIST_NB = [("A", "a = [7]"), ("B", "b = a"), ("C", "a[0] = 8"), ("D", "print(b)")]
 TWO_A = [("A", "a = 1"), ("B", "b = a + 1"), ("C", "a = 3"), ("D", "print(b)")]
 
@@ -58,8 +70,46 @@ SCENARIOS = [
     ("17", [("A", "x = 1"), ("B", "print(x)")], ["A", "B", "B", "B"], {}),
     ("18", [("A", "%matplotlib inline\nimport pandas as pd"), ("B", "!ls\ndf = pd.DataFrame()")],
      ["A", "B"], {}),
+    # issue 12, item 4: a function's globals come from symtable; the nested comprehension's
+    # `i` is its own, not a global that no cell sets (hidden_state before)
+    ("free-variables",
+     [("A", "def make_df(cols, ind):\n    return {c: [str(c) + str(i) for i in ind] for c in cols}"),
+      ("B", 'df = make_df("AB", range(2))'), ("C", "print(df)")], ["A", "B", "C"], {}),
+    # revised 19: clean and no badge; multiple_definitions stays in the JSON as information
     ("19", [("A", "x = 1"), ("B", "x = 2"), ("C", "print(x)")], ["A", "B", "C"],
      {"A": {MD}, "B": {MD}}),
+    # 21-27 (issue 12). A cell re-run on what its own earlier run changed in place is
+    # out_of_order (it is: `m.n` is 3 where a top-to-bottom run gives 2), as in scenario 3.
+    ("21", [("A", METER), ("B", "m = Meter()"), ("C", "m.tick()"), ("D", "print(m.n)")],
+     ["A", "B", "C", "D", ("edit", "C", "m.tick(); m.tick()"), "C"],
+     {"C": {"out_of_order"}, "D": {"stale"}}),
+    ("22", [("A", BOX), ("B", "b = Box(1)"), ("C", "w = b.peek()"), ("D", "print(b.v)")],
+     ["A", "B", "C", "D", ("edit", "C", "w = b.peek() * 2"), "C"], {}),
+    ("23", [("A", 'groups = {"a": [], "b": []}'),
+            ("B", "for members in groups.values():\n    members.append(0)"),
+            ("C", "print(groups)")],
+     ["A", "B", "C", ("edit", "B", "for members in groups.values():\n    members.append(1)"), "B"],
+     {"B": {"out_of_order"}, "C": {"stale"}}),
+    # C's second run reads `row` after its own first run wrote it, so it is out_of_order
+    # although `row[:] = 2` overwrites all of it; and B, which read `grid` before C changed
+    # it, is stale as in scenario 16 (its view would be the same): both documented
+    # over-approximations (docs/tracking.md, "Known limits").
+    ("24", [("A", "import numpy as np; grid = np.zeros((2, 2))"), ("B", "row = grid[0]"),
+            ("C", "row[:] = 1"), ("D", "print(grid)")],
+     ["A", "B", "C", "D", ("edit", "C", "row[:] = 2"), "C"],
+     {"B": {"stale"}, "C": {"out_of_order"}, "D": {"stale"}}),
+    ("25", [("A", 'src = "in.txt"'), ("B", 'text = "v1"'), ("C", 'open(src, "w").write(text)'),
+            ("D", "print(open(src).read())")],
+     ["A", "B", "C", "D", ("edit", "B", 'text = "v2"'), "B"],
+     {"C": {"stale"}, "D": {"stale"}}),
+    ("26", [("A", "import copy; base = [[1], [2]]"), ("B", "dup = copy.copy(base)"),
+            ("C", "dup[0].append(3)"), ("D", "print(base)")],
+     ["A", "B", "C", "D", ("edit", "C", "dup[0].append(4)"), "C"],
+     {"B": {"stale"}, "C": {"out_of_order"}, "D": {"stale"}}),
+    ("27", [("A", "import copy; base = [[1], [2]]"), ("B", "dup = copy.deepcopy(base)"),
+            ("C", "dup[0].append(3)"), ("D", "print(base)")],
+     ["A", "B", "C", "D", ("edit", "C", "dup[0].append(4)"), "C"],
+     {"C": {"out_of_order"}}),
 ]  # fmt: skip
 
 
@@ -102,6 +152,9 @@ def test_scenario_gives_expected_verdicts(lab, number, cells, steps, expected):
     for step in steps:
         if isinstance(step, str):
             reply = lab.execute(sources[step], prefix + step)
+            # a frontend is attached: its badges show the verdicts, and nothing is written
+            # into the cell outputs saved in the .ipynb (issue 12, item 6)
+            assert "%track" not in reply.stdout + reply.stderr, reply.stdout
             reports = [m for m in reply.comm if m["type"] == "report"]
             assert reports and reports[-1]["trigger"]["cell_id"] == prefix + step
             pushed = reports[-1]
@@ -120,3 +173,12 @@ def test_scenario_gives_expected_verdicts(lab, number, cells, steps, expected):
     serious = {v for vs in expected.values() for v in vs} - {MD}
     assert report["summary"]["consistent"] is (not serious)
     assert report["summary"]["order_source"] == "frontend"
+    # scenario 28: the readable report never claims equality with a clean run while a
+    # cell is flagged, and says why it does not
+    text = lab.execute("%track report").stdout
+    if serious:
+        assert "equals a clean top-to-bottom run" not in text, text
+        assert "state differs from a clean top-to-bottom run" in text
+        assert report["summary"]["reasons"]
+    else:
+        assert "state equals a clean top-to-bottom run" in text, text

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..processes import create_time, host_key, kill_children, kill_tree, pid_alive
-from ..provenance.env import environment_fingerprint
+from ..provenance.env import kernel_environment
 from ..provenance.gc import Heartbeat, heartbeat_tags
 from ..provenance.mlflow_log import (
     FinishedRun,
@@ -480,9 +480,12 @@ def _execute_run(spec: RunSpec, state: _RunState) -> RunResult:
             )
         _close_dead_attempts(spec, earlier, retried=True)
     nb = inject_parameters(papermill_ready(read_notebook(spec.notebook)), spec.params)
-    # The environment coordinate is the one the run executes in: this worker's, which on
-    # a dask cluster may differ from the client's (cached per process).
-    provenance = dataclasses.replace(spec.provenance, environment=environment_fingerprint())
+    # The environment coordinate is the one the run executes in: the kernel's interpreter
+    # (a kernelspec may name another venv's python; this worker's when it is the same),
+    # which on a dask cluster may differ from the client's (cached per process).
+    provenance = dataclasses.replace(
+        spec.provenance, environment=kernel_environment(spec.kernel_name)
+    )
     extra = {
         **heartbeat_tags(),
         BATCH_TAG: spec.batch_id,

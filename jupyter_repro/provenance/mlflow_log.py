@@ -14,7 +14,9 @@ What is logged (names are stable; ``docs/batch.md`` lists them):
   flag, the notebook's path/sha256/git status, the toolkit version, failure facts.
 - artifacts: ``notebook/`` executed ``.ipynb`` + ``.html``; ``diff/`` nbdime diff as
   ``nbdiff.json``/``nbdiff.txt``/``nbdiff.html``; ``outputs/`` images and
-  ``manifest.json`` of output hashes; ``environment.json``; ``data.json``; ``error.json``.
+  ``manifest.json`` of output hashes; ``environment.json`` (python, platform, every
+  distribution with its version and origin) and ``requirements.lock.txt`` (the same as a
+  pinned requirements file, :func:`~.env.requirements_lock`); ``data.json``; ``error.json``.
 - inputs: each ``--data`` path as an MLflow dataset with its digest.
 - searchable output hashes: tag ``jupyter_repro.outputs`` (then ``jupyter_repro.outputs.1``,
   ``.2``... when one tag would be too long) holds the first :data:`OUTPUT_HASH_PREFIX` hex
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import DataInput
-from .env import environment_fingerprint
+from .env import environment_fingerprint, requirements_lock
 from .git import OUTSIDE_REPO, GitInfo, git_info
 from .nbdiff import NotebookDiff, diff_against_head, render_html
 from .store import retry_locked
@@ -53,6 +55,8 @@ OUTPUT_HASH_PREFIX = 32
 #: (8000 since MLflow 2.x, 5000 before; servers of either age accept it).
 OUTPUT_TAG_CHARS = 4000
 OUTPUTS_TAG = "jupyter_repro.outputs"
+#: The run's environment as a pinned requirements file (``uv pip sync`` / ``pip install -r``).
+LOCK_ARTIFACT = "requirements.lock.txt"
 
 
 def output_hash_tags(manifest: list[dict[str, Any]]) -> dict[str, str]:
@@ -471,6 +475,7 @@ def write_artifacts(folder: Path, finished: FinishedRun, provenance: Provenance)
     _write(folder / "diff" / "nbdiff.txt", diff.text)
     _write(folder / "diff" / "nbdiff.html", render_html(diff, f"{stem}: diff against HEAD"))
     _write(folder / "environment.json", json.dumps(provenance.environment, indent=1))
+    _write(folder / LOCK_ARTIFACT, requirements_lock(provenance.environment))
     if finished.kernel_stderr:
         _write(folder / "kernel_stderr.txt", finished.kernel_stderr)
     if provenance.data:

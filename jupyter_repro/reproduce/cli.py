@@ -60,6 +60,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("--sanitize-with", metavar="FILE", help="nbval sanitizer file for outputs")
     rep.add_argument("--timeout", type=float, default=None, help="seconds allowed for the run")
     rep.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    rep.add_argument(
+        "--fresh-env",
+        action="store_true",
+        help="run the kernel in the run's logged environment, rebuilt with uv in an isolated "
+        "venv from its lock (cached by lock hash under ~/.cache/jupyter-repro/envs, or "
+        "$JUPYTER_REPRO_ENV_CACHE)",
+    )
+    rep.add_argument(
+        "--python",
+        metavar="PATH",
+        default=None,
+        help="with --fresh-env: interpreter of the logged Python minor version to build with",
+    )
+    rep.add_argument(
+        "--rebuild", action="store_true", help="with --fresh-env: build anew even if cached"
+    )
     rep.set_defaults(func=reproduce_command)
 
 
@@ -100,6 +116,8 @@ def reproduce_command(args: argparse.Namespace) -> int:
     from ..provenance.store import resolve_tracking_uri
     from .rerun import Tolerances, format_report, reproduce
 
+    if (args.python or args.rebuild) and not args.fresh_env:
+        raise ReproError("--python and --rebuild need --fresh-env")
     per_metric = _per_metric(args.tol)
     for name, value in [("--rtol", args.rtol), ("--atol", args.atol), *per_metric.items()]:
         if not value >= 0:  # also rejects NaN
@@ -115,6 +133,9 @@ def reproduce_command(args: argparse.Namespace) -> int:
         sanitize_with=args.sanitize_with,
         timeout=args.timeout,
         echo=lambda line: print(line, file=sys.stderr),
+        fresh_env=args.fresh_env,
+        python=args.python,
+        rebuild=args.rebuild,
     )
     print(format_report(report), flush=True)
     if args.json:

@@ -11,7 +11,12 @@
    MLflow run, tagged ``jupyter_repro.reproduces=<original run id>``.
 4. Metrics are compared with tolerances, outputs with nbval's rules
    (:func:`~jupyter_repro.outputs.compare_cell_outputs`), and the packages whose versions
-   differ from the logged environment are listed.
+   differ from the logged environment are listed (the environment the re-run's kernel
+   had, as its own run logged it).
+
+With ``fresh_env`` the kernel runs in the logged environment rebuilt by
+:mod:`.fresh_env` (an isolated venv made with uv from the run's lock, cached by lock
+hash) instead of the user's current one.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from ..provenance.store import retry_locked
 RECORD_SANITIZERS = ((r"'timestamp': \d+", "'timestamp': TIME"),)
 REPRODUCES_TAG = TAG + "reproduces"
 VERDICT_TAG = TAG + "reproduce.verdict"
+#: ``current`` (the user's environment) or ``fresh:<lock hash>`` (``--fresh-env``).
+ENV_TAG = TAG + "reproduce.env"
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,9 @@ class ReproReport:
     output_differences: list[dict[str, Any]] = field(default_factory=list)
     package_differences: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: where the re-run's kernel ran: ``kind`` ``current`` or ``fresh``; for ``fresh`` also
+    #: ``path``, ``lock_hash``, ``reused`` and ``seconds`` (to build or find it)
+    environment: dict[str, Any] = field(default_factory=lambda: {"kind": "current"})
 
     @property
     def exit_code(self) -> int:
@@ -240,12 +250,23 @@ def reproduce(
     sanitize_with: str | None = None,
     timeout: float | None = None,
     echo: Any = None,
+    fresh_env: bool = False,
+    python: str | None = None,
+    rebuild: bool = False,
 ) -> ReproReport:
     """Re-run MLflow run ``run_id`` from its commit and compare; see the module docstring.
 
+    Args:
+        fresh_env: run the kernel in the logged environment rebuilt with uv
+            (:func:`~.fresh_env.prepare_env`) instead of the current one.
+        python: the interpreter to rebuild with (``--python``; default: one of the logged
+            minor version found on this machine).
+        rebuild: with ``fresh_env``, build the environment anew even if it is cached.
+
     Raises:
         ReproError: the run does not exist, has no commit or notebook, or the repository
-            does not have the commit.
+            does not have the commit; with ``fresh_env``: another Python minor version,
+            a package version no longer on the index, a local package whose path is gone.
     """
     import git
     import nbformat
@@ -297,8 +318,14 @@ def reproduce(
         data_items = json.loads(data_file.read_text()) if data_file else []
         env_file = _download(client, run_id, "environment.json", art)
         logged_env = json.loads(env_file.read_text()) if env_file else {}
-        report.package_differences = package_differences(logged_env, environment_fingerprint())
         report.params = _logged_params(executed, run)
+        if fresh_env:
+            from .fresh_env import resolve_python
+
+            if not logged_env.get("python_version"):
+                raise ReproError(f"run {run_id} has no logged environment: nothing to rebuild")
+            # checked before anything is built or checked out: one line, exit 2
+            python = resolve_python(run_id, logged_env["python_version"], python)[0]
 
         report.data = check_data(data_items)
         changed = [d for d in report.data if d.changed]
@@ -337,8 +364,37 @@ def reproduce(
                         inside.parent.mkdir(parents=True, exist_ok=True)
                         inside.symlink_to(original, target_is_directory=original.is_dir())
                     data_paths.append(str(inside if inside.exists() else original))
+                kernel = None
+                if fresh_env:
+                    from .fresh_env import prepare_env
+
+                    fresh = prepare_env(
+                        run_id,
+                        logged_env,
+                        python,
+                        repo_root=Path(repository.working_tree_dir),
+                        tree=tree,
+                        commit=commit,
+                        rebuild=rebuild,
+                        echo=echo,
+                    )
+                    kernel = fresh.kernel_name
+                    report.notes.extend(fresh.notes)
+                    report.environment = {
+                        "kind": "fresh",
+                        "path": str(fresh.path),
+                        "lock_hash": fresh.lock_hash,
+                        "reused": fresh.reused,
+                        "seconds": round(fresh.seconds, 3),
+                    }
+                    # the kernelspec lives in the venv; the batch's workers find it here
+                    saved_path = os.environ.get("JUPYTER_PATH")
+                    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+                        filter(None, [str(fresh.jupyter_path), saved_path])
+                    )
                 options = BatchOptions(
                     experiment=experiment,
+                    kernel=kernel,
                     tracking_uri=uri,
                     output_dir=str(tmp / "runs"),
                     data=tuple(data_paths),
@@ -346,7 +402,14 @@ def reproduce(
                     timeout=timeout,
                     progress=False,
                 )
-                batch = run_batch(notebook, [report.params], options, echo=echo)
+                try:
+                    batch = run_batch(notebook, [report.params], options, echo=echo)
+                finally:
+                    if fresh_env:
+                        if saved_path is None:
+                            os.environ.pop("JUPYTER_PATH", None)
+                        else:
+                            os.environ["JUPYTER_PATH"] = saved_path
                 if batch.interrupted:  # Ctrl-C / SIGTERM: no verdict, the CLI exits 130/143
                     import signal
 
@@ -367,6 +430,16 @@ def reproduce(
     if report.new_run_id:
         new_run = retry_locked(client.get_run, report.new_run_id)
         report.metric_differences = compare_metrics(run.data.metrics, new_run.data.metrics, tol)
+    # the environment the re-run's kernel had, as its run logged it (else this process's)
+    new_env = None
+    if report.new_run_id:
+        with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-env-") as tmp_name:
+            env_file = _download(client, report.new_run_id, "environment.json", Path(tmp_name))
+            new_env = json.loads(env_file.read_text()) if env_file else None
+    if logged_env:
+        report.package_differences = package_differences(
+            logged_env, new_env or environment_fingerprint()
+        )
     if new_nb is not None:
         report.output_differences = compare_outputs(executed, new_nb, sanitizers)
     if report.status[0] != report.status[1]:
@@ -384,7 +457,16 @@ def reproduce(
         retry_locked(
             client.log_batch,
             report.new_run_id,
-            tags=[RunTag(REPRODUCES_TAG, run_id), RunTag(VERDICT_TAG, report.verdict)],
+            tags=[
+                RunTag(REPRODUCES_TAG, run_id),
+                RunTag(VERDICT_TAG, report.verdict),
+                RunTag(
+                    ENV_TAG,
+                    "fresh:" + report.environment["lock_hash"]
+                    if report.environment["kind"] == "fresh"
+                    else "current",
+                ),
+            ],
         )
     return report
 
@@ -409,6 +491,10 @@ def format_report(r: ReproReport) -> str:
         for d in r.data:
             mark = "CHANGED" if d.changed else "same"
             lines.append(f"  data {d.name}: {mark} (sha256 {d.logged_sha256[:16]}...)")
+        env = r.environment
+        if env.get("kind") == "fresh":
+            how = "reused" if env.get("reused") else f"built in {env.get('seconds', 0):.1f}s"
+            lines.append(f"  environment: rebuilt from the run's lock at {env.get('path')} ({how})")
         for note in r.notes:
             lines.append(f"  {note}")
         for m in r.metric_differences:

@@ -11,19 +11,24 @@ import os
 import re
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from .. import _fast_import  # noqa: F401 - first: skips a slow import
 from ..errors import ReproError, run_command
 from ..fileio import atomic_write_text, check_writable
 from ..parameters import load_parameters_file, parse_value
+from .config import apply_config, config_for, read_table, track_explicit
+from .lint import RuleError, resolve_rules
 from .options import SmokeOptions
 from .report import (
+    github_annotations,
     render_details,
     result_line,
     summary_line,
     to_json_text,
     to_junit_xml,
+    to_sarif_text,
     write_image_pairs,
 )
 from .results import NotebookResult
@@ -114,10 +119,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow store for --mlflow")
     parser.add_argument("--experiment", metavar="NAME", help="MLflow experiment for --mlflow")
+    parser.add_argument(
+        "--select",
+        metavar="RULES",
+        help="lint rules to run, comma-separated, instead of the default set (ALL: every rule)",
+    )
+    parser.add_argument(
+        "--extend-select", metavar="RULES", help="lint rules to add to the selected ones"
+    )
+    parser.add_argument("--ignore", metavar="RULES", help="lint rules not to run")
+    parser.add_argument(
+        "--isolated", action="store_true", help="ignore [tool.nb-smoke] in pyproject.toml files"
+    )
+    parser.add_argument(
+        "--output-format",
+        choices=("full", "github"),
+        default="full",
+        help="full: text (default); github: GitHub Actions annotations (::error/::warning)",
+    )
+    parser.add_argument("--sarif", metavar="FILE", help="write a SARIF 2.1.0 report here")
     parser.add_argument("--json", metavar="FILE", help="write the JSON report here")
     parser.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report here")
     parser.add_argument("--show-output", action="store_true", help="print every cell's output")
     parser.add_argument("-q", "--quiet", action="store_true", help="only failures and the summary")
+    track_explicit(parser)  # so [tool.nb-smoke] never overrides what the command line gave
+
+
+def _rule_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def options_from_args(args: argparse.Namespace) -> SmokeOptions:
@@ -135,6 +166,14 @@ def options_from_args(args: argparse.Namespace) -> SmokeOptions:
         raise ReproError("--repeat must be at least 1")
     if args.save_images and not args.json:
         raise ReproError("--save-images needs --json FILE (images go beside the report)")
+    try:
+        rules = resolve_rules(
+            _rule_list(args.select),
+            _rule_list(args.ignore) or (),
+            _rule_list(args.extend_select) or (),
+        )
+    except RuleError as exc:
+        raise ReproError(f"--select/--ignore/--extend-select: {exc}") from None
     if args.sanitize_with:
         from ..outputs import load_sanitizers
 
@@ -160,6 +199,7 @@ def options_from_args(args: argparse.Namespace) -> SmokeOptions:
         mlflow=args.mlflow,
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
+        rules=rules,
     )
 
 
@@ -179,7 +219,13 @@ class _Progress:
                 total=total_hint, unit="nb", desc="nb-smoke", file=sys.stderr, leave=False
             )
 
+    quiet_all = False  # --output-format github: only the annotations and the summary
+
     def __call__(self, result: NotebookResult) -> None:
+        if self.quiet_all:
+            if self.bar is not None:
+                self.bar.update(1)
+            return
         with self.lock:
             text = result_line(result)
             details = render_details(result, self.show_output)
@@ -200,29 +246,69 @@ class _Progress:
             self.bar.close()
 
 
+class _Configured:
+    """Arguments and options per ``[tool.nb-smoke]`` table (see :mod:`.config`)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.parser = argparse.ArgumentParser(add_help=False)
+        add_arguments(self.parser)
+        self._options: dict[Path | None, SmokeOptions] = {}
+
+    def args_for(self, path: str | Path) -> argparse.Namespace:
+        """The command line's arguments, completed by the config that governs ``path``."""
+        if getattr(self.args, "isolated", False):
+            return self.args
+        source = config_for(path)
+        table = read_table(source) if source is not None else None
+        return apply_config(self.args, table, source, self.parser)
+
+    def options_for(self, path: Path) -> SmokeOptions:
+        source = None if getattr(self.args, "isolated", False) else config_for(path)
+        if source not in self._options:
+            self._options[source] = options_from_args(self.args_for(path))
+        return self._options[source]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run nb-smoke for parsed arguments; returns the exit code."""
     from ..notebook import discover_notebooks
     from .run import smoke_notebooks
 
+    configured = _Configured(args)
+    here = Path.cwd()
+    args = configured.args_for(here if config_for(here) else Path(args.paths[0]))
     options = options_from_args(args)
     check_writable(args.json, "--json")
     check_writable(args.junit_xml, "--junit-xml")
+    check_writable(args.sarif, "--sarif")
     notebooks = list(discover_notebooks(args.paths, jupytext=options.jupytext))
     if not notebooks:
         print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
-    progress = _Progress(len(notebooks), args.quiet, args.show_output)
+    for path in notebooks:  # a bad config is an error before anything runs
+        configured.options_for(path)
+    github = args.output_format == "github"
+    progress = _Progress(len(notebooks), args.quiet or github, args.show_output and not github)
+    if github:
+        progress.quiet_all = True
     try:
-        report = smoke_notebooks(notebooks, options, on_result=progress)
+        report = smoke_notebooks(
+            notebooks, options, on_result=progress, options_for=configured.options_for
+        )
     finally:
         progress.close()
+    if github:
+        for line in github_annotations(report):
+            print(line, flush=True)
     if args.json:
         if args.save_images:
             write_image_pairs(report, args.json)
         atomic_write_text(args.json, to_json_text(report))
     if args.junit_xml:
         atomic_write_text(args.junit_xml, to_junit_xml(report))
+    if args.sarif:
+        atomic_write_text(args.sarif, to_sarif_text(report))
     print(summary_line(report), flush=True)
     return report.exit_code
 

@@ -38,6 +38,8 @@ class SmokeOptions:
         tracking_uri: MLflow store (default: ``MLFLOW_TRACKING_URI``, else the project's
             sqlite store, as for batch).
         experiment: MLflow experiment (default: the notebook's name).
+        rules: lint rules to run (names from :data:`jupyter_repro.smoke.lint.RULES`);
+            None means the default set, :data:`jupyter_repro.smoke.lint.DEFAULT_RULES`.
     """
 
     mode: Mode = "script"
@@ -57,3 +59,4 @@ class SmokeOptions:
     mlflow: bool = False
     tracking_uri: str | None = None
     experiment: str | None = None
+    rules: frozenset[str] | None = None

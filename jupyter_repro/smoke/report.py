@@ -1,6 +1,7 @@
-"""nb-smoke's reports: terminal text, JSON (docs/report-schema.md) and JUnit XML.
+"""nb-smoke's reports: terminal text, JSON (docs/report-schema.md), JUnit XML, GitHub
+Actions annotations and SARIF 2.1.0.
 
-All three render the same :class:`~jupyter_repro.smoke.results.SmokeReport`; writes are
+All of them render the same :class:`~jupyter_repro.smoke.results.SmokeReport`; writes are
 atomic (temporary file in the target folder, then rename), so a killed run never leaves a
 half-written report for CI to read.
 """
@@ -184,3 +185,196 @@ def write_image_pairs(report: SmokeReport, json_path: str | Path) -> None:
                 if value:
                     target = folder / f"{stem}-{name}-{which}{suffix[mime]}"
                     target.write_bytes(decode_image(value, mime))
+
+
+# -- CI formats: GitHub Actions annotations and SARIF ------------------------------------
+
+_CELL_START = re.compile(r'(?<!\\)"cell_type"\s*:')
+
+
+def cell_lines(path: str | Path) -> dict[int, int]:
+    """1-based line in a ``.ipynb`` file where each cell (0-based index) starts, so CI
+    annotations point into the file; empty for jupytext notebooks or an unexpected
+    layout (a count of cell starts that differs from the notebook's cells)."""
+    p = Path(path)
+    if p.suffix != ".ipynb":
+        return {}
+    try:
+        text = p.read_text(encoding="utf-8")
+        cells = json.loads(text).get("cells", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    starts = [text.count("\n", 0, m.start()) + 1 for m in _CELL_START.finditer(text)]
+    return dict(enumerate(starts)) if len(starts) == len(cells) else {}
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _annotation(level: str, path: str, line: int | None, title: str, message: str) -> str:
+    props = f"file={_escape_property(path)}"
+    if line:
+        props += f",line={line}"
+    props += f",title={_escape_property(title)}"
+    return f"::{level} {props}::{_escape_data(message)}"
+
+
+def _problems(r: NotebookResult) -> list[tuple[str, str, int | None, str, str]]:
+    """``(level, rule, cell index, title, message)`` for everything wrong with a notebook,
+    failures first. The rule is a lint rule or one of ``cell_failed``, ``timed_out``,
+    ``not_checked``, ``run_failed`` (outputs differ, a crash) and the notices' kinds."""
+    out: list[tuple[str, str, int | None, str, str]] = []
+    status = r.final_status
+    if r.status == ERROR:
+        out.append(("error", "not_checked", None, "nb-smoke: not checked", r.error or "error"))
+    elif r.failure is not None:
+        f = r.failure
+        rule = "timed_out" if r.status == TIMED_OUT else "cell_failed"
+        where = f.label + (f", line {f.line}" if f.line else "")
+        out.append(
+            (
+                "error",
+                rule,
+                f.cell_index,
+                f"nb-smoke: {where} failed",
+                f"{where}: {f.ename}: {_one_line(f.evalue, 500)}",
+            )
+        )
+    elif r.status in (FAILED, TIMED_OUT):
+        rule = "timed_out" if r.status == TIMED_OUT else "run_failed"
+        out.append(("error", rule, None, f"nb-smoke: {rule}", r.error or r.status))
+    finding_level = "error" if r.strict_failed and status == FAILED else "warning"
+    for finding in r.findings:
+        rule = finding.verdict.value
+        out.append(
+            (
+                finding_level,
+                rule,
+                finding.cell_index,
+                f"nb-smoke {rule}: cell {finding.cell_index}",
+                f"cell {finding.cell_index}: {rule}: {finding.message}",
+            )
+        )
+    for notice in r.notices:
+        where = f"cell {notice.cell_index}: " if notice.cell_index is not None else ""
+        level = "error" if r.strict_failed and notice.strict else "warning"
+        out.append(
+            (
+                level,
+                notice.kind,
+                notice.cell_index,
+                f"nb-smoke {notice.kind}",
+                where + notice.message,
+            )
+        )
+    return out
+
+
+def github_annotations(report: SmokeReport) -> list[str]:
+    """GitHub Actions workflow commands, one per problem: ``::error`` for a failing or
+    unreadable notebook (naming the cell, its line in the file and the exception),
+    ``::warning`` for lint findings and notices (``::error`` under ``--strict``)."""
+    lines: list[str] = []
+    for r in report.results:
+        starts = cell_lines(r.path)
+        for level, _rule, cell, title, message in _problems(r):
+            line = starts.get(cell) if cell is not None else None
+            lines.append(_annotation(level, r.path, line, title, message))
+    return lines
+
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_RUN_RULES = {
+    "cell_failed": "a cell raised: the notebook does not run top to bottom",
+    "timed_out": "the notebook exceeded its time limit and was killed",
+    "run_failed": "the run failed outside a cell (outputs differ, the process died)",
+    "not_checked": "the notebook could not be checked (unreadable, no such kernel)",
+}
+
+
+def to_sarif(report: SmokeReport) -> dict:
+    """The report as a SARIF 2.1.0 log (one run, tool ``nb-smoke``) for code scanning:
+    one result per problem (see :func:`github_annotations`), located in the notebook file
+    at its cell's line, with the cell index and id in ``properties``."""
+    from .. import __version__
+    from ..verdicts import Verdict
+
+    rules: list[dict] = []
+    index: dict[str, int] = {}
+
+    def rule_index(rule: str) -> int:
+        if rule not in index:
+            index[rule] = len(rules)
+            try:
+                text = Verdict(rule).description
+                help_uri = f"{_DOCS}/lint.md#{rule}"
+            except ValueError:
+                text = _RUN_RULES.get(rule, rule.replace("_", " "))
+                help_uri = f"{_DOCS}/nb-smoke.md"
+            rules.append(
+                {
+                    "id": rule,
+                    "name": "".join(w.title() for w in rule.split("_")),
+                    "shortDescription": {"text": text},
+                    "helpUri": help_uri,
+                }
+            )
+        return index[rule]
+
+    results = []
+    for r in report.results:
+        starts = cell_lines(r.path)
+        uri = Path(r.path).as_posix()
+        if Path(r.path).is_absolute():
+            try:
+                uri = Path(r.path).relative_to(Path.cwd()).as_posix()
+            except ValueError:
+                uri = Path(r.path).as_uri()
+        for level, rule, cell, _title, message in _problems(r):
+            location: dict = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
+            line = starts.get(cell) if cell is not None else None
+            if line:
+                location["physicalLocation"]["region"] = {"startLine": line}
+            result = {
+                "ruleId": rule,
+                "ruleIndex": rule_index(rule),
+                "level": level,
+                "message": {"text": message},
+                "locations": [location],
+            }
+            if cell is not None:
+                cell_id = next(
+                    (f.cell_id for f in r.findings if f.cell_index == cell and f.cell_id), None
+                ) or (r.failure.cell_id if r.failure and r.failure.cell_index == cell else None)
+                result["properties"] = {"cell_index": cell, "cell_id": cell_id}
+            results.append(result)
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "nb-smoke",
+                        "version": __version__,
+                        "informationUri": "https://github.com/jupyter-repro/jupyter-repro",
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+                "invocations": [{"executionSuccessful": report.exit_code != 2}],
+            }
+        ],
+    }
+
+
+_DOCS = "https://github.com/jupyter-repro/jupyter-repro/blob/main/docs"
+
+
+def to_sarif_text(report: SmokeReport) -> str:
+    return json.dumps(to_sarif(report), indent=2, ensure_ascii=False) + "\n"

@@ -39,7 +39,7 @@ from ..notebook import (
 from ..outputs import cell_comparison_mode, compare_cell_outputs, load_sanitizers, outputs_text
 from ..parameters import validate_parameters
 from .convert import SpecCell, build_cells, script_mode_limits
-from .lint import lint_notebook
+from .lint import lint_cells
 from .options import RAISES_TAG, SmokeOptions
 from .results import (
     ERROR,
@@ -85,6 +85,7 @@ def smoke_notebooks(
     paths: Iterable[str | Path],
     options: SmokeOptions | None = None,
     on_result: Callable[[NotebookResult], None] | None = None,
+    options_for: Callable[[Path], SmokeOptions] | None = None,
 ) -> SmokeReport:
     """Check notebooks: static lint, then a clean top-to-bottom run of each.
 
@@ -93,6 +94,8 @@ def smoke_notebooks(
             :func:`jupyter_repro.notebook.discover_notebooks`).
         options: how to check; defaults to :class:`SmokeOptions()`.
         on_result: called from worker threads as each notebook finishes (progress).
+        options_for: the options for one notebook (``[tool.nb-smoke]`` of its project);
+            default ``options`` for every notebook, which also sets ``jobs``.
 
     Returns:
         A :class:`SmokeReport` with one result per notebook, in input order.
@@ -104,12 +107,19 @@ def smoke_notebooks(
     options = options or SmokeOptions()
     started = time.monotonic()
     notebooks = list(discover_notebooks(paths, jupytext=options.jupytext))
-    kernels = installed_kernelspecs() if not options.lint_only else {}
+    found_kernels: list[dict[str, str]] = []
     results: list[NotebookResult | None] = [None] * len(notebooks)
     lock = threading.Lock()
 
+    def kernels() -> dict[str, str]:
+        with lock:
+            if not found_kernels:
+                found_kernels.append(installed_kernelspecs())
+            return found_kernels[0]
+
     def job(i: int, path: Path) -> None:
-        result = check_notebook(path, options, kernels)
+        own = options_for(path) if options_for is not None else options
+        result = check_notebook(path, own, {} if own.lint_only else kernels())
         with lock:
             results[i] = result
         if on_result is not None:
@@ -150,7 +160,10 @@ def check_notebook(
     try:
         nb = read_notebook(path)
         if options.lint or options.lint_only:
-            result.findings = lint_notebook(nb)
+            outcome = lint_cells(nb, options.rules)
+            result.findings = outcome.findings
+            for index, message in outcome.notes:
+                result.notices.append(Notice("lint_comment", message, cell_index=index))
         if not options.lint_only:
             _execute(path, nb, options, kernels if kernels is not None else {}, result)
     except (NotebookReadError, ParameterError, ReproError) as exc:

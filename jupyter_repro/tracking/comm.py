@@ -12,8 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
+from ..errors import ProtocolError
 from .order import FrontendCell
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "PROTOCOL_VERSION",
+    "TARGET",
+    "CommChannel",
+    "ProtocolError",
+    "envelope",
+    "kernel_info",
+    "parse_cells",
+]
 
 #: The comm target name a frontend opens.
 TARGET = "jupyter_repro.track"
@@ -23,18 +35,6 @@ PROTOCOL_VERSION = "1.0"
 #: How the ``message`` of an ``error`` reply starts when the kernel side failed (a bug),
 #: as opposed to a message that does not follow the protocol.
 INTERNAL_ERROR = "internal error in the kernel's %track"
-
-
-class ProtocolError(ValueError):
-    """A frontend message that does not follow ``docs/protocol.md``.
-
-    Attributes:
-        in_reply_to: the ``type`` of the offending message (or None when absent).
-    """
-
-    def __init__(self, message: str, in_reply_to: str | None = None) -> None:
-        self.in_reply_to = in_reply_to
-        super().__init__(message)
 
 
 def envelope(kind: str, **fields: Any) -> dict[str, Any]:
@@ -52,11 +52,16 @@ def parse_cells(data: Mapping[str, Any]) -> list[FrontendCell]:
         if not isinstance(cell, Mapping) or not isinstance(cell.get("id"), str):
             raise ProtocolError(f"cells[{i}] needs a string 'id'", "notebook")
         source = cell.get("source", "")
-        if isinstance(source, list):  # nbformat's list-of-lines form
-            source = "".join(source)
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)  # nbformat's list-of-lines form
         if not isinstance(source, str):
-            raise ProtocolError(f"cells[{i}].source must be a string", "notebook")
-        out.append(FrontendCell(cell["id"], str(cell.get("cell_type", "code")), source))
+            raise ProtocolError(
+                f"cells[{i}].source must be a string or a list of strings", "notebook"
+            )
+        kind = cell.get("cell_type", "code")
+        if not isinstance(kind, str):
+            raise ProtocolError(f"cells[{i}].cell_type must be a string", "notebook")
+        out.append(FrontendCell(cell["id"], kind, source))
     return out
 
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import nbformat
 
+from ..errors import ExportError
 from .record import ExecutionEvent
 
-
-class ExportError(Exception):
-    """An export file could not be written; the message names the path and the cause."""
+__all__ = ["ExportError", "export_notebook", "export_script", "script_text", "write_atomically"]
 
 
 def _stamp(t: float) -> str:

@@ -26,14 +26,18 @@ above ``c`` whose current source writes ``n`` (binds, deletes or mutates it):
   reported on each binding cell.
 
 The notebook-level :class:`Summary` says whether the kernel's state equals what a clean
-top-to-bottom run would give: no findings other than ``multiple_definitions``, every
-current cell ran without error, and each name's last writer is the last cell in notebook
-order that writes it.
+top-to-bottom run would give: no findings other than information
+(``multiple_definitions``, see :data:`~jupyter_repro.verdicts.INFORMATION`), every
+current cell ran without error, each name's last writer is the last cell in notebook
+order that writes it, and no runtime evidence was cut short by its budget (names past it
+are *unverified*, never silently trusted). Whenever a shown output may be stale, a
+finding stands, so the summary is not consistent.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,11 +45,10 @@ from functools import lru_cache
 from hashlib import sha1
 from typing import Any
 
-from ..analysis import CellAnalysis, analyze_cell
+from ..analysis import analyze_cell, possibly_mutated
 from ..verdicts import Finding, Verdict
+from .files import FILE_PREFIX
 from .record import ExecutionEvent
-
-FILE_PREFIX = "file:"
 
 
 def source_hash(source: str) -> str:
@@ -96,6 +99,8 @@ class TrackState:
         self.code_writes: dict[tuple[str, str], frozenset[str]] = {}
         # names bound to modules now: a module's functions (np.append) do not change it
         self.modules: frozenset[str] = frozenset()
+        # the working folder literal paths are resolved against (as the tracker does)
+        self.cwd = ""
         self.next_seq = 1
         self._prune_at = 1000
 
@@ -195,54 +200,19 @@ class TrackReport:
         }
 
 
-#: Methods that change their object in place beyond the analysis' container mutators:
-#: estimators, optimisers and models (``model.fit(X, y)``, ``opt.step()``), seeding.
-STATEFUL_METHODS = frozenset(
-    {
-        "fit", "partial_fit", "fit_transform", "fit_predict", "train", "step", "zero_grad",
-        "load_state_dict", "set_params", "compile", "seed", "shuffle", "reset",
-        "add_", "mul_", "sub_", "div_", "copy_", "zero_", "fill_", "clip_", "normal_",
-        "uniform_", "requires_grad_",
-    }
-)  # fmt: skip
-
-
-#: Functions known to change an argument in place, by position, whether called by name
-#: or through a module (``setattr(obj, ...)``, ``random.shuffle(xs)``, ``heapq.heappush(h,
-#: x)``, ``np.fill_diagonal(a, 0)``).
-MUTATING_FUNCTIONS = {
-    "setattr": frozenset({0}), "delattr": frozenset({0}), "shuffle": frozenset({0}),
-    "heappush": frozenset({0}), "heappop": frozenset({0}), "heapify": frozenset({0}),
-    "heappushpop": frozenset({0}), "heapreplace": frozenset({0}), "insort": frozenset({0}),
-    "insort_left": frozenset({0}), "insort_right": frozenset({0}),
-    "fill_diagonal": frozenset({0}), "put": frozenset({0}), "place": frozenset({0}),
-    "putmask": frozenset({0}),
-}  # fmt: skip
-
-
-def possibly_mutated(analysis: CellAnalysis) -> set[str]:
-    """Names whose object the cell may change in place: the analysis' ``mutates``, the
-    receivers of :data:`STATEFUL_METHODS` and the arguments of
-    :data:`MUTATING_FUNCTIONS` (not yet those of the notebook's own functions, which
-    depend on what ran: the tracker adds them)."""
-    out = set(analysis.mutates)
-    out.update(root for root, method in analysis.method_call_names if method in STATEFUL_METHODS)
-    for fn, position, arg in (*analysis.call_args, *analysis.method_call_args):
-        if position in MUTATING_FUNCTIONS.get(fn, ()):
-            out.add(arg)
-    return out
-
-
 @lru_cache(maxsize=4096)
-def static_effects(source: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+def static_effects(
+    source: str, cwd: str = ""
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(writes, binds, reads) of a source: what a run of it would write, bind and read.
 
     ``writes`` covers bindings, deletions, in-place mutations and written files
-    (``file:<path>``); ``binds`` only bindings (for ``multiple_definitions``).
+    (``file:<path>``, literal paths resolved against ``cwd`` as the tracker records
+    them); ``binds`` only bindings (for ``multiple_definitions``).
     """
     a = analyze_cell(source)
-    files_w = {FILE_PREFIX + p for p in a.file_writes}
-    files_r = {FILE_PREFIX + p for p in a.file_reads}
+    files_w = {FILE_PREFIX + os.path.normpath(os.path.join(cwd, p)) for p in a.file_writes}
+    files_r = {FILE_PREFIX + os.path.normpath(os.path.join(cwd, p)) for p in a.file_reads}
     binds = frozenset(a.defines - a.imports)
     reads = frozenset(a.reads | a.deletes_existing | files_r)
     return frozenset(a.defines | a.deletes | possibly_mutated(a) | files_w), binds, reads
@@ -258,9 +228,9 @@ def _mutation_only(source: str) -> frozenset[str]:
 
 @lru_cache(maxsize=4096)
 def _effective_writes(
-    source: str, runtime: frozenset[str], modules: frozenset[str]
+    source: str, runtime: frozenset[str], modules: frozenset[str], cwd: str = ""
 ) -> frozenset[str]:
-    writes = static_effects(source)[0]
+    writes = static_effects(source, cwd)[0]
     if modules:  # calling a module's function (np.append, os.remove) changes no binding
         writes = writes - (_mutation_only(source) & modules)
     return writes.union(runtime) if runtime else writes
@@ -303,7 +273,7 @@ class _Judge:
 
     def cell_writes(self, i: int) -> frozenset[str]:
         """What the cell at position ``i`` writes: its current source plus runtime effects."""
-        return _effective_writes(*self._cell(i), self.state.modules)
+        return _effective_writes(*self._cell(i), self.state.modules, self.state.cwd)
 
     @property
     def writers(self) -> dict[str, list[int]]:
@@ -325,6 +295,15 @@ class _Judge:
         if not self.order.cells[i].placed:
             return f"a new cell{count}"
         return f"cell #{self.order.cells[i].index + 1}{count}"
+
+    def file_label(self, name: str) -> str:
+        """A ``file:`` name as the user wrote it: relative to the working folder."""
+        path = name[len(FILE_PREFIX) :]
+        cwd = self.state.cwd
+        if cwd and path.startswith(os.path.join(cwd, "")):
+            rel = path[len(cwd) + 1 :]
+            return rel or "."
+        return path
 
     def index_of(self, cell_id: str) -> tuple[int, ...]:
         i = self.pos.get(cell_id)
@@ -401,7 +380,7 @@ class _Judge:
             if name == e.missing_name:
                 continue
             is_file = name.startswith(FILE_PREFIX)
-            shown = f"file `{name[len(FILE_PREFIX) :]}`" if is_file else f"`{name}`"
+            shown = f"file `{self.file_label(name)}`" if is_file else f"`{name}`"
             w_seq = e.seen.get(name)
             last = self.state.last_write.get(name)
             if last is not None and last > e.seq:
@@ -515,7 +494,7 @@ class _Judge:
         binders: dict[str, list[int]] = {}
         readers_of: dict[str, list[int]] = {}
         for i in range(len(cells)):
-            _, binds, reads = static_effects(self.source(i))
+            _, binds, reads = static_effects(self.source(i), self.state.cwd)
             for n in binds:
                 binders.setdefault(n, []).append(i)
             for n in reads:
@@ -541,7 +520,7 @@ class _Judge:
         cells = self.order.cells
         latest = self.state.latest
         reasons: list[str] = []
-        serious = [f for f in self.findings if f.verdict is not Verdict.MULTIPLE_DEFINITIONS]
+        serious = [f for f in self.findings if not f.verdict.information]
         if serious:
             kinds = sorted({f.verdict.value for f in serious})
             reasons.append(
@@ -562,6 +541,16 @@ class _Judge:
             reasons.append(
                 f"{names} {'was' if len(self.untracked) == 1 else 'were'} set before %track on: "
                 "re-run the cells that set them to know where they come from"
+            )
+        unverified = [
+            (cell.id, n) for cell in cells if cell.id in latest for n in latest[cell.id].unverified
+        ]
+        if unverified:
+            names = ", ".join(sorted({f"`{n}`" for _, n in unverified})[:5])
+            where = ", ".join(dict.fromkeys(self.label(cid) for cid, _ in unverified))
+            reasons.append(
+                f"unverified: runtime evidence for {names} in {where} was past the per-cell "
+                "budget, so a change seen only through another name may be missed"
             )
         unplaced = [c for c in cells if not c.placed]
         if unplaced:

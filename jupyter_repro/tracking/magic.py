@@ -55,7 +55,7 @@ class TrackMagics(Magics):
         args = parse_argstring(self.track, line)
         session = session_for(self.shell)
         if args.action == "on":
-            session.notices = not args.quiet
+            session.notices = False if args.quiet else None
             print(session.enable())
         elif args.action == "off":
             print(session.disable())

@@ -7,6 +7,9 @@ terminates it, so one bad line never corrupts the ones after it. No ``fsync`` pe
 the OS has the line as soon as the write returns, which survives a kernel crash, and an
 fsync would cost more than the whole tracking budget of a cell.
 
+The folder is created 0700 with a ``.gitignore`` of ``*``, the file 0600: the record
+keeps every cell's source, and what a user typed into a cell is theirs alone.
+
 File layout (documented in ``docs/tracking.md``): ``<notebook folder>/.jupyter_repro/
 <notebook name>.track.jsonl`` when the kernel knows its notebook, otherwise
 ``<working folder>/.jupyter_repro/kernel-<pid>-<start time>.track.jsonl``. Each kernel
@@ -54,6 +57,8 @@ class ExecutionEvent:
             started, or None when no tracked run wrote it.
         error: ``"ExceptionName: message"`` when the cell raised, else None.
         missing_name: for a NameError, the name that was not defined.
+        unverified: names whose runtime evidence (:mod:`.evidence`) was cut short by the
+            per-cell budget: changes seen through other names may be missed for them.
     """
 
     seq: int
@@ -73,6 +78,7 @@ class ExecutionEvent:
     seen: dict[str, int | None] = field(default_factory=dict)
     error: str | None = None
     missing_name: str | None = None
+    unverified: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The event as one JSONL object (``"type": "execution"``)."""
@@ -92,6 +98,22 @@ def record_path(notebook: str | Path | None, cwd: str | Path, started: float) ->
         return nb.parent / RECORD_DIR / f"{nb.name}.track.jsonl"
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
     return Path(cwd) / RECORD_DIR / f"kernel-{os.getpid()}-{stamp}.track.jsonl"
+
+
+def private_folder(folder: Path) -> None:
+    """Create the record folder readable by its owner only (0700), with a ``.gitignore``
+    of ``*`` so that the record (every cell's source, typed secrets included) is never
+    committed by accident. An existing folder is narrowed to 0700 too."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"# written by jupyter_repro's %track: its record stays private\n*\n")
+        finally:
+            os.close(fd)
 
 
 class RecordWriter:
@@ -121,9 +143,12 @@ class RecordWriter:
             self.error = f"{type(exc).__name__}: {exc}"
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        size = os.fstat(fd).st_size
+        private_folder(self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        stat = os.fstat(fd)
+        if stat.st_mode & 0o077:  # an older record, created readable by others
+            os.fchmod(fd, 0o600)
+        size = stat.st_size
         if size:
             with open(self.path, "rb") as fh:  # terminate a torn last line, if any
                 fh.seek(size - 1)

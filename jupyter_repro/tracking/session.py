@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from .. import __version__
+from .._version import __version__
 from ..verdicts import Finding, Verdict
 from . import comm as protocol
 from .export import ExportError, export_notebook, export_script
@@ -29,6 +29,8 @@ from .tracker import Tracker
 #: A comment that silences notices for the cell it is in.
 QUIET_MARK = re.compile(r"^\s*#\s*track:\s*quiet\b", re.MULTILINE)
 _TRACK_LINE = re.compile(r"^\s*%track\b")
+#: The verdicts a notice under a cell reports: those meaning a shown result is wrong or at
+#: risk (not ``edited``, which the frontend shows, nor information).
 _SERIOUS = (Verdict.OUT_OF_ORDER, Verdict.STALE, Verdict.HIDDEN_STATE, Verdict.UNDEFINED_NAME)
 
 _ORDER_PHRASES = {
@@ -44,7 +46,11 @@ class TrackSession:
 
     Attributes:
         enabled: whether the hooks are registered.
-        notices: whether one-line notices are printed under cells (``%track notices``).
+        notices: whether one-line notices are printed under cells: True or False when
+            asked (``%track notices on|off``, ``%track on --quiet``, the comm's
+            ``set_notices``); None (the default) prints them only while no frontend is
+            attached over the comm, whose badges show the same verdicts without writing
+            into the cell outputs that are saved in the .ipynb.
         quiet_cells: cell ids whose notices are silenced (from the comm).
         tracker: the current :class:`Tracker` (None until the first ``%track on``).
         order: where the notebook order comes from.
@@ -54,7 +60,7 @@ class TrackSession:
     def __init__(self, shell: Any, env: Mapping[str, str] | None = None) -> None:
         self.shell = shell
         self.enabled = False
-        self.notices = True
+        self.notices: bool | None = None
         self.quiet_cells: set[str] = set()
         self.tracker: Tracker | None = None
         self.record_file: Path | None = None
@@ -180,7 +186,7 @@ class TrackSession:
         if event is None:
             return
         wants_notice = (
-            self.notices
+            self.notices_shown()
             and event.cell_id not in self.quiet_cells
             and not QUIET_MARK.search(event.source)
         )
@@ -197,6 +203,10 @@ class TrackSession:
         if wants_notice:
             for line in notice_lines(findings, made_stale(state, order, event)):
                 print(line, file=self.out or sys.stdout)
+
+    def notices_shown(self) -> bool:
+        """Whether notices go under cells now (see :attr:`notices`)."""
+        return self.notices if self.notices is not None else not self.channel.comms
 
     # -- verdicts ---------------------------------------------------------------------
     def judge(self, order: NotebookOrder | None = None) -> TrackReport:
@@ -334,7 +344,7 @@ class TrackSession:
             "status",
             tracking=self.enabled,
             order_source=self.order.source,
-            notices=self.notices,
+            notices=self.notices_shown(),
             quiet_cells=sorted(self.quiet_cells),
         )
 
@@ -373,9 +383,10 @@ def format_report(report: TrackReport) -> str:
             lines.append(f"#{f.cell_index + 1} {f.verdict.value}: {f.message}")
     s = report.summary
     lines.append("")
-    if s.consistent:
+    flagged = [f for f in report.findings if not f.verdict.information]
+    if s.consistent and not flagged:  # never "equals a clean run" next to a flagged cell
         lines.append(f"state equals a clean top-to-bottom run (order from {s.order_source})")
     else:
         lines.append(f"state differs from a clean top-to-bottom run (order from {s.order_source}):")
-        lines.extend(f"  - {r}" for r in s.reasons)
+        lines.extend(f"  - {r}" for r in s.reasons or ["a cell is flagged (see above)"])
     return "\n".join(lines)

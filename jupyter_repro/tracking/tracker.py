@@ -9,14 +9,24 @@ JSONL append, and nothing per statement, so loops inside a cell run at full spee
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ..analysis import CellAnalysis, analyze_cell, resolve_calls
-from .judge import FILE_PREFIX, TrackState, possibly_mutated, source_hash
+from ..analysis import (
+    CellAnalysis,
+    ClassEffects,
+    analyze_cell,
+    method_changes_receiver,
+    possibly_mutated,
+    resolve_calls,
+)
+from . import evidence, files
+from .files import FILE_PREFIX
+from .judge import TrackState, source_hash
 from .record import ExecutionEvent, RecordWriter
 
 _MISSING = object()
@@ -50,12 +60,21 @@ def content_cell_id(source: str) -> str:
     return "sha1:" + source_hash(source)[:16]
 
 
+def absolute_files(paths: Iterable[str], cwd: str) -> set[str]:
+    """``file:`` names for literal paths of the analysis, resolved against ``cwd`` the way
+    the runtime record (:mod:`.files`) names them."""
+    return {FILE_PREFIX + os.path.normpath(os.path.join(cwd, p)) for p in paths}
+
+
 @dataclass
 class _Pending:
     event: ExecutionEvent
     analysis: CellAnalysis
     watched: dict[str, Any]
     sizes: dict[str, Any]
+    probes: dict[str, tuple[frozenset[int], tuple[Any, ...]]]
+    budget: evidence.Budget
+    unverified: set[str]
     t0: float
 
 
@@ -66,14 +85,27 @@ class Tracker:
         state: the :class:`TrackState` the verdicts are computed from.
         writer: where events are persisted (None: memory only).
         session_id: written with every event, to tell sessions apart in a shared file.
-        aliases: names known to be bound to the same object (``b = a``), both ways.
+        reach: the share index: for each name a tracked run wrote, the keys of the
+            objects its value holds (:func:`.evidence.walk`).
+        holders: the inverse of ``reach``: object key -> names holding it.
+        classes: what the methods of the notebook's classes do to their receiver, by
+            class object (from the analysis of the cell that defined the class).
+        files: whether file and folder accesses are recorded through the audit hook
+            (:mod:`.files`); off for trackers around a plain ``exec`` in tests that
+            want only the static signals.
     """
 
-    def __init__(self, writer: RecordWriter | None = None, session_id: str = "") -> None:
+    def __init__(
+        self, writer: RecordWriter | None = None, session_id: str = "", files: bool = True
+    ) -> None:
         self.state = TrackState()
+        self.state.cwd = os.getcwd()
         self.writer = writer
         self.session_id = session_id
-        self.aliases: dict[str, set[str]] = {}
+        self.reach: dict[str, frozenset[int]] = {}
+        self.holders: dict[int, set[str]] = {}
+        self.classes: dict[type, ClassEffects] = {}
+        self.files = files
         self._pending: _Pending | None = None
 
     def before(
@@ -102,6 +134,30 @@ class Tracker:
         for fn, position, arg in analysis.call_args:  # notebook functions (see analysis)
             if position in analysis.function_mutates.get(fn, state.function_mutates.get(fn, ())):
                 mutates.add(arg)
+        # what to look at before and after the run (runtime evidence): the receivers of
+        # methods nothing static decides, what is passed to calls, what the called
+        # notebook functions read, and what the cell changes (to see through what)
+        probe: set[str] = set()
+        for root, method in analysis.method_call_names:
+            if root in mutates:
+                continue
+            value = namespace.get(root, _MISSING)
+            if value is _MISSING or evidence.is_atom(value):
+                continue
+            changes = (
+                method_changes_receiver(type(value).__mro__, method, self.classes)
+                if self.classes
+                else None
+            )
+            if changes:
+                mutates.add(root)
+            elif changes is None:
+                probe.add(root)
+        probe.update(arg for _fn, _pos, arg in analysis.call_args)
+        probe.update(arg for _fn, _pos, arg in analysis.method_call_args)
+        if analysis.calls:
+            probe.update(reads - analysis.reads)
+        probe |= mutates
         names = reads | analysis.defines | analysis.deletes | mutates
         for fn in analysis.calls:  # `def g(): global k; k = 2` then `g()` rebinds k
             names |= analysis.function_global_writes.get(
@@ -114,14 +170,26 @@ class Tracker:
             watched.update((n, namespace.get(n, _MISSING)) for n in names)
         else:
             watched = {n: namespace.get(n, _MISSING) for n in names}
+        budget = evidence.Budget()
+        probes: dict[str, tuple[frozenset[int], tuple[Any, ...]]] = {}
+        unverified: set[str] = set()
         sizes = {}
         for n in reads | mutates:
             value = watched[n]
-            if value is not _MISSING:
-                size = _size(value)
-                if size is not None:
-                    sizes[n] = size
-        reads.update(FILE_PREFIX + p for p in analysis.file_reads)
+            if value is _MISSING:
+                continue
+            if n in probe and not evidence.is_atom(value):
+                walked = evidence.walk(value, budget)
+                if walked is None:
+                    unverified.add(n)
+                else:
+                    probes[n] = walked
+                    continue
+            size = _size(value)
+            if size is not None:
+                sizes[n] = size
+        cwd = os.getcwd()
+        reads |= absolute_files(analysis.file_reads, cwd)
         event = ExecutionEvent(
             seq=state.next_seq,
             cell_id=cell_id or content_cell_id(source),
@@ -136,7 +204,11 @@ class Tracker:
             mutates=sorted(mutates),
             seen={n: state.last_write.get(n) for n in reads},
         )
-        self._pending = _Pending(event, analysis, watched, sizes, time.perf_counter())
+        self._pending = _Pending(
+            event, analysis, watched, sizes, probes, budget, unverified, time.perf_counter()
+        )
+        if self.files:
+            files.start()
 
     def after(
         self,
@@ -146,6 +218,7 @@ class Tracker:
     ) -> ExecutionEvent | None:
         """Call just after the cell ran; returns the finished event (None if no
         :meth:`before` preceded it, e.g. the cell that turned tracking on)."""
+        access = files.stop() if self.files else None
         pending, self._pending = self._pending, None
         if pending is None:
             return None
@@ -173,12 +246,33 @@ class Tracker:
             if n not in changed and _size(namespace.get(n, _MISSING)) != size
         }
         changed |= resized
+        budget = pending.budget
+        touched: set[int] = set()  # keys of the objects this run changed in place
+        for n, (_keys, before) in pending.probes.items():
+            if n in changed:
+                continue
+            walked = evidence.walk(namespace.get(n, _MISSING), budget)
+            if walked is None:
+                pending.unverified.add(n)
+            elif walked[1] != before:
+                changed.add(n)
+                resized.add(n)
+                touched |= evidence.changed_objects(before, walked[1])
         mutated = resized | set(event.mutates)
         writes = changed | mutated
-        writes.update(FILE_PREFIX + p for p in pending.analysis.file_writes)
-        self._follow_aliases(pending.analysis, namespace, mutated, writes)
+        self._shared(pending, namespace, mutated, touched, writes)
+        cwd = access.cwd if access is not None else os.getcwd()
+        writes |= absolute_files(pending.analysis.file_writes, cwd)
+        if access is not None:
+            new_reads = access.reads - set(event.reads)
+            if new_reads:
+                event.reads = sorted(set(event.reads) | new_reads)
+                event.seen.update((n, last_write.get(n)) for n in new_reads)
+            writes |= access.writes
+        self._index(namespace, writes, budget, pending.unverified)
         event.changed = sorted(changed)
         event.writes = sorted(writes)
+        event.unverified = sorted(pending.unverified)
         modules = self.state.modules
         is_module = {n for n in changed if isinstance(namespace.get(n), ModuleType)}
         if is_module - modules or (changed - is_module) & modules:
@@ -195,39 +289,83 @@ class Tracker:
                 self.state.function_global_writes[fn] = analysis.function_global_writes.get(
                     fn, frozenset()
                 )
+        for name, effects in analysis.classes.items():
+            klass = namespace.get(name)
+            if isinstance(klass, type) and name in changed:
+                self.classes[klass] = effects
         self.state.apply(event)
         if self.writer is not None:
             self.writer.append({**event.to_json(), "session": self.session_id})
         return event
 
-    def _follow_aliases(
+    def _shared(
         self,
-        analysis: CellAnalysis,
+        pending: _Pending,
         namespace: Mapping[str, Any],
         mutated: set[str],
+        touched: set[int],
         writes: set[str],
     ) -> None:
-        """Record ``b = a`` aliases that really share an object, and count a mutation of
-        one as a write of the others while they still do."""
-        for target, src in analysis.aliases:
-            value = namespace.get(target, _MISSING)
-            if (
-                value is not _MISSING
-                and value is namespace.get(src, _MISSING)
-                and _size(value) is not None
-            ):
-                self.aliases.setdefault(src, set()).add(target)
-                self.aliases.setdefault(target, set()).add(src)
-        if not self.aliases:
+        """Count as written every other name holding an object this run changed in place:
+        the value of a mutated name (a numpy view's buffer), what it holds when the change
+        went through it (``dup[0].append(3)``), and what a fingerprint saw move."""
+        if not self.holders:
             return
-        for name in mutated:
-            others = self.aliases.get(name)
-            if not others:
+        deep = pending.analysis.deep_mutates
+        for n in mutated:
+            value = namespace.get(n, _MISSING)
+            if value is _MISSING:
                 continue
-            value = namespace.get(name, _MISSING)
-            for other in list(others):
-                if namespace.get(other, _MISSING) is value:
-                    writes.add(other)
-                else:  # no longer the same object: forget the alias
-                    others.discard(other)
-                    self.aliases.get(other, set()).discard(name)
+            key = evidence.top_key(value)
+            if key is not None:
+                touched.add(key)
+            if n in deep:
+                walked = evidence.walk(value, pending.budget)
+                if walked is None:
+                    pending.unverified.add(n)
+                else:
+                    touched |= walked[0]
+        if not touched:
+            return
+        candidates: set[str] = set()
+        for key in touched:
+            candidates |= self.holders.get(key, set())
+        for other in candidates - writes:
+            walked = evidence.walk(namespace.get(other, _MISSING), pending.budget)
+            if walked is None:
+                pending.unverified.add(other)
+                writes.add(other)  # past the budget: take the index's word for it
+            elif walked[0] & touched:
+                writes.add(other)
+
+    def _index(
+        self,
+        namespace: Mapping[str, Any],
+        names: Iterable[str],
+        budget: evidence.Budget,
+        unverified: set[str],
+    ) -> None:
+        """Update the share index for the names this run wrote."""
+        for n in names:
+            if n.startswith(FILE_PREFIX):
+                continue
+            old = self.reach.pop(n, None)
+            if old:
+                for key in old:
+                    holders = self.holders.get(key)
+                    if holders is not None:
+                        holders.discard(n)
+                        if not holders:
+                            del self.holders[key]
+            value = namespace.get(n, _MISSING)
+            if value is _MISSING or evidence.is_atom(value):
+                continue
+            walked = evidence.walk(value, budget)
+            if walked is None:
+                unverified.add(n)
+                continue
+            keys = walked[0]
+            if keys:
+                self.reach[n] = keys
+                for key in keys:
+                    self.holders.setdefault(key, set()).add(n)

@@ -25,8 +25,8 @@ export function renderBadges(view: ICellView, doc: Document = document): HTMLEle
   for (const badge of view.badges) {
     const el = doc.createElement('span');
     el.className = `${BADGE_CLASS} ${BADGE_CLASS}-${badge.verdict}`;
-    if (badge.info.warning) {
-      el.classList.add(`${BADGE_CLASS}-warning`);
+    if (badge.info.information) {
+      el.classList.add(`${BADGE_CLASS}-information`);
     }
     el.dataset.verdict = badge.verdict;
     el.textContent = badge.info.badge;

@@ -4,6 +4,7 @@
  * does not know is still shown, by its name and the kernel's message.
  */
 import type { ICellReport, IFinding, IReport } from './protocol';
+import { VERDICT_TABLE } from './verdictTable';
 
 export interface IVerdictInfo {
   /** Short text on the badge. */
@@ -12,56 +13,15 @@ export interface IVerdictInfo {
   label: string;
   /** Why it matters, when the kernel sent no message for the cell. */
   description: string;
-  /** A warning does not make the notebook "need attention" on its own. */
-  warning: boolean;
+  /**
+   * Information, not a problem (`multiple_definitions`): kept in the kernel's report,
+   * shown as no badge and never making a cell "need attention".
+   */
+  information: boolean;
 }
 
-export const VERDICTS: { [name: string]: IVerdictInfo } = {
-  out_of_order: {
-    badge: 'order',
-    label: 'Out of order',
-    description:
-      'ran out of order, or reads a name defined only in a cell below',
-    warning: false
-  },
-  stale: {
-    badge: 'stale',
-    label: 'Stale',
-    description: 'reads a name that another cell changed after this cell ran',
-    warning: false
-  },
-  hidden_state: {
-    badge: 'hidden',
-    label: 'Hidden state',
-    description: 'depends on a name that no code in the notebook defines',
-    warning: false
-  },
-  edited: {
-    badge: 'edited',
-    label: 'Edited',
-    description: 'source differs from what last ran',
-    warning: false
-  },
-  never_run: {
-    badge: 'unrun',
-    label: 'Never run',
-    description: 'code cell never executed, between executed cells',
-    warning: false
-  },
-  undefined_name: {
-    badge: 'undef',
-    label: 'Undefined name',
-    description: 'reads a name that nothing defines',
-    warning: false
-  },
-  multiple_definitions: {
-    badge: 'multi',
-    label: 'Multiple definitions',
-    description:
-      'a name assigned in several cells; its value depends on run order',
-    warning: true
-  }
-};
+/** The verdicts of jupyter_repro/verdicts.py, from the generated verdictTable.ts. */
+export const VERDICTS: { [name: string]: IVerdictInfo } = VERDICT_TABLE;
 
 /** Display information for any verdict name, known or not. */
 export function verdictInfo(name: string): IVerdictInfo {
@@ -70,7 +30,7 @@ export function verdictInfo(name: string): IVerdictInfo {
       badge: name.replace(/_/g, ' ').slice(0, 8),
       label: name.replace(/_/g, ' '),
       description: name.replace(/_/g, ' '),
-      warning: false
+      information: false
     }
   );
 }
@@ -104,7 +64,11 @@ function findingsFor(
   );
 }
 
-/** The badges of one cell of a report, in the order the verdicts are listed. */
+/**
+ * The badges of one cell of a report, in the order the verdicts are listed. Information
+ * verdicts (`multiple_definitions`) get no badge: a top-to-bottom run gives the same
+ * results, and the kernel's JSON report still lists them.
+ */
 export function badgesFor(report: IReport, cell: ICellReport): IBadge[] {
   const findings = findingsFor(report, cell);
   const names = [...cell.verdicts];
@@ -113,7 +77,7 @@ export function badgesFor(report: IReport, cell: ICellReport): IBadge[] {
       names.push(finding.verdict);
     }
   }
-  return names.map(verdict => {
+  return names.filter(verdict => !verdictInfo(verdict).information).map(verdict => {
     const info = verdictInfo(verdict);
     const messages = findings
       .filter(f => f.verdict === verdict)
@@ -149,10 +113,10 @@ export function cellViews(report: IReport | null): Map<string, ICellView> {
   return views;
 }
 
-/** The cells that need attention: any verdict that is not only a warning. */
+/** The cells that need attention: any verdict that is not information. */
 export function cellsNeedingAttention(report: IReport | null): ICellView[] {
   return [...cellViews(report).values()]
-    .filter(view => view.badges.some(b => !b.info.warning))
+    .filter(view => view.badges.some(b => !b.info.information))
     .sort((a, b) => a.index - b.index);
 }
 

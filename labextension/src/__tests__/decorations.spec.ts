@@ -59,13 +59,13 @@ describe('cell decorations', () => {
     expect(node.getAttribute('style') ?? '').toBe('');
   });
 
-  it('marks warning badges so that they are styled apart', () => {
-    const { node, anchor } = cell();
+  it('shows no badge for an information verdict (multiple_definitions)', () => {
     const r = report([['a', ['multiple_definitions'], 1]]);
-    decorateCell(node, anchor, cellViews(r).get('a')!);
-    expect(anchor.querySelector(`.${BADGE_CLASS}`)!.classList).toContain(
-      `${BADGE_CLASS}-warning`
-    );
+    expect(cellViews(r).get('a')).toBeUndefined();
+    const both = report([['b', ['stale', 'multiple_definitions'], 1]]);
+    expect(cellViews(both).get('b')!.badges.map(b => b.verdict)).toEqual([
+      'stale'
+    ]);
   });
 });
 

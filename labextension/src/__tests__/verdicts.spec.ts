@@ -85,7 +85,7 @@ describe('status-bar summary', () => {
     expect(summaryText(r as any)).toBe(text);
   });
 
-  it('lists the cells needing attention top to bottom, warnings left out', () => {
+  it('lists the cells needing attention top to bottom, information left out', () => {
     const r = report([
       ['a', ['multiple_definitions'], 1],
       ['b', ['stale'], 3],
@@ -127,7 +127,7 @@ describe('run stale cells in order', () => {
     expect(cellsToRerun(r)).toEqual(['b', 'new']);
   });
 
-  it('leaves warnings and clean reports alone', () => {
+  it('leaves information and clean reports alone', () => {
     expect(cellsToRerun(report([['a', ['multiple_definitions'], 1]]))).toEqual(
       []
     );
