@@ -181,3 +181,30 @@ def test_the_record_is_private_and_ignored_by_git(tmp_path):
     assert stat.S_IMODE(older.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(older.stat().st_mode) == 0o600
     assert len(older.read_text().splitlines()) == 2
+
+
+def test_tracking_imports_nothing_from_the_package_root_and_its_errors_are_repro_errors():
+    """``__version__`` comes from the ``_version.py`` leaf (which hatch reads too), and
+    ``%track``'s errors belong to the one ``ReproError`` hierarchy (issue 16)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import jupyter_repro
+    from jupyter_repro.errors import ExportError, ProtocolError, ReproError
+    from jupyter_repro.tracking import comm, export
+
+    root = Path(jupyter_repro.__file__).parent
+    for path in sorted((root / "tracking").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                assert node.module, f"{path.name} imports from the package root"
+    pyproject = (root.parent / "pyproject.toml").read_text(encoding="utf-8")
+    hatch = re.search(r'\[tool\.hatch\.version\]\npath = "([^"]+)"', pyproject)
+    version_file = root.parent / hatch.group(1)
+    assert version_file == root / "_version.py"
+    assert f'__version__ = "{jupyter_repro.__version__}"' in version_file.read_text()
+    assert comm.kernel_info()["version"] == jupyter_repro.__version__
+    assert comm.ProtocolError is ProtocolError and export.ExportError is ExportError
+    assert issubclass(ProtocolError, ReproError) and issubclass(ExportError, ReproError)
+    assert str(ProtocolError("'cells' must be a list", "notebook")) == "'cells' must be a list"

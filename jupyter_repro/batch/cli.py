@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each time, and log every run to MLflow with its code, data, parameters, "
         "environment and execution.",
     )
+    from .registry import ExecutorNames
+
     b.add_argument("notebook", help=".ipynb or jupytext .py/.md notebook")
     b.add_argument(
         "-p",
@@ -48,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument(
         "--executor",
-        choices=("local", "dask"),
+        choices=ExecutorNames(),
         default="local",
-        help="where runs execute: local worker processes (default) or a dask cluster",
+        help="where runs execute: local worker processes (default), a dask cluster, or "
+        "another registered executor (entry point group jupyter_repro.executors)",
     )
     b.add_argument(
         "--scheduler",

@@ -17,10 +17,10 @@ client, which writes it under ``runs/`` as a local run would.
 Failures: a worker that dies mid-run is noticed by the scheduler, which runs the task
 again elsewhere; the new attempt finds the dead attempt's MLflow run (same batch id and
 index), ends it FAILED ("the worker ... died mid-run; retried") and runs once more; a
-third attempt gives up FAILED (:data:`~jupyter_repro.batch.execute.MAX_ATTEMPTS`). On a
+third attempt gives up FAILED (:data:`~jupyter_repro.provenance.attempts.MAX_ATTEMPTS`). On a
 cluster configured to give up at once (``KilledWorker``) the client resubmits once
 itself. Ctrl-C stops the batch's runs on every worker (``Client.run`` of
-:func:`~jupyter_repro.batch.execute.stop_runs`); a client that is killed outright
+:func:`~jupyter_repro.batch.supervise.stop_runs`); a client that is killed outright
 releases its tasks, and each running task sees that and ends its run KILLED.
 """
 
@@ -37,10 +37,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ReproError
-from .execute import RunResult, RunSpec, execute_run
+from .execute import execute_run
+from .spec import RunResult, RunSpec
+
+if TYPE_CHECKING:
+    from .runner import BatchOptions
 
 #: Payloads up to this size (bytes) go inside every task; larger ones once per worker.
 INLINE_PAYLOAD_BYTES = 8_000_000
@@ -310,6 +314,10 @@ class DaskExecutor:
         ReproError: the scheduler cannot be reached or has no workers.
     """
 
+    #: A task whose worker died is run again by the scheduler: runs look for their
+    #: earlier attempts first (``RunSpec.check_attempts``).
+    reruns_lost_runs: ClassVar[bool] = True
+
     def __init__(
         self,
         scheduler: str | None,
@@ -360,6 +368,7 @@ class DaskExecutor:
                 f"(none joined within {connect_timeout:g}s)"
             )
         self._stopping = False
+        self.payload = payload
         # A small payload travels inside each task: no dependency, so dask places runs on
         # idle workers (a dependency held by one worker draws every run to it, and with
         # one thread they would queue there), and a rerun after a worker death carries it.
@@ -371,6 +380,51 @@ class DaskExecutor:
             self.payload_future = self.client.submit(_hold, payload, pure=False)
             self.payload_future.result()
             self.client.replicate([self.payload_future])
+
+    # --- choosing and describing this executor (see executors.Executor) ---------------
+
+    @classmethod
+    def check_options(cls, options: BatchOptions) -> list[str]:
+        """A warning when ``-j`` is given with ``--scheduler`` (the cluster decides)."""
+        if options.scheduler and options.jobs is not None:
+            return [
+                f"-j {options.jobs} is ignored with --scheduler: the cluster's workers and "
+                "their threads decide how many runs go at once"
+            ]
+        return []
+
+    @classmethod
+    def prepare(cls) -> None:
+        """Nothing to start early."""
+
+    @classmethod
+    def default_jobs(cls) -> int:
+        """One LocalCluster worker per core."""
+        return os.cpu_count() or 1
+
+    @classmethod
+    def create(
+        cls, options: BatchOptions, notebook: Path, batch_id: str, jobs: int
+    ) -> DaskExecutor:
+        """Connect to ``options.scheduler`` (or start a LocalCluster of ``jobs`` workers),
+        shipping the notebook and ``options.data`` unless ``options.shared_fs``.
+
+        Raises:
+            ReproError: an input cannot be read, or the cluster cannot be used.
+        """
+        payload = None if options.shared_fs else build_payload(notebook, options.data)
+        return cls(options.scheduler, jobs, batch_id, payload, options.connect_timeout)
+
+    def describe(self, runs: int) -> str:
+        """``dask: N run(s) on W worker(s) at ADDRESS; shipping F file(s), S MB``."""
+        workers = len(self.client.scheduler_info().get("workers", {}))
+        payload = self.payload
+        shipped = (
+            f"shipping {len(payload.files)} file(s), {payload.size / 1e6:.1f} MB"
+            if payload is not None
+            else "shared file system"
+        )
+        return f"dask: {runs} run(s) on {workers} worker(s) at {self.address}; {shipped}"
 
     @property
     def address(self) -> str:
@@ -465,7 +519,7 @@ class DaskExecutor:
 
     def stop(self) -> None:
         """Stop this batch's runs on every worker: they end KILLED, with their results."""
-        from .execute import stop_runs
+        from .supervise import stop_runs
 
         self._stopping = True
         thread = threading.Thread(

@@ -1,11 +1,20 @@
-"""Where runs happen: a local pool of worker processes (``-j N``, the default), or a
-dask.distributed cluster (``--executor dask``, :mod:`.dask_executor`). Both implement
-:class:`Executor` (submit a picklable function, stop on request).
+"""Where runs happen: executors behind one interface, chosen by name from a registry.
 
-Workers are long-lived: each imports papermill/MLflow/nbconvert once and then runs many
-notebooks, each in its own fresh kernel. They start from a ``forkserver`` (a clean
-process that has pre-imported those modules), never by forking the batch process, which
-holds sqlite connections and threads.
+An executor is a class implementing :class:`Executor`; its name maps to it in the entry
+point group ``jupyter_repro.executors`` (``pyproject.toml``, as papermill registers its
+engines), read by :mod:`.registry`.
+The names feed ``--executor``'s choices; :func:`~.runner.run_batch` only talks to the
+interface, never to one executor. Built in:
+
+- ``local`` (the default, :class:`LocalProcessExecutor`): ``-j N`` long-lived worker
+  processes on this machine, each importing papermill/MLflow/nbconvert once and then
+  running many notebooks, each in its own fresh kernel. They start from a ``forkserver``
+  (a clean process that has pre-imported those modules), never by forking the batch
+  process, which holds sqlite connections and threads.
+- ``dask`` (:class:`~.dask_executor.DaskExecutor`): a dask.distributed cluster.
+
+A new executor is one module with one class, plus one line in ``pyproject.toml``
+(docs/architecture.md, "A new executor").
 """
 
 from __future__ import annotations
@@ -15,19 +24,76 @@ import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from .runner import BatchOptions
 
 
 class Executor(Protocol):
-    """What the batch needs from a place that runs :func:`execute_run`."""
+    """What the batch needs from a place that runs :func:`~.execute.execute_run`.
+
+    Class-level (before any run exists): :meth:`check_options`, :meth:`prepare`,
+    :meth:`default_jobs`, :meth:`create`. Instance-level: :meth:`check` the workers,
+    :meth:`describe` them, run (:meth:`submit`, :meth:`submit_run`) and stop.
+    """
+
+    #: Whether a run may be started again after the worker running it died (the run
+    #: then looks for its earlier attempts first: ``RunSpec.check_attempts``).
+    reruns_lost_runs: ClassVar[bool]
+
+    @classmethod
+    def check_options(cls, options: BatchOptions) -> list[str]:
+        """Warnings about ``options`` for this executor (options it ignores).
+
+        Raises:
+            ReproError: options this executor cannot honour.
+        """
+        ...
+
+    @classmethod
+    def prepare(cls) -> None:
+        """Start cheap background preparation early (it overlaps with the batch's own
+        set-up); must not wait."""
+        ...
+
+    @classmethod
+    def default_jobs(cls) -> int:
+        """Runs at a time when ``-j`` is not given."""
+        ...
+
+    @classmethod
+    def create(cls, options: BatchOptions, notebook: Path, batch_id: str, jobs: int) -> Executor:
+        """The executor for one batch of ``notebook``, running ``jobs`` runs at a time
+        (it ships the notebook and ``options.data`` to its workers when they need them).
+
+        Raises:
+            ReproError: it cannot be used (one line saying why).
+        """
+        ...
+
+    def check(self, uri: str, kernel: str) -> list[str]:
+        """Whether the workers can run the batch (kernelspec ``kernel``, the tracking
+        store at ``uri``) before any run exists; returns warnings.
+
+        Raises:
+            ReproError: a worker cannot run it.
+        """
+        ...
+
+    def describe(self, runs: int) -> str | None:
+        """One line for the batch's log about where ``runs`` runs go (None: nothing
+        worth saying)."""
+        ...
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """Schedule ``fn(*args)``; the future holds its return value."""
+        """Schedule ``fn(*args)`` on a worker; the future holds its return value."""
         ...
 
     def submit_run(self, spec: Any) -> Future:
         """Schedule one batch run (:func:`~.execute.execute_run` of ``spec`` or its
-        equivalent); the future holds its :class:`~.execute.RunResult`."""
+        equivalent); the future holds its :class:`~.spec.RunResult`."""
         ...
 
     def stop(self) -> None:
@@ -46,6 +112,50 @@ class Executor(Protocol):
         """Release the workers; with ``cancel_pending`` drop runs not yet started."""
         ...
 
+
+class BaseExecutor:
+    """Defaults for the parts of :class:`Executor` most executors do not need: no option
+    of their own, nothing to prepare or check, one run at a time, nothing to describe,
+    :meth:`kill` as :meth:`stop`. A subclass writes :meth:`create`, :meth:`submit`,
+    :meth:`submit_run`, :meth:`stop`, :meth:`cancel_pending` and :meth:`shutdown`."""
+
+    reruns_lost_runs: ClassVar[bool] = False
+
+    @classmethod
+    def check_options(cls, options: BatchOptions) -> list[str]:
+        """The dask-only options are refused; no warnings."""
+        from ..errors import ReproError
+
+        if options.scheduler or options.shared_fs:
+            raise ReproError("--scheduler and --shared-fs need --executor dask")
+        return []
+
+    @classmethod
+    def prepare(cls) -> None:
+        """Nothing to start early."""
+
+    @classmethod
+    def default_jobs(cls) -> int:
+        """One run at a time."""
+        return 1
+
+    def check(self, uri: str, kernel: str) -> list[str]:
+        """Nothing to check: the workers are this machine, checked by the batch itself."""
+        return []
+
+    def describe(self, runs: int) -> str | None:
+        """Nothing worth saying."""
+        return None
+
+    def kill(self) -> None:
+        """As :meth:`stop` (an executor whose workers can hang overrides this)."""
+        self.stop()
+
+    def stop(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# --- local: a pool of worker processes ----------------------------------------------
 
 PRELOAD = ["jupyter_repro.batch.preload", "jupyter_repro.batch.execute"]
 
@@ -70,16 +180,28 @@ def prestart() -> None:
         forkserver.ensure_running()
 
 
-class LocalProcessExecutor:
+class LocalProcessExecutor(BaseExecutor):
     """``-j N``: N worker processes on this machine, each running one notebook at a time."""
 
     def __init__(self, jobs: int) -> None:
-        from .execute import worker_init
+        from .supervise import worker_init
 
         self.jobs = max(1, int(jobs))
         self._pool = ProcessPoolExecutor(
             self.jobs, mp_context=_context(), initializer=worker_init, initargs=(os.getpid(),)
         )
+
+    @classmethod
+    def prepare(cls) -> None:
+        """Start the forkserver (:func:`prestart`)."""
+        prestart()
+
+    @classmethod
+    def create(
+        cls, options: BatchOptions, notebook: Path, batch_id: str, jobs: int
+    ) -> LocalProcessExecutor:
+        """A pool of ``jobs`` workers (they read the notebook from this file system)."""
+        return cls(jobs)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Schedule ``fn(*args)`` on the next free worker."""
@@ -118,34 +240,3 @@ class LocalProcessExecutor:
     def shutdown(self, cancel_pending: bool = False) -> None:
         """Wait for running work (unless stopped) and release the pool."""
         self._pool.shutdown(wait=True, cancel_futures=cancel_pending)
-
-
-def make_executor(
-    kind: str,
-    jobs: int,
-    *,
-    scheduler: str | None = None,
-    batch_id: str = "",
-    payload: Any = None,
-    connect_timeout: float = 30.0,
-) -> Executor:
-    """The executor for a batch.
-
-    Args:
-        kind: ``"local"`` (a pool of ``jobs`` processes) or ``"dask"`` (the cluster at
-            ``scheduler``, or a LocalCluster of ``jobs`` workers when it is None).
-        payload: for dask, the :class:`~.dask_executor.Payload` shipped with every run
-            (None: the workers share this file system).
-
-    Raises:
-        ReproError: an unknown kind, or a dask scheduler that cannot be used.
-    """
-    if kind == "local":
-        return LocalProcessExecutor(jobs)
-    if kind == "dask":
-        from .dask_executor import DaskExecutor
-
-        return DaskExecutor(scheduler, jobs, batch_id, payload, connect_timeout)
-    from ..errors import ReproError
-
-    raise ReproError(f"--executor must be 'local' or 'dask', not {kind!r}")

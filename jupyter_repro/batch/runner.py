@@ -8,7 +8,6 @@ touched, so bad input (exit 2) never leaves a run behind (field cases F08, F10).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
 import signal
 import sys
 import time
@@ -22,11 +21,13 @@ from ..errors import KernelNotFoundError, ReproError
 from ..notebook import kernelspec_name, read_notebook
 from ..parameters import find_parameters_cell, notebook_parameters, validate_parameters
 from ..processes import process_identity
+from ..provenance.attempts import close_orphans
 from ..provenance.data import digest_input
 from ..provenance.mlflow_log import collect_provenance, format_param
+from ..provenance.names import PARAMS_UNVERIFIED, RunStatus
 from ..provenance.store import prepare_experiment, resolve_tracking_uri
-from .execute import RunResult, RunSpec, close_orphans
-from .executors import make_executor, prestart
+from .registry import executor_class
+from .spec import RunResult, RunSpec
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class BatchOptions:
         stop_grace: seconds to wait for in-flight runs to close after SIGTERM/SIGINT.
         start_timeout: seconds to wait for a kernel to start.
         progress: show a progress bar on stderr (when it is a terminal).
-        executor: ``"local"`` (process pool) or ``"dask"`` (see docs/batch.md).
+        executor: a registered executor name (:func:`~.executors.executor_names`):
+            ``"local"`` (process pool) or ``"dask"`` (see docs/batch.md).
         scheduler: ``tcp://HOST:PORT`` of a dask scheduler; None with dask starts a
             LocalCluster.
         shared_fs: dask workers see this file system: do not ship the notebook and data.
@@ -89,7 +91,7 @@ class BatchReport:
         """0 every run FINISHED; 1 some run failed or was killed; 128+signal if stopped."""
         if self.interrupted:
             return 128 + self.interrupted
-        return 0 if all(r.status == "FINISHED" for r in self.results) else 1
+        return 0 if all(r.status == RunStatus.FINISHED for r in self.results) else 1
 
     def to_dict(self) -> dict[str, Any]:
         """The machine-readable report (``--json``); fields documented in docs/batch.md."""
@@ -152,10 +154,7 @@ def plan_batch(
                 warnings.append(line)
     if options.jobs is not None and options.jobs < 1:
         raise ReproError(f"-j must be at least 1, not {options.jobs}")
-    if options.executor not in ("local", "dask"):
-        raise ReproError(f"--executor must be 'local' or 'dask', not {options.executor!r}")
-    if options.executor != "dask" and (options.scheduler or options.shared_fs):
-        raise ReproError("--scheduler and --shared-fs need --executor dask")
+    warnings += executor_class(options.executor).check_options(options)
     return nb, kernel, warnings
 
 
@@ -180,26 +179,20 @@ def run_batch(
     quiet_mlflow()
     path = Path(notebook)
     nb, kernel, warnings = plan_batch(path, param_sets, options)
-    on_dask = options.executor == "dask"
-    if not on_dask:
-        prestart()  # workers' imports now overlap with the provenance computed below
-    if options.scheduler and options.jobs is not None:
-        warnings.append(
-            f"-j {options.jobs} is ignored with --scheduler: the cluster's workers and "
-            "their threads decide how many runs go at once"
-        )
+    executor_cls = executor_class(options.executor)
+    executor_cls.prepare()  # e.g. workers' imports overlap with the provenance below
     for line in warnings:
         say(f"warning: {line}")
     data = [digest_input(p) for p in options.data]
     known = notebook_parameters(nb)
     flags: dict[str, str] = {}
     if find_parameters_cell(nb) is None and any(param_sets):
-        flags["jupyter_repro.params.unverified"] = (
+        flags[PARAMS_UNVERIFIED] = (
             "no cell tagged 'parameters': papermill injected at the top and the notebook's "
             "own assignments may have overwritten the logged values (--allow-unknown)"
         )
     elif any(name not in known for params in param_sets for name in params):
-        flags["jupyter_repro.params.unverified"] = (
+        flags[PARAMS_UNVERIFIED] = (
             "some logged parameters are not assigned by the parameters cell (--allow-unknown)"
         )
 
@@ -209,35 +202,14 @@ def run_batch(
     experiment = options.experiment or path.stem
     provenance = collect_provenance(path, data)
     batch_id = uuid.uuid4().hex
-    payload = None
-    if on_dask:
-        from .dask_executor import build_payload
-
-        jobs = min(options.jobs or os.cpu_count() or 1, len(param_sets))
-        payload = None if options.shared_fs else build_payload(path, options.data)
-    else:
-        jobs = min(options.jobs or 1, len(param_sets))
-    executor = make_executor(
-        options.executor,
-        jobs,
-        scheduler=options.scheduler,
-        batch_id=batch_id,
-        payload=payload,
-        connect_timeout=options.connect_timeout,
-    )
+    jobs = min(options.jobs or executor_cls.default_jobs(), len(param_sets))
+    executor = executor_cls.create(options, path, batch_id, jobs)
     try:
-        if on_dask:
-            for line in executor.check(uri, kernel):
-                say(f"warning: {line}")
-            workers = len(executor.client.scheduler_info().get("workers", {}))
-            shipped = (
-                f"shipping {len(payload.files)} file(s), {payload.size / 1e6:.1f} MB"
-                if payload is not None
-                else "shared file system"
-            )
-            say(
-                f"dask: {len(param_sets)} run(s) on {workers} worker(s) at {executor.address}; {shipped}"
-            )
+        for line in executor.check(uri, kernel):
+            say(f"warning: {line}")
+        where = executor.describe(len(param_sets))
+        if where:
+            say(where)
         try:
             experiment_id = executor.submit(prepare_experiment, uri, experiment).result()
         except ReproError:
@@ -282,7 +254,7 @@ def run_batch(
                 heartbeat_interval=options.heartbeat_interval,
                 flags=flags,
                 owner=owner,
-                check_attempts=on_dask,
+                check_attempts=executor_cls.reruns_lost_runs,
             )
         )
     report = BatchReport([], experiment, uri, warnings=warnings)
@@ -332,12 +304,13 @@ def run_batch(
         for s, handler in previous.items():
             signal.signal(s, handler)
     if report.interrupted:
-        close_orphans(uri, experiment_id, batch_id, "KILLED")
+        close_orphans(uri, experiment_id, batch_id, RunStatus.KILLED)
     else:
+        failed = RunStatus.FAILED
         try:
-            executor.submit(close_orphans, uri, experiment_id, batch_id, "FAILED").result()
+            executor.submit(close_orphans, uri, experiment_id, batch_id, failed).result()
         except Exception:  # the pool broke (a worker died): do it here
-            close_orphans(uri, experiment_id, batch_id, "FAILED")
+            close_orphans(uri, experiment_id, batch_id, failed)
         executor.shutdown()
     report.results = [results[i] for i in sorted(results)]
     report.wall_seconds = time.perf_counter() - started
@@ -363,15 +336,7 @@ def _result_of(fut: cf.Future, spec: RunSpec) -> RunResult:
         return RunResult.not_started(spec, "batch interrupted before this run started")
     except Exception as exc:  # the worker process died or logging failed: say so per run
         text = str(exc).strip().splitlines()
-        return RunResult(
-            spec.index,
-            spec.run_name,
-            spec.params,
-            "FAILED",
-            None,
-            0.0,
-            f"{type(exc).__name__}: {text[0] if text else ''}",
-        )
+        return RunResult.failed_unseen(spec, f"{type(exc).__name__}: {text[0] if text else ''}")
 
 
 def format_table(report: BatchReport) -> str:
@@ -398,7 +363,7 @@ def format_table(report: BatchReport) -> str:
     for r in report.results:  # the table cuts reasons short: each in full, once
         if r.reason and len(r.reason) > 60:
             lines.append(f"{r.run_name}: {r.status}: {r.reason}")
-    ok = sum(r.status == "FINISHED" for r in report.results)
+    ok = sum(r.status == RunStatus.FINISHED for r in report.results)
     lines.append(
         f"{ok}/{len(report.results)} runs finished; experiment '{report.experiment}' "
         f"in {report.tracking_uri}"

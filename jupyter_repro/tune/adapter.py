@@ -16,11 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..batch.execute import RunResult, RunSpec, close_orphans
-from ..batch.executors import Executor, make_executor, prestart
+from ..batch.executors import Executor
+from ..batch.registry import executor_class
 from ..batch.runner import BatchOptions, plan_batch
+from ..batch.spec import RunResult, RunSpec
 from ..parameters import ParameterInfo, find_parameters_cell, notebook_parameters
 from ..processes import process_identity
+from ..provenance.attempts import close_orphans
 from ..provenance.data import digest_input
 from ..provenance.mlflow_log import Provenance, collect_provenance, format_param
 from ..provenance.store import prepare_experiment
@@ -53,6 +55,7 @@ class TrialRuns:
     owner: tuple[str, int, float]
     options: BatchOptions
     executor: Executor
+    check_attempts: bool = False
 
     def spec(self, index: int, params: dict[str, Any], tags: dict[str, str]) -> RunSpec:
         """The run spec of trial ``index`` with injected ``params`` and extra run ``tags``."""
@@ -80,7 +83,7 @@ class TrialRuns:
             heartbeat_interval=self.options.heartbeat_interval,
             flags=tags,
             owner=self.owner,
-            check_attempts=self.options.executor == "dask",
+            check_attempts=self.check_attempts,
         )
 
     def submit(self, spec: RunSpec) -> Any:
@@ -110,31 +113,20 @@ def start_runs(
     from ..provenance.store import resolve_tracking_uri
 
     path = Path(notebook)
-    on_dask = options.executor == "dask"
-    if not on_dask:
-        prestart()
+    executor_cls = executor_class(options.executor)
+    executor_cls.prepare()  # e.g. workers' imports overlap with the provenance below
     data = [digest_input(p) for p in options.data]
     uri = resolve_tracking_uri(options.tracking_uri, path.parent)
     experiment = options.experiment or path.stem
     provenance = collect_provenance(path, data)
     batch_id = uuid.uuid4().hex
-    payload = None
-    if on_dask:
-        from ..batch.dask_executor import build_payload
-
-        payload = None if options.shared_fs else build_payload(path, options.data)
-    executor = make_executor(
-        options.executor,
-        jobs,
-        scheduler=options.scheduler,
-        batch_id=batch_id,
-        payload=payload,
-        connect_timeout=options.connect_timeout,
-    )
+    executor = executor_cls.create(options, path, batch_id, jobs)
     try:
-        if on_dask:
-            for line in executor.check(uri, kernel):
-                say(f"warning: {line}")
+        for line in executor.check(uri, kernel):
+            say(f"warning: {line}")
+        where = executor.describe(jobs)
+        if where:
+            say(where)
         try:
             experiment_id = executor.submit(prepare_experiment, uri, experiment).result()
         except ReproError:
@@ -162,6 +154,7 @@ def start_runs(
         owner=process_identity(),
         options=options,
         executor=executor,
+        check_attempts=executor_cls.reruns_lost_runs,
     )
 
 

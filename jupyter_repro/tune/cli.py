@@ -29,7 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--metric", required=True, metavar="NAME", help="the recorded metric")
     t.add_argument("--direction", choices=("minimize", "maximize"), default="minimize")
     t.add_argument("-j", "--jobs", type=int, default=1, help="trials at once (default 1)")
-    t.add_argument("--executor", choices=("local", "dask"), default="local")
+    from ..batch.registry import ExecutorNames
+
+    t.add_argument(
+        "--executor",
+        choices=ExecutorNames(),
+        default="local",
+        help="where trials run: an executor of `batch` (local pool, dask, or a registered one)",
+    )
     t.add_argument(
         "--scheduler",
         metavar="tcp://HOST:PORT",
