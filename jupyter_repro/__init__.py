@@ -7,16 +7,24 @@ Public API:
 - :mod:`jupyter_repro.verdicts`: the verdict vocabulary shared by every tool.
 - :func:`jupyter_repro.smoke.run.smoke_notebooks`: nb-smoke as a function.
 - ``record(name, value, step=None, timestamp=None)``: record a metric from a notebook;
-  ``jupyter-repro batch`` logs it to the run's MLflow metrics (``docs/batch.md``).
+  ``jupyter-repro batch`` logs it to the run's MLflow metrics (``docs/batch.md``); in a
+  ``jupyter-repro tune`` trial, a value with a ``step`` is reported to Optuna and may
+  raise ``TrialPruned`` (``docs/tune.md``).
 """
 
 from __future__ import annotations
 
 from ._version import __version__
 
-__all__ = ["__version__", "load_ipython_extension", "record", "unload_ipython_extension"]
+__all__ = [
+    "TrialPruned",
+    "__version__",
+    "load_ipython_extension",
+    "record",
+    "unload_ipython_extension",
+]
 
-from .metrics import record
+from .metrics import TrialPruned, record
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised through real kernels

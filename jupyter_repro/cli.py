@@ -21,6 +21,7 @@ from .errors import run_command
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jupyter_repro.smoke.cli",
     "jupyter_repro.batch.cli",
+    "jupyter_repro.tune.cli",
     "jupyter_repro.reproduce.cli",
     "jupyter_repro.server.cli",
     "jupyter_repro.reproduce.env_cli",
