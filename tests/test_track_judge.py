@@ -629,3 +629,47 @@ def test_the_audit_hook_sees_nothing_outside_a_tracked_cell(tmp_path, monkeypatc
     assert files._current is None
     assert nb.verdicts() == {}
     assert f"file:{tmp_path}/x.txt" in nb.tracker.state.latest["B"].reads
+
+
+def test_fingerprints_run_no_user_code_of_the_objects_they_walk():
+    """isinstance() looks up ``__class__`` through the object, so a proxy's
+    ``__getattribute__`` or a ``__class__`` property would run on every walk (field case:
+    lazy proxies that load on first attribute access)."""
+    from jupyter_repro.tracking import evidence
+
+    calls: list[str] = []
+
+    class Proxy:
+        def __init__(self) -> None:
+            self.items = [1]
+
+        def __getattribute__(self, name: str):
+            calls.append(name)
+            return object.__getattribute__(self, name)
+
+    class Masked:
+        @property
+        def __class__(self):
+            calls.append("__class__")
+            return int
+
+    values = [Proxy(), Masked(), {"p": Proxy()}]
+    assert evidence.walk(values, evidence.Budget()) is not None
+    assert not evidence.is_atom(Masked())  # what it is, not what it says it is
+    assert evidence.top_key(Masked()) is not None
+    assert calls == []
+    ns: dict = {"Proxy": Proxy, "Masked": Masked}
+    tracker = Tracker()
+    for source in ("p = Proxy()\nm = [Masked()]", "q = [p, m]", "q.append(1)"):
+        run_cell(tracker, source, ns, None)
+    assert calls == []
+    from collections import deque
+
+    class Ring(deque):
+        def __len__(self):
+            raise AssertionError("user code must not run")
+
+        def __getitem__(self, i):
+            raise AssertionError("user code must not run")
+
+    assert evidence.walk([Ring(range(40)), {"r": Ring([1])}], evidence.Budget()) is not None
