@@ -239,3 +239,30 @@ def test_the_kernels_interpreter_is_the_one_its_kernelspec_starts(monkeypatch, t
     fallback = kernel_environment("gone")  # cannot be inspected: this process's, and why
     assert fallback["source"] == "process" and "cannot inspect" in fallback["source_note"]
     assert fallback["packages"] == environment_fingerprint()["packages"]
+
+
+@pytest.mark.parametrize(
+    "dist",
+    [
+        {"name": "six", "version": "1.16.0\n--index-url https://evil.example/simple"},
+        {"name": "six\n-r /etc/passwd", "version": "1.16.0"},
+        {"name": "--extra-index-url=https://evil.example", "version": "1"},
+        {"name": "six", "version": "1", "origin": "archive", "url": "https://x/six.whl\n-e ."},
+        {
+            "name": "six",
+            "version": "1",
+            "origin": "vcs",
+            "url": "https://x/six",
+            "commit_id": "a b",
+        },
+        {"version": "1"},
+        "six==1",
+    ],
+)
+def test_a_lock_line_from_run_data_cannot_inject_installer_options(dist):
+    """The lock comes from the tracking store (possibly a shared server): a name, version or
+    URL holding a newline or starting with ``-`` would add ``--index-url``/``-r`` lines to
+    the requirements file uv installs from. One line naming the run, never installed."""
+    env = {**ENV, "distributions": [{"name": "ok", "version": "1"}, dist]}
+    with pytest.raises(ReproError, match=r"^run R: environment.json: .*cannot be rebuilt"):
+        plan_requirements("R", env)
