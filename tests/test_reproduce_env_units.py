@@ -266,3 +266,29 @@ def test_a_lock_line_from_run_data_cannot_inject_installer_options(dist):
     env = {**ENV, "distributions": [{"name": "ok", "version": "1"}, dist]}
     with pytest.raises(ReproError, match=r"^run R: environment.json: .*cannot be rebuilt"):
         plan_requirements("R", env)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[1, 2]", b'{"distributions": [{"version": "1"}]}', b'{"distributions": 3}'],
+)
+def test_env_of_a_run_with_a_damaged_environment_json_is_one_line_and_exit_2(
+    tmp_path, capsys, content
+):
+    """A run's environment.json comes from the store (possibly a shared server): damaged,
+    ``env`` and ``env diff`` say so in one line naming the run, no traceback."""
+    from batch_support import client, ready_store
+
+    from jupyter_repro.cli import main
+
+    uri = ready_store(tmp_path)
+    c = client(uri)
+    run_id = c.create_run(c.create_experiment("env")).info.run_id
+    (tmp_path / "environment.json").write_bytes(content)
+    c.log_artifact(run_id, str(tmp_path / "environment.json"))
+    for argv in (["env", run_id], ["env", "diff", run_id]):
+        capsys.readouterr()
+        assert main([*argv, "--tracking-uri", uri]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"jupyter-repro: error: run {run_id}: environment.json"), err
+        assert "\n" not in err

@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import ReproError
 from ..provenance.mlflow_log import ADDED_CELL_TAGS, TAG
 from ..provenance.store import retry_locked
+from .env_cli import checked_environment
 
 #: ``jupyter_repro.record`` returns the metric it recorded; shown as a cell's last
 #: expression its repr carries the recording time, which is not part of the result.
@@ -317,7 +318,7 @@ def reproduce(
         data_file = _download(client, run_id, "data.json", art)
         data_items = json.loads(data_file.read_text()) if data_file else []
         env_file = _download(client, run_id, "environment.json", art)
-        logged_env = json.loads(env_file.read_text()) if env_file else {}
+        logged_env = checked_environment(run_id, env_file.read_bytes()) if env_file else {}
         report.params = _logged_params(executed, run)
         if fresh_env:
             from .fresh_env import resolve_python
@@ -435,7 +436,9 @@ def reproduce(
     if report.new_run_id:
         with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-env-") as tmp_name:
             env_file = _download(client, report.new_run_id, "environment.json", Path(tmp_name))
-            new_env = json.loads(env_file.read_text()) if env_file else None
+            new_env = (
+                checked_environment(report.new_run_id, env_file.read_bytes()) if env_file else None
+            )
     if logged_env:
         report.package_differences = package_differences(
             logged_env, new_env or environment_fingerprint()
