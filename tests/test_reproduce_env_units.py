@@ -292,3 +292,16 @@ def test_env_of_a_run_with_a_damaged_environment_json_is_one_line_and_exit_2(
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"jupyter-repro: error: run {run_id}: environment.json"), err
         assert "\n" not in err
+
+
+def test_reproduce_reads_and_writes_run_metadata_names_from_the_one_module():
+    """Issue 16: tag names are defined once (provenance/names.py); the reproduction's
+    environment tag (issue 17) is one of them, and rerun spells none itself."""
+    import inspect
+
+    from jupyter_repro.provenance import names
+    from jupyter_repro.reproduce import rerun
+
+    assert rerun.ENV_TAG == names.REPRODUCE_ENV == "jupyter_repro.reproduce.env"
+    assert (rerun.REPRODUCES_TAG, rerun.VERDICT_TAG) == (names.REPRODUCES, names.REPRODUCE_VERDICT)
+    assert 'TAG + "' not in inspect.getsource(rerun)

@@ -72,6 +72,8 @@ HEARTBEAT_LAST_SEEN = HEARTBEAT + "last_seen"
 # --- reproduce and nb-smoke -----------------------------------------------------------
 REPRODUCES = PREFIX + "reproduces"
 REPRODUCE_VERDICT = PREFIX + "reproduce.verdict"
+#: ``current`` (the user's environment) or ``fresh:<lock hash>`` (``reproduce --fresh-env``).
+REPRODUCE_ENV = PREFIX + "reproduce.env"
 SOURCE = PREFIX + "source"
 SMOKE_MODE = PREFIX + "smoke.mode"
 

@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError
-
-_URI_HELP = (
-    "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db)"
-)
+from .cli import _URI_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -30,17 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError
-from ..provenance.mlflow_log import ADDED_CELL_TAGS, TAG
+from ..provenance import names
+from ..provenance.mlflow_log import ADDED_CELL_TAGS
 from ..provenance.store import retry_locked
 from .env_cli import checked_environment
 
 #: ``jupyter_repro.record`` returns the metric it recorded; shown as a cell's last
 #: expression its repr carries the recording time, which is not part of the result.
 RECORD_SANITIZERS = ((r"'timestamp': \d+", "'timestamp': TIME"),)
-REPRODUCES_TAG = TAG + "reproduces"
-VERDICT_TAG = TAG + "reproduce.verdict"
-#: ``current`` (the user's environment) or ``fresh:<lock hash>`` (``--fresh-env``).
-ENV_TAG = TAG + "reproduce.env"
+REPRODUCES_TAG = names.REPRODUCES
+VERDICT_TAG = names.REPRODUCE_VERDICT
+ENV_TAG = names.REPRODUCE_ENV
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def _logged_params(executed: Any, run: Any) -> dict[str, Any]:
     pm = (executed.get("metadata") or {}).get("papermill") or {}
     if isinstance(pm.get("parameters"), dict):
         return dict(pm["parameters"])
-    defaults = set(filter(None, run.data.tags.get(TAG + "params.defaults", "").split(",")))
+    defaults = set(filter(None, run.data.tags.get(names.PARAMS_DEFAULTS, "").split(",")))
     return {k: parse_value(v) for k, v in run.data.params.items() if k not in defaults}
 
 
@@ -288,7 +288,7 @@ def reproduce(
     tags = run.data.tags
     commit = tags.get("mlflow.source.git.commit")
     relpath = tags.get("mlflow.source.name")
-    nb_path = tags.get(TAG + "notebook.path")
+    nb_path = tags.get(names.NOTEBOOK_PATH)
     if not commit or not relpath or not nb_path:
         raise ReproError(
             f"run {run_id} has no git commit recorded (notebook outside a repository?)"
