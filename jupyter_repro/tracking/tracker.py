@@ -212,6 +212,13 @@ class Tracker:
         if self.files:
             files.start()
 
+    def cancel(self) -> None:
+        """Forget a cell started by :meth:`before` whose :meth:`after` will not come
+        (tracking turned off or unloaded inside the cell), and stop recording its files."""
+        if self._pending is not None and self.files:
+            files.stop()
+        self._pending = None
+
     def after(
         self,
         namespace: MutableMapping[str, Any],
