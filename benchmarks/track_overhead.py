@@ -1,6 +1,7 @@
 """What ``%track`` adds to each cell: plain IPython vs ``%track on``, side by side.
 
-    python benchmarks/track_overhead.py [--reps 300] [--kernel-reps 200] [--no-kernel]
+    python benchmarks/track_overhead.py [--reps 300] [--kernel-reps 200] [--ipyflow-reps 40]
+                                        [--no-kernel]
 
 In one run, in one process, the same cells run alternately with tracking off and on (so
 drift hits both alike) in an IPython ``InteractiveShell`` that holds a 30-cell notebook's
@@ -9,14 +10,15 @@ the full judgement, exactly as in a kernel. Cells of 1, 10, 20 and 50 statements
 "repeat" (the same source again: the analysis cache hits) and "fresh" (a new source every
 time, as after an edit: the analysis runs). Then 1,000 executions in a row (is the added
 time flat?), a loop-heavy cell (no cost per statement), and the same comparison through a
-real kernel over ZeroMQ (what a user feels). ipyflow is measured too when its kernel is
-installed.
+real kernel over ZeroMQ (what a user feels): a plain kernel, one with ``%track on`` and,
+when it is installed in ``benchmarks/.corpus/ipyflow-venv`` (``kernel_driver.IPYFLOW_SETUP``),
+ipyflow's kernel driven through its comm as its JupyterLab extension drives it — requests
+interleaved across the three, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import os
@@ -27,7 +29,8 @@ import time
 
 from IPython.core.interactiveshell import InteractiveShell
 
-ISSUE_IPYFLOW_MS = {1: 41.0, 10: 270.0, 50: 1500.0}  # ipyflow 0.0.231, from issue 4
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kernel_driver import IPYFLOW_SETUP, ipyflow_version
 
 
 def cell_source(statements: int, salt: str = "") -> str:
@@ -155,21 +158,6 @@ def with_comm(shell, session, statements: int, reps: int) -> tuple[float, float]
     return statistics.median(without), statistics.median(with_)
 
 
-def _quiet(msg: dict) -> None:
-    """Output hook that drops the kernel's output instead of printing it."""
-
-
-def _start(kernel_name: str):
-    from jupyter_client import KernelManager
-
-    km = KernelManager(kernel_name=kernel_name)
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
-    return km, kc
-
-
 def _kernel_cpu(km) -> float | None:
     """CPU seconds the kernel process has used so far (Linux ``/proc``), else None."""
     try:
@@ -181,67 +169,113 @@ def _kernel_cpu(km) -> float | None:
         return None
 
 
-KernelRow = tuple[float, float, "float | None", "float | None"]
+#: {statements: {kernel: (wall s median, kernel CPU s mean per cell or None, wall s
+#: median after the execute reply)}}
+KernelRows = dict[int, dict[str, tuple[float, "float | None", float]]]
 
 
-def kernel_side_by_side(
-    reps: int, tracked_setup: str, kernel_name: str = "python3"
-) -> dict[int, KernelRow]:
-    """Two real kernels, one plain and one running ``tracked_setup`` first, requests
-    interleaved: {statements: (plain wall, tracked wall, plain CPU, tracked CPU)}; wall
-    times are medians, the kernel processes' CPU times means over the ``reps`` requests
-    (``/proc`` counts CPU in clock ticks: too coarse for one request, exact enough over
-    hundreds, and blind to other load on the machine)."""
-    plain_km, plain = _start("python3")
-    tracked_km, tracked = _start(kernel_name)
+class _Kernel:
+    """One real kernel driven like JupyterLab (``kernel_driver.Frontend``) plus what it
+    needs after each execution: ipyflow's extension sends ``compute_exec_schedule`` on its
+    comm after every run and the kernel answers it before the next cell can start, so
+    that request is part of ipyflow's time per cell."""
+
+    def __init__(self, name: str) -> None:
+        from kernel_driver import Frontend
+
+        self.name = name
+        self.fe = Frontend("ipyflow" if name == "ipyflow" else "python3")
+        self.metadata: dict = {}
+        if name == "%track":
+            for line in ("%load_ext jupyter_repro", "%track on"):
+                self.fe.execute(line, store_history=False)
+        elif name == "ipyflow":
+            reply = self.fe.open_comm("ipyflow", {"interface": "jupyterlab",
+                                                  "cell_metadata_by_id": {}})  # fmt: skip
+            if not any(m.get("type") == "establish" for m in reply.comm):
+                raise RuntimeError(f"ipyflow comm not established: {reply.comm}")
+
+    def run(self, source: str, cell_id: str) -> float:
+        """Run one cell; the wall seconds spent after the execute reply (ipyflow's
+        ``compute_exec_schedule``; 0 for the other kernels)."""
+        if self.name == "ipyflow":
+            self.metadata[cell_id] = {
+                "index": len(self.metadata),
+                "content": source,
+                "type": "code",
+            }
+            self.fe.send({"type": "change_active_cell", "active_cell_id": cell_id})
+        self.fe.execute(source, cell_id)
+        if self.name != "ipyflow":
+            return 0.0
+        t0 = time.perf_counter()
+        self.fe.send({"type": "compute_exec_schedule", "cell_metadata_by_id": self.metadata})
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.fe.close()
+
+
+def kernel_side_by_side(reps: int, names: list[str], ipyflow_reps: int) -> KernelRows:
+    """Real kernels side by side, requests interleaved (drift hits all alike): a plain
+    IPython kernel, one with ``%track on``, and ipyflow's kernel when it is in ``names``.
+    Wall times are medians; the kernel processes' CPU times means over the requests
+    (``/proc`` counts clock ticks: too coarse for one request, exact enough over many, and
+    blind to other load on the machine). ipyflow runs ``ipyflow_reps`` times per row (a
+    50-statement cell costs it most of a second)."""
+    kernels = [_Kernel(n) for n in names]
     try:
-        if tracked_setup:
-            tracked.execute_interactive(tracked_setup, timeout=60, output_hook=_quiet)
-        for kc in (plain, tracked):
-            kc.execute_interactive("base = 1", timeout=60, output_hook=_quiet)
-        out = {}
+        for k in kernels:
+            k.run("base = 1", "setup")
+        out: KernelRows = {}
         for statements in (1, 10, 20, 50):
             src = cell_source(statements)
-            times: dict[str, list[float]] = {"plain": [], "tracked": []}
-            kms = {"plain": plain_km, "tracked": tracked_km}
-            cpu0 = {k: _kernel_cpu(km) for k, km in kms.items()}
-            for _ in range(reps):
-                for name, kc in (("plain", plain), ("tracked", tracked)):
+            times: dict[str, list[float]] = {k.name: [] for k in kernels}
+            after: dict[str, list[float]] = {k.name: [] for k in kernels}
+            cpu0 = {k.name: _kernel_cpu(k.fe.km) for k in kernels}
+            for rep in range(reps):
+                for k in kernels:
+                    if k.name == "ipyflow" and rep >= ipyflow_reps:
+                        continue
                     t0 = time.perf_counter()
-                    kc.execute_interactive(src, timeout=60, output_hook=_quiet)
-                    times[name].append(time.perf_counter() - t0)
-            cpu = {}
-            for k, km in kms.items():
-                end = _kernel_cpu(km)
-                cpu[k] = None if end is None or cpu0[k] is None else (end - cpu0[k]) / reps
-            out[statements] = (
-                statistics.median(times["plain"]),
-                statistics.median(times["tracked"]),
-                cpu["plain"],
-                cpu["tracked"],
-            )
+                    after[k.name].append(k.run(src, f"bench{statements}"))
+                    times[k.name].append(time.perf_counter() - t0)
+            row = {}
+            for k in kernels:
+                end, start = _kernel_cpu(k.fe.km), cpu0[k.name]
+                n = len(times[k.name])
+                cpu = None if end is None or start is None else (end - start) / n
+                row[k.name] = (
+                    statistics.median(times[k.name]),
+                    cpu,
+                    statistics.median(after[k.name]),
+                )
+            out[statements] = row
         return out
     finally:
-        for km, kc in ((plain_km, plain), (tracked_km, tracked)):
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
+        for k in kernels:
+            k.close()
 
 
-def _kernel_rows(title: str, rows: dict[int, KernelRow]) -> None:
+def _kernel_rows(title: str, rows: KernelRows) -> None:
+    names = list(next(iter(rows.values())))
+    others = [n for n in names if n != "plain"]
     print(f"\n{title}")
-    print(
-        f"{'statements':>10} {'plain ms':>9} {'tracked ms':>10} {'added ms':>9} {'ratio':>6}"
-        f" | {'CPU ms plain':>12} {'tracked':>8} {'added':>7}"
-    )
-    for n, (p, t, pc, tc) in rows.items():
-        cpu = (
-            f"{pc * 1e3:>12.3f} {tc * 1e3:>8.3f} {(tc - pc) * 1e3:>7.3f}"
-            if pc is not None and tc is not None
-            else f"{'n/a':>12}"
+    print(f"{'statements':>10} {'plain ms':>9} "
+          + " ".join(f"{n + ' added':>15}" for n in others)
+          + " | " + " ".join(f"{n + ' CPU added':>19}" for n in others)
+          + (f" | {'ipyflow schedule ms':>19}" if "ipyflow" in others else ""))  # fmt: skip
+    for n_stmt, row in rows.items():
+        plain_wall, plain_cpu, _ = row["plain"]
+        walls = " ".join(f"{(row[n][0] - plain_wall) * 1e3:>15.3f}" for n in others)
+        cpus = " ".join(
+            f"{(row[n][1] - plain_cpu) * 1e3:>19.3f}"
+            if row[n][1] is not None and plain_cpu is not None
+            else f"{'n/a':>19}"
+            for n in others
         )
-        print(
-            f"{n:>10} {p * 1e3:>9.3f} {t * 1e3:>10.3f} {(t - p) * 1e3:>9.3f} {t / p:>6.2f} | {cpu}"
-        )
+        schedule = f" | {row['ipyflow'][2] * 1e3:>19.3f}" if "ipyflow" in others else ""
+        print(f"{n_stmt:>10} {plain_wall * 1e3:>9.3f} {walls} | {cpus}{schedule}")
 
 
 def evidence_budget(reps: int) -> tuple[int, float]:
@@ -267,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=300)
     parser.add_argument("--kernel-reps", type=int, default=200)
     parser.add_argument("--no-kernel", action="store_true")
+    parser.add_argument("--ipyflow-reps", type=int, default=40)
     args = parser.parse_args(argv)
     os.chdir(tempfile.mkdtemp(prefix="track-bench-"))  # the record goes here
     shell, session = setup_shell()
@@ -294,22 +329,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"runtime evidence at its per-cell budget ({objects} objects walked): "
           f"{cost * 1e3:.3f} ms (the most it adds to a cell; past it names are unverified)")  # fmt: skip
     if not args.no_kernel:
-        rows = kernel_side_by_side(args.kernel_reps, "%load_ext jupyter_repro\n%track on")
+        names = ["plain", "%track"]
+        version = ipyflow_version()
+        if version is not None:
+            names.append("ipyflow")
+        rows = kernel_side_by_side(args.kernel_reps, names, args.ipyflow_reps)
         _kernel_rows(
-            f"two real kernels over ZeroMQ, {args.kernel_reps} interleaved requests per row: "
-            "wall ms (median; noisy on a loaded machine) | kernel process CPU ms (mean)",
+            f"real kernels over ZeroMQ, requests interleaved ({args.kernel_reps} per row; "
+            f"ipyflow {version or 'not installed'}, {args.ipyflow_reps} per row, with its "
+            "compute_exec_schedule after each run): ms added per cell over the plain kernel, "
+            "wall (median, execute request + ipyflow's schedule; noisy on a loaded machine) | "
+            "kernel process CPU (mean) | of which ipyflow's schedule request (wall, median)",
             rows,
         )
-    has_ipyflow = importlib.util.find_spec("ipyflow") is not None
-    if has_ipyflow and not args.no_kernel:
-        _kernel_rows(
-            "ipyflow kernel vs plain kernel", kernel_side_by_side(args.kernel_reps, "", "ipyflow")
-        )
-    else:
-        print(
-            "\nipyflow not installed here; issue 4 measured ipyflow 0.0.231 adding "
-            + ", ".join(f"{v:g} ms to a {n}-statement cell" for n, v in ISSUE_IPYFLOW_MS.items())
-        )
+        if version is None:
+            print(f"\nipyflow not installed; to measure it: {IPYFLOW_SETUP}")
     return 0
 
 

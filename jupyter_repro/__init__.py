@@ -23,7 +23,7 @@ def load_ipython_extension(ipython):  # pragma: no cover - exercised through rea
     """Register ``%track`` on ``ipython`` (called by ``%load_ext jupyter_repro``)."""
     try:
         from .tracking.magic import load_ipython_extension as _load
-    except ImportError as exc:  # tracking not built yet in this install
+    except ImportError as exc:  # tracking's dependencies missing in this install
         raise ImportError(f"jupyter_repro: %track is not available: {exc}") from exc
     _load(ipython)
 

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name and name.startswith(exc.name):
-                continue  # that part of the toolkit is not built yet
+                continue  # a subcommand package left out of this install
             raise
         module.register(subparsers)
     return parser

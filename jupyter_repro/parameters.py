@@ -25,6 +25,7 @@ the strings they were written as; if neither parses, the text is a string.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import datetime as _dt
@@ -38,6 +39,52 @@ from .notebook import cell_tags
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the parameter options every command shares, with one meaning and help text:
+    ``-p/--parameter NAME VALUE`` (repeatable, typed by :func:`parse_value`),
+    ``-f/--parameters-file FILE.yaml`` (a YAML 1.2 mapping) and ``--allow-unknown``.
+
+    Read them back with :func:`overrides` (``args.parameter``, ``args.parameters_file``,
+    ``args.allow_unknown``).
+    """
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameters-cell value (typed: 1e-3, [16, 16], null); repeatable",
+    )
+    parser.add_argument(
+        "-f",
+        "--parameters-file",
+        metavar="FILE.yaml",
+        help="parameter overrides from a YAML 1.2 mapping (-p wins)",
+    )
+    parser.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="run even if a name is not assigned by the parameters cell, or there is none "
+        "(logged runs are flagged)",
+    )
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The overrides of :func:`add_override_arguments`' options: the ``-f`` file's
+    mapping, then each ``-p`` (a later one wins).
+
+    Raises:
+        ReproError: the ``-f`` file cannot be read or is not a mapping.
+    """
+    params: dict[str, Any] = {}
+    if args.parameters_file:
+        params.update(load_parameters_file(args.parameters_file))
+    for name, value in args.parameter:
+        params[name] = parse_value(value)
+    return params
 
 
 def parse_value(text: str) -> Any:
@@ -57,16 +104,41 @@ def parse_value(text: str) -> Any:
     except Exception:  # ruamel raises many parser/scanner error types
         return text
     if isinstance(value, (str, int, float, bool, list, dict)) or value is None:
-        return _plain(value, stripped)
+        try:
+            return _plain(value, stripped)
+        except _Cycle:  # "&a [1, *a]": not a value anyone means; keep the text
+            return text
     return text
 
 
-def _plain(value: Any, original: str | None = None) -> Any:
-    """Turn ruamel containers into plain Python, dates into their text."""
-    if isinstance(value, Mapping):
-        return {str(k) if isinstance(k, _dt.date) else k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+#: Deepest nesting accepted in a parameters or grid file (a value nested deeper is not a
+#: parameter anyone writes; it is a crafted file heading for a RecursionError).
+MAX_YAML_DEPTH = 100
+
+
+class _Cycle(Exception):
+    """A YAML alias refers to a node that contains it (``k: &a [1, *a]``)."""
+
+
+def _plain(value: Any, original: str | None = None, _open: tuple[int, ...] = ()) -> Any:
+    """Turn ruamel containers into plain Python, dates into their text.
+
+    Raises:
+        _Cycle: a container contains itself (a self-referencing anchor), or nesting is
+            deeper than :data:`MAX_YAML_DEPTH`.
+    """
+    if isinstance(value, Mapping | list):
+        if id(value) in _open:
+            raise _Cycle("an anchor refers to itself (e.g. k: &a [1, *a])")
+        if len(_open) >= MAX_YAML_DEPTH:
+            raise _Cycle(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        inner = (*_open, id(value))
+        if isinstance(value, Mapping):
+            return {
+                str(k) if isinstance(k, _dt.date) else k: _plain(v, None, inner)
+                for k, v in value.items()
+            }
+        return [_plain(v, None, inner) for v in value]
     if isinstance(value, (_dt.date, _dt.datetime)):
         return original if original is not None else value.isoformat()
     if isinstance(value, bool) or value is None:
@@ -110,7 +182,10 @@ def load_yaml_file(path: str | Path) -> Any:
     except Exception as exc:
         first = str(exc).strip().splitlines()
         raise ReproError(f"{p}: invalid YAML: {first[0] if first else exc}") from None
-    return _plain(data)
+    try:
+        return _plain(data)
+    except _Cycle as exc:
+        raise ReproError(f"{p}: invalid YAML: {exc}") from None
 
 
 def load_parameters_file(path: str | Path) -> dict[str, Any]:

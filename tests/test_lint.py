@@ -140,3 +140,58 @@ def test_example_notebooks_get_their_expected_verdicts():
     for name, verdicts in expected.items():
         nb = nbformat.read(root / name, 4)
         assert {(f.verdict.value, f.cell_index) for f in lint_notebook(nb)} == verdicts, name
+
+
+def test_never_run_needs_consecutive_counts_and_a_reader_below(tmp_path):
+    # [1] and [2] around it: nothing ran in between, and cell 2 reads what it sets.
+    assert lint(tmp_path, ("a = 1", [], 1), "b = a * 2", ("print(b)", [], 2)) == [
+        (Verdict.NEVER_RUN, 1, ("b",))
+    ]
+    # [1] then [3]: the missing [2] may be this very cell, its count cleared since.
+    assert lint(tmp_path, ("a = 1", [], 1), "b = a * 2", ("print(b)", [], 3)) == []
+    # Nothing below reads what it sets (a demo left unrun on purpose).
+    assert lint(tmp_path, ("a = 1", [], 1), "fig = str(a)", ("print(a)", [], 2)) == []
+    # It mutates a name a cell below reads.
+    assert lint(tmp_path, ("xs = []", [], 1), "xs.append(1)", ("print(xs)", [], 2)) == [
+        (Verdict.NEVER_RUN, 1, ("xs",))
+    ]
+    # A re-import of a module an executed cell above imported does not matter.
+    assert (
+        lint(tmp_path, ("import numpy as np", [], 1), "import numpy as np", ("np.ones(1)", [], 2))
+        == []
+    )
+
+
+def test_no_out_of_order_claim_after_a_star_import(tmp_path):
+    # The star import binds `cos` before the read; the later explicit import is no proof.
+    found = lint(tmp_path, "from math import *\nx = cos(2 * pi)", "from math import cos, pi")
+    assert found == []
+    assert lint(tmp_path, "from math import *", "y = cos(0)", "from math import cos") == []
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ("%pylab inline", "x = arange(3)"),
+        ("%load_ext cython", "%%cython\ndef cy_f(int n):\n    return n", "cy_f(3)"),
+    ],
+)
+def test_magics_that_bind_unknown_names_silence_missing_names(tmp_path, cells):
+    assert lint(tmp_path, *[(c, [], i + 1) for i, c in enumerate(cells)]) == []
+
+
+def test_the_field_case_make_df_has_no_hidden_state(tmp_path):
+    """issue 14: a nested comprehension's variable was read as a global `i`."""
+    found = lint(
+        tmp_path,
+        ("import pandas as pd", [], 1),
+        (
+            "def make_df(cols, ind):\n"
+            "    data = {c: [str(c) + str(i) for i in ind] for c in cols}\n"
+            "    return pd.DataFrame(data, ind)",
+            [],
+            2,
+        ),
+        ("make_df('ABC', range(3))", [], 3),
+    )
+    assert found == []

@@ -88,3 +88,30 @@ def test_validation_errors_and_warnings(tmp_path):
     plain = make_notebook(tmp_path / "p.ipynb", "alpha = 0.5")
     with pytest.raises(ParameterError, match="no cell tagged 'parameters'"):
         validate_parameters(plain, nbformat.read(plain, as_version=4), {"alpha": 1.0})
+
+
+def test_every_command_shares_the_parameter_options(tmp_path):
+    """``-p``, ``-f`` and ``--allow-unknown`` are defined once
+    (``parameters.add_override_arguments``): same flags, same help, same reading."""
+    import argparse
+
+    from jupyter_repro.cli import build_parser
+    from jupyter_repro.parameters import overrides
+
+    def options(parser: argparse.ArgumentParser) -> dict[str, tuple]:
+        return {
+            a.option_strings[-1]: (tuple(a.option_strings), a.help, a.dest)
+            for a in parser._actions
+            if {"-p", "-f", "--allow-unknown"} & set(a.option_strings)
+        }
+
+    root = build_parser()
+    commands = root._subparsers._group_actions[0].choices
+    smoke, batch = options(commands["smoke"]), options(commands["batch"])
+    assert len(smoke) == 3 and smoke == batch
+    (tmp_path / "p.yaml").write_text("lr: 0.1\nlayers: [1, 2]\n")
+    args = root.parse_args(
+        ["batch", "nb.ipynb", "-f", str(tmp_path / "p.yaml"), "-p", "lr", "1e-3"]
+    )
+    assert overrides(args) == {"lr": 0.001, "layers": [1, 2]}, "-p wins over -f"
+    assert args.allow_unknown is False

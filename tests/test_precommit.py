@@ -109,3 +109,22 @@ def test_hooks_install_from_the_repository(repo, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "nb-smoke lint" in proc.stdout and "Passed" in proc.stdout
+
+
+def test_hooks_read_the_repositorys_tool_nb_smoke_config(repo, tmp_path):
+    local_config(repo)
+    make_notebook(repo / "nbs" / "warned.ipynb", ("print(threshold)", [], 1))
+    (repo / "pyproject.toml").write_text(
+        '[project]\nname = "p"\n\n[tool.nb-smoke]\nstrict = true\nlint-only = true\n'
+    )
+    git(repo, "add", "-A")
+    strict = pre_commit(repo, "run", "nb-smoke-lint", "--all-files", home=tmp_path / "pc")
+    assert strict.returncode == 1, "strict = true from pyproject.toml makes the warning block"
+    assert "hidden_state" in strict.stdout and "warnings are failures" in strict.stdout
+    (repo / "pyproject.toml").write_text(
+        '[project]\nname = "p"\n\n[tool.nb-smoke]\nstrict = true\nignore = ["hidden_state"]\n'
+        "lint-only = true\n"
+    )
+    git(repo, "add", "-A")
+    ignored = pre_commit(repo, "run", "nb-smoke-lint", "--all-files", home=tmp_path / "pc")
+    assert ignored.returncode == 0, ignored.stdout + ignored.stderr

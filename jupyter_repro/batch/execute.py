@@ -181,11 +181,15 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     ``run.executed`` is the (partial) executed notebook, ``run.failure`` what ended it."""
     import nbformat
 
-    from ..notebook import read_notebook
+    from ..notebook import read_notebook, without_outputs
     from ..parameters import inject_parameters
 
     t1 = time.time()
-    nb = inject_parameters(papermill_ready(read_notebook(spec.notebook)), spec.params)
+    # from a clean copy: papermill keeps the notebook it is given in the executed one's
+    # metadata, and the working copy's saved outputs must not reach the run's artifacts
+    nb = inject_parameters(
+        papermill_ready(without_outputs(read_notebook(spec.notebook))), spec.params
+    )
     kernel_env = {
         "MLFLOW_RUN_ID": run.run_id,
         "MLFLOW_TRACKING_URI": spec.uri,
@@ -250,11 +254,27 @@ def _classify_outcome(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
         run.error = {"cell_index": cell, "ename": "Timeout", "evalue": run.reason}
 
 
+def _input_as_path(executed: Any, notebook: str | Path, saved: Path) -> None:
+    """Replace the copy of the input notebook papermill keeps in
+    ``metadata.papermill.input_path`` by the notebook's path (papermill's value when it
+    is given a path), in ``executed`` and in the file ``saved``."""
+    import nbformat
+
+    pm = executed.get("metadata", {}).get("papermill")
+    if not isinstance(pm, dict) or isinstance(pm.get("input_path"), str | None):
+        return
+    pm["input_path"] = str(notebook)
+    if saved.exists():
+        nbformat.write(executed, str(saved))
+
+
 def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
     """Put the executed notebook in place (atomically), log what the run produced and end
     its MLflow run with its status; a logging failure is added to the reason, never lost."""
     from ..metrics import read_metrics
 
+    if run.executed is not None:
+        _input_as_path(run.executed, spec.notebook, run.partial)
     if run.partial.exists():
         os.replace(run.partial, run.output)  # a reader sees the old file or the new one
     output_path = str(run.output) if run.output.exists() and run.executed is not None else None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError
+from ..provenance.names import ENVIRONMENT_JSON
 from .cli import _URI_HELP
 
 
@@ -62,7 +63,7 @@ def run_environment(run_id: str, uri: str) -> dict[str, Any]:
         raise
     with tempfile.TemporaryDirectory(prefix="jrepro-env-") as tmp:
         try:
-            path = client.download_artifacts(run_id, "environment.json", tmp)
+            path = client.download_artifacts(run_id, ENVIRONMENT_JSON, tmp)
         except Exception:
             raise ReproError(f"run {run_id} logged no environment.json") from None
         return checked_environment(run_id, Path(path).read_bytes())
@@ -83,8 +84,8 @@ def checked_environment(run_id: str, content: bytes) -> dict[str, Any]:
 
     try:
         env = json.loads(content)
-    except ValueError as exc:
-        raise bad(f"is not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"is not JSON ({type(exc).__name__})") from None
     if not isinstance(env, dict):
         raise bad(f"is a JSON {type(env).__name__}, not an object")
     dists = env.get("distributions")

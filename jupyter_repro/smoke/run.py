@@ -105,8 +105,21 @@ def smoke_notebooks(
             those become ``error`` results and the others are still checked).
     """
     options = options or SmokeOptions()
-    started = time.monotonic()
     notebooks = list(discover_notebooks(paths, jupytext=options.jupytext))
+    return smoke_files(notebooks, options, on_result, options_for)
+
+
+def smoke_files(
+    notebooks: Sequence[Path],
+    options: SmokeOptions | None = None,
+    on_result: Callable[[NotebookResult], None] | None = None,
+    options_for: Callable[[Path], SmokeOptions] | None = None,
+) -> SmokeReport:
+    """:func:`smoke_notebooks` for notebook files already found (by
+    :func:`~jupyter_repro.notebook.discover_notebooks`, as the CLI does to count them).
+    """
+    options = options or SmokeOptions()
+    started = time.monotonic()
     found_kernels: list[dict[str, str]] = []
     results: list[NotebookResult | None] = [None] * len(notebooks)
     lock = threading.Lock()
@@ -298,9 +311,10 @@ def _log_to_mlflow(
     options: SmokeOptions, result: NotebookResult,
 ) -> None:  # fmt: skip
     """--mlflow: one MLflow run per checked notebook, through batch's own logging path."""
+    from ..provenance import names
     from ..provenance.mlflow_log import log_finished_notebook
 
-    status = "FINISHED" if result.status == PASSED else "FAILED"
+    status = names.RunStatus.FINISHED if result.status == PASSED else names.RunStatus.FAILED
     error = None
     if result.failure is not None:
         f = result.failure
@@ -316,8 +330,8 @@ def _log_to_mlflow(
             tracking_uri=options.tracking_uri,
             experiment=options.experiment,
             extra_tags={
-                "jupyter_repro.source": "nb-smoke",
-                "jupyter_repro.smoke.mode": result.mode,
+                names.SOURCE: "nb-smoke",
+                names.SMOKE_MODE: result.mode,
             },
         )
     except Exception as exc:  # the check itself stands; say why it was not logged
