@@ -129,6 +129,10 @@ def test_each_notebook_gets_its_own_projects_config(tmp_path):
         ("select = ['hidden_state', 'typo_rule']", "select", "unknown rule 'typo_rule'"),
         ("colour = true", "colour", "unknown key"),
         ("timeout = ", None, "invalid TOML"),
+        # right type, wrong value: checked where the command line's are, still named
+        ("timeout = -1", "timeout", "must be positive"),
+        ("jobs = 0", "jobs", "must be at least 1"),
+        ("repeat = 0", "repeat", "must be at least 1"),
     ],
 )
 def test_config_errors_are_one_line_naming_file_and_key_exit_2(tmp_path, body, key, cause):

@@ -239,3 +239,69 @@ def test_the_kernels_interpreter_is_the_one_its_kernelspec_starts(monkeypatch, t
     fallback = kernel_environment("gone")  # cannot be inspected: this process's, and why
     assert fallback["source"] == "process" and "cannot inspect" in fallback["source_note"]
     assert fallback["packages"] == environment_fingerprint()["packages"]
+
+
+@pytest.mark.parametrize(
+    "dist",
+    [
+        {"name": "six", "version": "1.16.0\n--index-url https://evil.example/simple"},
+        {"name": "six\n-r /etc/passwd", "version": "1.16.0"},
+        {"name": "--extra-index-url=https://evil.example", "version": "1"},
+        {"name": "six", "version": "1", "origin": "archive", "url": "https://x/six.whl\n-e ."},
+        {
+            "name": "six",
+            "version": "1",
+            "origin": "vcs",
+            "url": "https://x/six",
+            "commit_id": "a b",
+        },
+        {"version": "1"},
+        "six==1",
+    ],
+)
+def test_a_lock_line_from_run_data_cannot_inject_installer_options(dist):
+    """The lock comes from the tracking store (possibly a shared server): a name, version or
+    URL holding a newline or starting with ``-`` would add ``--index-url``/``-r`` lines to
+    the requirements file uv installs from. One line naming the run, never installed."""
+    env = {**ENV, "distributions": [{"name": "ok", "version": "1"}, dist]}
+    with pytest.raises(ReproError, match=r"^run R: environment.json: .*cannot be rebuilt"):
+        plan_requirements("R", env)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[1, 2]", b'{"distributions": [{"version": "1"}]}', b'{"distributions": 3}'],
+)
+def test_env_of_a_run_with_a_damaged_environment_json_is_one_line_and_exit_2(
+    tmp_path, capsys, content
+):
+    """A run's environment.json comes from the store (possibly a shared server): damaged,
+    ``env`` and ``env diff`` say so in one line naming the run, no traceback."""
+    from batch_support import client, ready_store
+
+    from jupyter_repro.cli import main
+
+    uri = ready_store(tmp_path)
+    c = client(uri)
+    run_id = c.create_run(c.create_experiment("env")).info.run_id
+    (tmp_path / "environment.json").write_bytes(content)
+    c.log_artifact(run_id, str(tmp_path / "environment.json"))
+    for argv in (["env", run_id], ["env", "diff", run_id]):
+        capsys.readouterr()
+        assert main([*argv, "--tracking-uri", uri]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"jupyter-repro: error: run {run_id}: environment.json"), err
+        assert "\n" not in err
+
+
+def test_reproduce_reads_and_writes_run_metadata_names_from_the_one_module():
+    """Issue 16: tag names are defined once (provenance/names.py); the reproduction's
+    environment tag (issue 17) is one of them, and rerun spells none itself."""
+    import inspect
+
+    from jupyter_repro.provenance import names
+    from jupyter_repro.reproduce import rerun
+
+    assert rerun.ENV_TAG == names.REPRODUCE_ENV == "jupyter_repro.reproduce.env"
+    assert (rerun.REPRODUCES_TAG, rerun.VERDICT_TAG) == (names.REPRODUCES, names.REPRODUCE_VERDICT)
+    assert 'TAG + "' not in inspect.getsource(rerun)

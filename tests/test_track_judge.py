@@ -629,3 +629,76 @@ def test_the_audit_hook_sees_nothing_outside_a_tracked_cell(tmp_path, monkeypatc
     assert files._current is None
     assert nb.verdicts() == {}
     assert f"file:{tmp_path}/x.txt" in nb.tracker.state.latest["B"].reads
+
+
+def test_fingerprints_run_no_user_code_of_the_objects_they_walk():
+    """isinstance() looks up ``__class__`` through the object, so a proxy's
+    ``__getattribute__`` or a ``__class__`` property would run on every walk (field case:
+    lazy proxies that load on first attribute access)."""
+    from jupyter_repro.tracking import evidence
+
+    calls: list[str] = []
+
+    class Proxy:
+        def __init__(self) -> None:
+            self.items = [1]
+
+        def __getattribute__(self, name: str):
+            calls.append(name)
+            return object.__getattribute__(self, name)
+
+    class Masked:
+        @property
+        def __class__(self):
+            calls.append("__class__")
+            return int
+
+    values = [Proxy(), Masked(), {"p": Proxy()}]
+    assert evidence.walk(values, evidence.Budget()) is not None
+    assert not evidence.is_atom(Masked())  # what it is, not what it says it is
+    assert evidence.top_key(Masked()) is not None
+    assert calls == []
+    ns: dict = {"Proxy": Proxy, "Masked": Masked}
+    tracker = Tracker()
+    for source in ("p = Proxy()\nm = [Masked()]", "q = [p, m]", "q.append(1)"):
+        run_cell(tracker, source, ns, None)
+    assert calls == []
+    from collections import deque
+
+    class Ring(deque):
+        def __len__(self):
+            raise AssertionError("user code must not run")
+
+        def __getitem__(self, i):
+            raise AssertionError("user code must not run")
+
+    assert evidence.walk([Ring(range(40)), {"r": Ring([1])}], evidence.Budget()) is not None
+
+
+def test_judging_a_cell_that_read_many_files_labels_only_the_files_it_names(tmp_path, monkeypatch):
+    """A cell reading a data set file by file records thousands of ``file:`` reads; the
+    judge runs after every cell, so it must not format a label for each of them (that cost
+    100 ms a cell after a 20,000-file read) — only for the files a finding names."""
+    from jupyter_repro.tracking import judge as judge_module
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    for i in range(300):
+        (tmp_path / "d" / f"{i}.txt").write_text("1")
+    nb = Notebook(
+        "import os\ntotal = sum(len(open(os.path.join('d', f)).read()) for f in os.listdir('d'))",
+        "y = total + 1",
+        "open(os.path.join('d', '7.txt'), 'w').write('22')",
+    )
+    nb.run("A", "B")
+    calls: list[str] = []
+    original = judge_module._Judge.file_label
+    monkeypatch.setattr(
+        judge_module._Judge, "file_label", lambda self, n: calls.append(n) or original(self, n)
+    )
+    assert nb.verdicts() == {}
+    assert calls == []
+    nb.run("C")
+    stale = [f for f in judge(nb.tracker.state, nb.order()).findings if f.cell_id == "A"]
+    assert stale and "file `d/7.txt`" in stale[0].message
+    assert len(calls) == 1

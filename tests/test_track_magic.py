@@ -67,3 +67,21 @@ def test_off_removes_the_hooks_and_on_brings_them_back(shell):
     shell.run_cell("%track on")
     shell.run_cell("x = 3", store_history=True, cell_id="a")
     assert len(session.tracker.state.events) == 2
+
+
+@pytest.mark.parametrize("stop", ["%track off", "%unload_ext jupyter_repro", "raise_in_hook"])
+def test_tracking_stopped_inside_a_cell_stops_recording_file_accesses(shell, tmp_path, stop):
+    """A cell that turns tracking off (or unloads it, or whose hook fails) never gets its
+    post_run_cell: the audit hook must not go on recording every later cell's files."""
+    from jupyter_repro.tracking import files
+
+    shell.run_cell("%track on")
+    session = session_for(shell)
+    if stop == "raise_in_hook":
+        session.order.frontend_cells = [object()]  # judging fails: tracking turns off
+        shell.run_cell("open('a.txt', 'w').close()", store_history=True, cell_id="a")
+    else:
+        shell.run_cell(f"open('a.txt', 'w').close()\n{stop}", store_history=True, cell_id="a")
+    assert not session.enabled
+    shell.run_cell("open('b.txt', 'w').close()", store_history=True, cell_id="b")
+    assert files._current is None

@@ -16,10 +16,7 @@ from typing import Any
 
 from ..errors import ReproError
 from ..provenance.names import ENVIRONMENT_JSON
-
-_URI_HELP = (
-    "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db)"
-)
+from .cli import _URI_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,7 +66,38 @@ def run_environment(run_id: str, uri: str) -> dict[str, Any]:
             path = client.download_artifacts(run_id, ENVIRONMENT_JSON, tmp)
         except Exception:
             raise ReproError(f"run {run_id} logged no environment.json") from None
-        return json.loads(Path(path).read_text())
+        return checked_environment(run_id, Path(path).read_bytes())
+
+
+def checked_environment(run_id: str, content: bytes) -> dict[str, Any]:
+    """A run's ``environment.json`` parsed, with the shape the readers rely on: an object
+    whose ``distributions`` (if any) is a list of objects with a ``name`` and whose
+    ``packages`` (if any) is an object.
+
+    Raises:
+        ReproError: one line naming the run and what is wrong (the file comes from the
+            tracking store, possibly a shared server, and may be damaged).
+    """
+
+    def bad(why: str) -> ReproError:
+        return ReproError(f"run {run_id}: environment.json {why}")
+
+    try:
+        env = json.loads(content)
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"is not JSON ({type(exc).__name__})") from None
+    if not isinstance(env, dict):
+        raise bad(f"is a JSON {type(env).__name__}, not an object")
+    dists = env.get("distributions")
+    if dists is not None:
+        if not isinstance(dists, list):
+            raise bad("has distributions that are not a list")
+        for d in dists:
+            if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+                raise bad(f"has a distribution without a name: {str(d)[:80]}")
+    if not isinstance(env.get("packages") or {}, dict):
+        raise bad("has packages that are not an object")
+    return env
 
 
 def _entries(env: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -176,6 +176,40 @@ def _file_path(url: str | None) -> Path | None:
     return Path(unquote(urlparse(url).path))
 
 
+#: PEP 508 names, PEP 440-ish versions, and URL/commit text without whitespace: what a lock
+#: line may hold. The lock comes from the tracking store (possibly a shared server), and a
+#: newline or a leading ``-`` would add installer options (``--index-url``, ``-r FILE``).
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9!+._*-]+")
+_TOKEN = re.compile(r"[^\s#-][^\s#]*")
+
+
+def _checked(run_id: str, dist: Any) -> dict[str, Any]:
+    """``dist`` when every field that goes into a lock line is safe to write there.
+
+    Raises:
+        ReproError: one line naming the run and the bad entry.
+    """
+
+    def bad(why: str) -> ReproError:
+        return ReproError(
+            f"run {run_id}: environment.json: {why}: the logged environment cannot be rebuilt"
+        )
+
+    if not isinstance(dist, dict):
+        raise bad(f"a distribution entry is {type(dist).__name__}, not an object")
+    name = dist.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise bad(f"distribution name {name!r} is not a package name")
+    if not isinstance(dist.get("version"), str) or not _VERSION.fullmatch(dist["version"]):
+        raise bad(f"{name}: version {dist.get('version')!r} is not a version")
+    for key in ("url", "subdirectory", "vcs", "commit_id", "requested_revision"):
+        value = dist.get(key)
+        if value is not None and (not isinstance(value, str) or not _TOKEN.fullmatch(value)):
+            raise bad(f"{name}: {key} {value!r} is not one token")
+    return dist
+
+
 def plan_requirements(
     run_id: str,
     env: dict[str, Any],
@@ -190,16 +224,23 @@ def plan_requirements(
     instead of the temporary path. One elsewhere is installed from its path as it is now.
 
     Raises:
-        ReproError: a local package's path is gone.
+        ReproError: a local package's path is gone; an entry that is not a package name,
+            version and URL (text that would be an installer option in the file).
     """
     dists = env.get("distributions")
     if dists is None:  # logged before origins were recorded: versions only
         dists = [
             {"name": canonical_name(n), "version": v, "origin": "index"}
-            for n, v in sorted((env.get("packages") or {}).items())
+            for n, v in sorted(dict(env.get("packages") or {}).items())
         ]
+    if not isinstance(dists, list):
+        raise ReproError(
+            f"run {run_id}: environment.json: distributions is not a list: "
+            "the logged environment cannot be rebuilt"
+        )
     install, key, notes = [], [], []
     for dist in dists:
+        dist = _checked(run_id, dist)
         line = requirement_line(dist)
         path = _file_path(dist.get("url")) if dist.get("origin") != "vcs" else None
         if path is None:

@@ -36,6 +36,7 @@ from ..provenance import names
 from ..provenance.mlflow_log import is_added_cell
 from ..provenance.store import retry_locked
 from . import worktrees
+from .env_cli import checked_environment
 
 #: ``jupyter_repro.record`` returns the metric it recorded; shown as a cell's last
 #: expression its repr carries the recording time, which is not part of the result.
@@ -347,7 +348,7 @@ def reproduce(
         if not all(isinstance(d, dict) and isinstance(d.get("path"), str) for d in data_items):
             raise ReproError(f"run {run_id}: data.json is not a list of inputs with paths")
         env_file = _download(client, run_id, names.ENVIRONMENT_JSON, art)
-        logged_env = _run_json(env_file, dict, run_id) if env_file else {}
+        logged_env = checked_environment(run_id, env_file.read_bytes()) if env_file else {}
         report.params = _logged_params(executed, run)
         if fresh_env:
             from .fresh_env import resolve_python
@@ -475,7 +476,9 @@ def reproduce(
     if report.new_run_id:
         with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-env-") as tmp_name:
             env_file = _download(client, report.new_run_id, names.ENVIRONMENT_JSON, Path(tmp_name))
-            new_env = json.loads(env_file.read_text()) if env_file else None
+            new_env = (
+                checked_environment(report.new_run_id, env_file.read_bytes()) if env_file else None
+            )
     if logged_env and (new_env or not fresh_env):
         # without the re-run's own record, this process's environment stands in for the
         # current one; never for a fresh environment, which this process is not

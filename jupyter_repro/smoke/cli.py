@@ -17,7 +17,7 @@ from .. import _fast_import  # noqa: F401 - first: skips a slow import
 from ..errors import ReproError, run_command
 from ..fileio import atomic_write_text, check_report_path, check_writable
 from ..parameters import add_override_arguments, overrides
-from .config import apply_config, config_for, read_table, track_explicit
+from .config import apply_config, blame, config_for, read_table, track_explicit
 from .lint import RuleError, resolve_rules
 from .options import SmokeOptions
 from .report import (
@@ -239,10 +239,20 @@ class _Configured:
         table = read_table(source) if source is not None else None
         return apply_config(self.args, table, source, self.parser)
 
+    def options(self, args: argparse.Namespace, path: str | Path) -> SmokeOptions:
+        """:func:`options_from_args` of ``args_for(path)``'s result; a bad value that came
+        from the config names its file and key."""
+        try:
+            return options_from_args(args)
+        except ReproError as exc:
+            source = None if getattr(self.args, "isolated", False) else config_for(path)
+            table = read_table(source) if source is not None else None
+            raise blame(exc, self.args, table, source) from None
+
     def options_for(self, path: Path) -> SmokeOptions:
         source = None if getattr(self.args, "isolated", False) else config_for(path)
         if source not in self._options:
-            self._options[source] = options_from_args(self.args_for(path))
+            self._options[source] = self.options(self.args_for(path), path)
         return self._options[source]
 
 
@@ -254,8 +264,9 @@ def run(args: argparse.Namespace) -> int:
 
     configured = _Configured(args)
     here = Path.cwd()
-    args = configured.args_for(here if config_for(here) else Path(args.paths[0]))
-    options = options_from_args(args)
+    governing = here if config_for(here) else Path(args.paths[0])
+    args = configured.args_for(governing)
+    options = configured.options(args, governing)
     check_writable(args.json, "--json")
     check_writable(args.junit_xml, "--junit-xml")
     check_writable(args.sarif, "--sarif")

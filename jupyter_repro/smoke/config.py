@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping
 from functools import cache, lru_cache
@@ -162,6 +163,23 @@ def apply_config(
     return out
 
 
+def blame(
+    exc: ReproError,
+    args: argparse.Namespace,
+    table: Mapping[str, Any] | None,
+    source: Path | None,
+) -> ReproError:
+    """An error about an option's value (``--timeout must be positive``), named by file and
+    key when the value came from ``table`` (not the command line); else ``exc`` itself."""
+    match = re.match(r"--([a-z][a-z-]*) (.*)", str(exc))
+    if not match or not table or source is None or match.group(1) not in table:
+        return exc
+    key = match.group(1)
+    if key.replace("-", "_") in getattr(args, "_explicit", set()):
+        return exc  # the command line gave it
+    return ConfigError(f"{source}: [tool.{TABLE}] {key}: {match.group(2)}")
+
+
 def _convert(
     action: argparse.Action, value: Any, inverted: bool, where: str, source: Path | None
 ) -> Any:
@@ -200,6 +218,7 @@ def _convert(
 __all__ = [
     "ConfigError",
     "apply_config",
+    "blame",
     "config_for",
     "find_config",
     "read_table",

@@ -63,8 +63,11 @@ class Budget:
 
 
 def is_atom(value: Any) -> bool:
-    """Whether ``value`` can hold nothing that changes in place (no key, no walk)."""
-    return isinstance(value, _ATOMS)
+    """Whether ``value`` can hold nothing that changes in place (no key, no walk).
+
+    By ``type(value)``, never ``isinstance``: that looks ``__class__`` up through the
+    object, which runs a user ``__getattribute__`` or ``__class__`` property."""
+    return issubclass(type(value), _ATOMS)
 
 
 def _owner(array: Any) -> Any:
@@ -98,7 +101,7 @@ def _numpy_like(kind: type) -> str | None:
 def top_key(value: Any) -> int | None:
     """The key of the value itself: its id, or its buffer owner's for a numpy array;
     None for an atom."""
-    if isinstance(value, _ATOMS):
+    if issubclass(type(value), _ATOMS):
         return None
     if _numpy_like(type(value)) == "numpy" and hasattr(value, "base"):
         return id(_owner(value))
@@ -122,11 +125,12 @@ def _children(value: Any, kind: type) -> list[Any]:
         if n <= 2 * ENDS:
             return list(getitem(value, slice(None)))
         return list(getitem(value, slice(0, ENDS))) + list(getitem(value, slice(n - ENDS, n)))
-    if issubclass(kind, deque):
-        n = len(value)
+    if issubclass(kind, deque):  # deque's own C methods: a subclass's overrides never run
+        n = deque.__len__(value)
         if n <= 2 * ENDS:
-            return list(value)
-        return [value[i] for i in range(ENDS)] + [value[i] for i in range(n - ENDS, n)]
+            return list(deque.__iter__(value))
+        at = deque.__getitem__
+        return [at(value, i) for i in range(ENDS)] + [at(value, i) for i in range(n - ENDS, n)]
     try:
         attrs = object.__getattribute__(value, "__dict__")
     except Exception:  # __slots__, or no instance dict
@@ -143,8 +147,9 @@ def _size(value: Any, kind: type) -> Any:
         return list.__len__(value)
     if issubclass(kind, tuple):
         return tuple.__len__(value)
-    if issubclass(kind, (set, bytearray, deque)):
-        return len(value)
+    for base in (set, frozenset, bytearray, deque):
+        if issubclass(kind, base):
+            return base.__len__(value)
     try:
         attrs = object.__getattribute__(value, "__dict__")
     except Exception:
@@ -183,7 +188,7 @@ def _pandas(value: Any, keys: set[int], prints: list[Any]) -> None:
 def walk(value: Any, budget: Budget) -> tuple[frozenset[int], tuple[Any, ...]] | None:
     """The keys ``value`` holds and its fingerprint (see the module docs), or None when
     the budget is spent (then nothing is known about it)."""
-    if isinstance(value, _ATOMS):
+    if issubclass(type(value), _ATOMS):
         return frozenset(), ()
     if budget.left <= 0:
         return None
@@ -212,7 +217,7 @@ def walk(value: Any, budget: Budget) -> tuple[frozenset[int], tuple[Any, ...]] |
                 children = list(obj.values()) if n <= 2 * ENDS else _children(obj, kind)
                 add(ident)
                 note((ident, n, tuple(map(id, children))))
-            elif isinstance(obj, _ATOMS):
+            elif issubclass(kind, _ATOMS):
                 continue
             else:
                 lib = _numpy_like(kind)

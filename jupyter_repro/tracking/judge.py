@@ -236,6 +236,19 @@ def _effective_writes(
     return writes.union(runtime) if runtime else writes
 
 
+class _Shown:
+    """A ``file:`` name as a message shows it, made only when formatted (see
+    :meth:`_Judge.file_label`)."""
+
+    __slots__ = ("judge", "name")
+
+    def __init__(self, judge: _Judge, name: str) -> None:
+        self.judge, self.name = judge, name
+
+    def __format__(self, spec: str) -> str:
+        return f"file `{self.judge.file_label(self.name)}`"
+
+
 class _Judge:
     """One judging pass. Indexes over all cells are built only when a rule needs them, so
     judging one cell (:func:`judge_cell`, for the notices) stays cheap."""
@@ -380,7 +393,8 @@ class _Judge:
             if name == e.missing_name:
                 continue
             is_file = name.startswith(FILE_PREFIX)
-            shown = f"file `{self.file_label(name)}`" if is_file else f"`{name}`"
+            # the label only when a finding names it: a cell may read thousands of files
+            shown = _Shown(self, name) if is_file else f"`{name}`"
             w_seq = e.seen.get(name)
             last = self.state.last_write.get(name)
             if last is not None and last > e.seq:

@@ -95,6 +95,8 @@ class TrackSession:
             self.shell.events.unregister("pre_run_cell", self.pre_run_cell)
             self.shell.events.unregister("post_run_cell", self.post_run_cell)
             self.enabled = False
+            if self.tracker is not None:  # turned off inside a cell: no post_run_cell
+                self.tracker.cancel()
             self._broadcast_status()
         return "%track off: hooks removed; the record and verdicts so far are kept"
 

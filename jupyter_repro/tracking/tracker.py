@@ -129,7 +129,9 @@ class Tracker:
         # `np.append(a, 1)`, `os.remove(p)`, `np.random.seed(0)`: the analysis sees a
         # mutator called on a name; when that name is a module, no binding changes
         mutates = {
-            n for n in possibly_mutated(analysis) if not isinstance(namespace.get(n), ModuleType)
+            n
+            for n in possibly_mutated(analysis)
+            if not issubclass(type(namespace.get(n)), ModuleType)
         }
         for fn, position, arg in analysis.call_args:  # notebook functions (see analysis)
             if position in analysis.function_mutates.get(fn, state.function_mutates.get(fn, ())):
@@ -210,6 +212,13 @@ class Tracker:
         if self.files:
             files.start()
 
+    def cancel(self) -> None:
+        """Forget a cell started by :meth:`before` whose :meth:`after` will not come
+        (tracking turned off or unloaded inside the cell), and stop recording its files."""
+        if self._pending is not None and self.files:
+            files.stop()
+        self._pending = None
+
     def after(
         self,
         namespace: MutableMapping[str, Any],
@@ -274,7 +283,7 @@ class Tracker:
         event.writes = sorted(writes)
         event.unverified = sorted(pending.unverified)
         modules = self.state.modules
-        is_module = {n for n in changed if isinstance(namespace.get(n), ModuleType)}
+        is_module = {n for n in changed if issubclass(type(namespace.get(n)), ModuleType)}
         if is_module - modules or (changed - is_module) & modules:
             self.state.modules = frozenset((modules - changed) | is_module)
         if error is not None:
@@ -291,7 +300,7 @@ class Tracker:
                 )
         for name, effects in analysis.classes.items():
             klass = namespace.get(name)
-            if isinstance(klass, type) and name in changed:
+            if issubclass(type(klass), type) and name in changed:
                 self.classes[klass] = effects
         self.state.apply(event)
         if self.writer is not None:
