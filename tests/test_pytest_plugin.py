@@ -116,3 +116,12 @@ def test_config_tags_and_the_plugins_options(tmp_path):
     )
     assert fast.returncode == 0, fast.stdout + fast.stderr
     assert "NbSmokeWarning" in fast.stdout and "unseeded_random" in fast.stdout
+
+
+def test_a_bad_config_value_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.nb-smoke]\ntimeout = -1\n")
+    make_notebook(tmp_path / "nb.ipynb", "x = 1")
+    proc = pytest_run(tmp_path, "--nb-smoke", timeout=300)
+    assert proc.returncode == 1, proc.stdout
+    assert "pyproject.toml" in proc.stdout and "timeout" in proc.stdout
+    assert "Traceback" not in proc.stdout and "argparse" not in proc.stdout

@@ -137,6 +137,10 @@ class NotebookItem(pytest.Item):
             result = excinfo.value.result
             details = render_details(result)
             return result_line(result) + ("\n" + details if details else "")
+        from ..errors import ReproError
+
+        if isinstance(excinfo.value, ReproError):  # bad config or notebook: one line, as the CLI
+            return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
