@@ -177,7 +177,12 @@ TABLE = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("value", TABLE + _random_values(400), ids=lambda v: repr(v)[:40])
+@pytest.mark.parametrize(
+    "value",
+    # ids by position: a set's repr depends on string hashing, which differs between the
+    # pytest-xdist workers (PYTHONHASHSEED), and every worker must collect the same ids
+    [pytest.param(v, id=f"value{i}") for i, v in enumerate(TABLE + _random_values(400))],
+)
 def test_injected_source_evaluates_to_exactly_the_value(value):
     from jupyter_repro.parameters import injected_source, python_literal
 
