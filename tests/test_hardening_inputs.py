@@ -170,3 +170,50 @@ def test_an_error_line_never_shows_a_password_from_a_uri(tmp_path):
         timeout=120,
     )
     assert "s3cret-value" not in proc.stdout + proc.stderr
+
+
+def test_a_spooled_stream_reads_only_capped_slices(tmp_path, monkeypatch):
+    from jupyter_repro.smoke import run as smoke_run
+
+    monkeypatch.setattr(smoke_run, "CELL_OUTPUT_CAP", 1000)
+    path = tmp_path / "stdout"
+    path.write_bytes(b"a" * 600 + b"b" * 5000 + b"c" * 600 + b"end of stderr\n")
+    spool = smoke_run.Spool(path)
+    path.unlink()  # the temporary folder is gone; the open handle still reads
+    assert len(spool) == 6214
+    assert spool[0:600] == b"a" * 600
+    middle = spool[0:6200]
+    assert middle.startswith(b"a" * 500) and middle.endswith(b"c" * 500)
+    assert b"5,200 bytes of output left out" in middle and len(middle) < 1100
+    assert spool.tail_text(13) == "end of stderr"
+
+
+@pytest.mark.slow
+def test_a_notebook_printing_a_flood_passes_in_bounded_memory(tmp_path):
+    """A cell printing 300 MB (gigabytes in the field) passes, and nb-smoke's memory stays
+    well below twice the output: it is spooled on disk, only capped slices are read
+    (before: 912 MB for 300 MB printed; now about 320 MB, the worker process)."""
+    import subprocess
+    import sys
+
+    make_notebook(
+        tmp_path / "flood.ipynb",
+        "import sys\nfor _ in range(300):\n    sys.stdout.write('x' * 1_000_000)\nprint()",
+        "print('after the flood')",
+    )
+    probe = (
+        "import resource, subprocess, sys\n"
+        "p = subprocess.run([sys.argv[1], 'flood.ipynb', '--show-output'], capture_output=True,"
+        " text=True)\n"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "print(p.stdout[-300:])"
+    )
+    nb_smoke = str(Path(sys.executable).with_name("nb-smoke"))
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, nb_smoke],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    code, max_rss_kb = proc.stdout.split("\n", 1)[0].split()
+    assert code == "0", proc.stdout + proc.stderr
+    assert "after the flood" in proc.stdout
+    assert int(max_rss_kb) < 600 * 1024, f"peak memory {int(max_rss_kb) // 1024} MB"

@@ -463,7 +463,50 @@ def _run_worker(
         events = _read_events(events_file)
         _kill_tree(proc, events)
         _LIVE.discard(proc)
-    return events, (tmp / "stdout").read_bytes(), (tmp / "stderr").read_bytes(), timed_out
+    return events, Spool(tmp / "stdout"), Spool(tmp / "stderr"), timed_out
+
+
+#: Bytes of one cell's stdout (and of its stderr) kept for the report; a cell that prints
+#: more keeps its first and last halves with a line saying how much was left out.
+CELL_OUTPUT_CAP = 2 * 1024 * 1024
+
+
+class Spool:
+    """A worker's stdout or stderr, left on disk: only the slices asked for are read, each
+    at most :data:`CELL_OUTPUT_CAP` bytes, so a notebook printing gigabytes costs disk, not
+    memory. The open handle keeps the file readable after its temporary folder is removed
+    (POSIX); it is closed when the spool is garbage-collected.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - lives as long as the spool
+        self.size = os.fstat(self._file.fileno()).st_size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __del__(self) -> None:
+        self._file.close()
+
+    def _read(self, at: int, count: int) -> bytes:
+        return os.pread(self._file.fileno(), max(0, count), at) if count > 0 else b""
+
+    def __getitem__(self, part: slice) -> bytes:
+        """``spool[start:stop]`` (no step): those bytes, capped in the middle."""
+        start = max(0, part.start or 0)
+        stop = self.size if part.stop is None else min(part.stop, self.size)
+        count = stop - start
+        if count <= CELL_OUTPUT_CAP:
+            return self._read(start, count)
+        half = CELL_OUTPUT_CAP // 2
+        note = f"\n[nb-smoke: {count - 2 * half:,} bytes of output left out]\n".encode()
+        return self._read(start, half) + note + self._read(stop - half, half)
+
+    def tail_text(self, chars: int) -> str:
+        """The last ``chars`` characters (about: decoded from the last bytes), stripped."""
+        return self._read(max(0, self.size - 4 * chars), 4 * chars).decode(
+            "utf-8", "replace"
+        ).strip()[-chars:]
 
 
 class _LiveWorkers:
@@ -524,7 +567,7 @@ def _kill_tree(proc: subprocess.Popen, events: list[dict[str, Any]]) -> None:
         pass
 
 
-def _slice(data: bytes, start: int | None, end: int | None) -> str:
+def _slice(data: Spool, start: int | None, end: int | None) -> str:
     if start is None:
         return ""
     return data[start:end].decode("utf-8", errors="replace")
@@ -533,8 +576,8 @@ def _slice(data: bytes, start: int | None, end: int | None) -> str:
 def _interpret(
     cells: Sequence[SpecCell],
     events: list[dict[str, Any]],
-    stdout: bytes,
-    stderr: bytes,
+    stdout: Spool,
+    stderr: Spool,
     timed_out: bool,
     options: SmokeOptions,
     result: NotebookResult,
@@ -623,12 +666,12 @@ def _interpret(
                 printed.get(running, ""),
             )
         else:
-            result.error = detail + "; " + stderr.decode("utf-8", "replace").strip()[-500:]
+            result.error = detail + "; " + stderr.tail_text(500)
             result.status = FAILED
 
 
 def _cell_outputs(
-    events: list[dict[str, Any]], stdout: bytes, stderr: bytes
+    events: list[dict[str, Any]], stdout: Spool, stderr: Spool
 ) -> dict[int, list[dict[str, Any]]]:
     """Each cell's outputs in nbformat shape, keyed by position in the spec.
 
