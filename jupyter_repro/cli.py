@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .provenance.store import quiet_mlflow
+
+    quiet_mlflow()  # no telemetry thread, no "View run" or table-creation lines
     return run_command("jupyter-repro", args.func, args)
 
 

@@ -217,3 +217,30 @@ def test_a_notebook_printing_a_flood_passes_in_bounded_memory(tmp_path):
     assert code == "0", proc.stdout + proc.stderr
     assert "after the flood" in proc.stdout
     assert int(max_rss_kb) < 600 * 1024, f"peak memory {int(max_rss_kb) // 1024} MB"
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["jupyter-repro", "batch", "analysis.ipynb"],
+        ["nb-smoke", "--mlflow", "analysis.ipynb"],
+        ["jupyter-repro", "gc", "--dry-run"],
+        ["jupyter-repro", "reproduce", "a" * 32],
+    ],
+    ids=["batch", "nb-smoke", "gc", "reproduce"],
+)
+def test_a_tracking_uri_mlflow_cannot_open_is_one_line_before_anything_runs(project, cmd):
+    root, nb, content = project
+    proc = run_cli(*cmd, "--tracking-uri", "bogus://alice:pw@nowhere", cwd=root, timeout=120)
+    line = _one_line(proc)
+    assert "no tracking store for scheme 'bogus'" in line, line
+    assert "pw" not in line and "BrokenProcessPool" not in line
+    assert not (root / "runs").exists() and not (root / "mlruns").exists()
+
+
+def test_gc_without_a_store_creates_none(project):
+    root, nb, content = project
+    proc = run_cli("jupyter-repro", "gc", "--dry-run", cwd=root, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "no MLflow store at" in proc.stderr
+    assert not (root / "mlruns").exists()

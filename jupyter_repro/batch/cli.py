@@ -166,12 +166,16 @@ def write_json_atomic(path: str, data: dict) -> None:
 def gc_command(args: argparse.Namespace) -> int:
     """``jupyter-repro gc``: exit 0 (runs ended or listed), 2 bad input."""
     from ..provenance.gc import find_dangling, mark_killed
-    from ..provenance.store import check_reachable, resolve_tracking_uri
+    from ..provenance.store import check_reachable, resolve_tracking_uri, sqlite_path
 
     if not args.stale_after >= 0:
         raise ReproError(f"--stale-after must be 0 or more seconds, not {args.stale_after:g}")
     uri = resolve_tracking_uri(args.tracking_uri)
     check_reachable(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():  # never create a store just to find it empty
+        print(f"no MLflow store at {db}: 0 dangling runs", file=sys.stderr)
+        return 0
     runs = find_dangling(uri, args.experiment or None, args.stale_after, args.include_foreign)
     verb = "would mark KILLED" if args.dry_run else "marked KILLED"
     for run in runs:

@@ -30,11 +30,21 @@ QUIET_MLFLOW_ENV = {
 }
 
 
+#: Loggers whose INFO lines ("Creating initial MLflow database tables...", alembic's
+#: migration steps) would interleave with a command's own output; kept at WARNING.
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
+
+
 def quiet_mlflow() -> None:
-    """Apply :data:`QUIET_MLFLOW_ENV` to this process (before MLflow's first request)."""
+    """Apply :data:`QUIET_MLFLOW_ENV` to this process (before MLflow's first request), and
+    keep :data:`QUIET_LOGGERS` to warnings."""
+    import logging
+
     for key, value in QUIET_MLFLOW_ENV.items():
         if key not in os.environ:
             os.environ[key] = value
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def project_dir(start: str | Path = ".") -> Path:
@@ -77,6 +87,32 @@ REACH_TIMEOUT = 20.0
 SEARCH_PATH = "/api/2.0/mlflow/experiments/search"
 
 
+#: URI schemes MLflow's tracking client opens (its tracking-store registry: REST servers,
+#: file stores, SQLAlchemy databases with an optional ``+driver``, Databricks).
+TRACKING_SCHEMES = frozenset(
+    {"http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks",
+     "databricks-uc", "uc"}
+)  # fmt: skip
+
+
+def check_scheme(uri: str) -> None:
+    """Raise :class:`~jupyter_repro.errors.ReproError` (exit 2) when MLflow has no
+    tracking store for ``uri``'s scheme (``bogus://x``), before any process starts: MLflow
+    itself fails later, inside a worker, with a message about its model registry."""
+    import urllib.parse
+
+    from ..errors import ReproError
+    from ..uris import redact
+
+    scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    if scheme and scheme.split("+", 1)[0] not in TRACKING_SCHEMES:
+        raise ReproError(
+            f"tracking URI {redact(uri)}: MLflow has no tracking store for scheme "
+            f"'{scheme}' (use http(s)://, sqlite:///, file:, postgresql://, mysql://, "
+            "mssql://, databricks or a folder)"
+        )
+
+
 def check_reachable(uri: str, timeout: float | None = None) -> None:
     """Raise :class:`~jupyter_repro.errors.ReproError` (exit 2) naming ``uri`` (password
     redacted) when nothing that answers like an MLflow tracking server is at an
@@ -85,7 +121,8 @@ def check_reachable(uri: str, timeout: float | None = None) -> None:
     or 401/403 from a server with authentication). A firewall or captive proxy that
     answers 404 for every address is caught here instead of after MLflow's minute of
     retries. ``$HTTP(S)_PROXY`` / ``$NO_PROXY`` are honoured as MLflow's client honours
-    them. Other stores (sqlite, files, databricks) are not checked here.
+    them. Other stores (sqlite, files, databricks) are only checked for a scheme MLflow
+    knows (:func:`check_scheme`).
     """
     import http.client
     import urllib.error
@@ -95,6 +132,7 @@ def check_reachable(uri: str, timeout: float | None = None) -> None:
     from ..errors import ReproError
     from ..uris import redact
 
+    check_scheme(uri)
     parts = urllib.parse.urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return

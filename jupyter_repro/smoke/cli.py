@@ -283,6 +283,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for path in notebooks:  # a bad config is an error before anything runs
         configured.options_for(path)
+    if options.mlflow and not options.lint_only:  # a bad store is one line before any run
+        from ..provenance.store import check_reachable, resolve_tracking_uri
+
+        check_reachable(resolve_tracking_uri(options.tracking_uri, notebooks[0].parent))
     github = args.output_format == "github"
     progress = _Progress(len(notebooks), args.quiet or github, args.show_output and not github)
     if github:

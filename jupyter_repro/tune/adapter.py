@@ -110,13 +110,14 @@ def start_runs(
             a dask scheduler that cannot be reached.
     """
     from ..errors import ReproError
-    from ..provenance.store import resolve_tracking_uri
+    from ..provenance.store import check_reachable, resolve_tracking_uri
 
     path = Path(notebook)
     executor_cls = executor_class(options.executor)
     executor_cls.prepare()  # e.g. workers' imports overlap with the provenance below
     data = [digest_input(p) for p in options.data]
     uri = resolve_tracking_uri(options.tracking_uri, path.parent)
+    check_reachable(uri)
     experiment = options.experiment or path.stem
     provenance = collect_provenance(path, data)
     batch_id = uuid.uuid4().hex
