@@ -231,6 +231,7 @@ def test_a_notebook_printing_a_flood_passes_in_bounded_memory(tmp_path):
 )
 def test_a_tracking_uri_mlflow_cannot_open_is_one_line_before_anything_runs(project, cmd):
     root, nb, content = project
+    assert nb.read_bytes() == content
     proc = run_cli(*cmd, "--tracking-uri", "bogus://alice:pw@nowhere", cwd=root, timeout=120)
     line = _one_line(proc)
     assert "no tracking store for scheme 'bogus'" in line, line
@@ -239,7 +240,7 @@ def test_a_tracking_uri_mlflow_cannot_open_is_one_line_before_anything_runs(proj
 
 
 def test_gc_without_a_store_creates_none(project):
-    root, nb, content = project
+    root = project[0]
     proc = run_cli("jupyter-repro", "gc", "--dry-run", cwd=root, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "no MLflow store at" in proc.stderr
