@@ -231,12 +231,12 @@ def test_a_notebook_printing_a_flood_passes_in_bounded_memory(tmp_path):
 )
 def test_a_tracking_uri_mlflow_cannot_open_is_one_line_before_anything_runs(project, cmd):
     root, nb, content = project
-    assert nb.read_bytes() == content
     proc = run_cli(*cmd, "--tracking-uri", "bogus://alice:pw@nowhere", cwd=root, timeout=120)
     line = _one_line(proc)
     assert "no tracking store for scheme 'bogus'" in line, line
     assert "pw" not in line and "BrokenProcessPool" not in line
     assert not (root / "runs").exists() and not (root / "mlruns").exists()
+    assert nb.read_bytes() == content
 
 
 def test_gc_without_a_store_creates_none(project):
