@@ -106,6 +106,16 @@ SCENARIOS = [
             ("C", "dup[0].append(3)"), ("D", "print(base)")],
      ["A", "B", "C", "D", ("edit", "C", "dup[0].append(4)"), "C"],
      {"B": {"stale"}, "C": {"out_of_order"}, "D": {"stale"}}),
+    # a re-run that binds an equal plain value changes nothing a reader shows (the
+    # benchmark's output_only edits: a print added to `L = [...]`); a different value,
+    # -0.0 for 0.0, or a list another name still holds (the alias would split) does
+    ("equal-rebind", [("A", "L = [2, 3, 5]\nn = 4"), ("B", "print(L[0], n)")],
+     ["A", "B", ("edit", "A", "L = [2, 3, 5]\nn = 4\nprint('checked')"), "A"], {}),
+    ("changed-rebind", [("A", "L = [2, 3, 5]\nz = 0.0"), ("B", "print(L[0], z)")],
+     ["A", "B", ("edit", "A", "L = [2, 3, 5]\nz = -0.0"), "A"], {"B": {"stale"}}),
+    ("equal-rebind-aliased", [("A", "L = [2, 3, 5]"), ("B", "M = L"), ("C", "print(M)")],
+     ["A", "B", "C", ("edit", "A", "L = [2, 3, 5]\nprint('checked')"), "A"],
+     {"B": {"stale"}, "C": {"stale"}}),
     ("27", [("A", "import copy; base = [[1], [2]]"), ("B", "dup = copy.deepcopy(base)"),
             ("C", "dup[0].append(3)"), ("D", "print(base)")],
      ["A", "B", "C", "D", ("edit", "C", "dup[0].append(4)"), "C"],
