@@ -116,6 +116,20 @@ SCENARIOS = [
     ("equal-rebind-aliased", [("A", "L = [2, 3, 5]"), ("B", "M = L"), ("C", "print(M)")],
      ["A", "B", "C", ("edit", "A", "L = [2, 3, 5]\nprint('checked')"), "A"],
      {"B": {"stale"}, "C": {"stale"}}),
+    # an import lists the working folder ('' on sys.path) when its finder's cache is out
+    # of date (A created a file there): that is the import system, not B's input, so
+    # the folder C creates below does not make B stale (it did, and every reader of
+    # what B imported with it)
+    ("import-lists-cwd", [("A", "import sys\nif '' not in sys.path:  # as in a JupyterLab kernel\n"
+                                "    sys.path.insert(0, '')\nopen('made.txt', 'w').close()"),
+                          ("B", "try:\n    import no_such_module  # looked for in every folder\n"
+                                "except ImportError:\n    pass"),
+                          ("C", "import os; os.makedirs('made_dir', exist_ok=True)")],
+     ["A", "B", "C"], {}),
+    ("listing-is-input", [("A", "open('made2.txt', 'w').close()"),
+                          ("B", "import os; names = sorted(os.listdir('.'))"),
+                          ("C", "import os\nos.makedirs('made_dir2', exist_ok=True)")],
+     ["A", "B", "C"], {"B": {"stale"}}),
     ("27", [("A", "import copy; base = [[1], [2]]"), ("B", "dup = copy.deepcopy(base)"),
             ("C", "dup[0].append(3)"), ("D", "print(base)")],
      ["A", "B", "C", "D", ("edit", "C", "dup[0].append(4)"), "C"],
