@@ -19,6 +19,7 @@ Usage::
     python benchmarks/smoke_vs_peers.py FOLDER [-j 2] [--timeout 300]
     python benchmarks/smoke_vs_peers.py --corpus installed   # notebooks installed packages ship
     python benchmarks/smoke_vs_peers.py --corpus lectures    # jrjohansson/scientific-python-lectures
+    python benchmarks/smoke_vs_peers.py --corpus async       # two asyncio notebook repositories
 
 Results go to ``benchmarks/results/<corpus>-<UTC time>.json`` (git-ignored).
 """
@@ -159,6 +160,51 @@ def gather_lectures(into: Path, mirror: Path) -> dict[str, Any] | None:
         "source": f"https://github.com/{LECTURES_REPO}",
         "commit": commit,
         "commit_date": date,
+    }
+
+
+#: Notebooks about asyncio nobody here wrote (issue 13): code that behaves differently in
+#: a kernel's running event loop (``loop.run_until_complete``, top-level ``await``).
+ASYNC_REPOS = (
+    "yeraydiazdiaz/notebooks",  # asyncio talk + 3 asyncio notebooks, 2017
+    "jmoldow/jmoldow-python3-async-tutorial",  # generators, coroutines, event loops, 2024
+)
+
+
+def gather_async(into: Path, mirrors: Path = Path("/work/.mirror")) -> dict[str, Any] | None:
+    """Export the asyncio repositories' HEADs (bare mirrors ``owner+name/repo``) into
+    ``into/<name>``; None if one is missing. Cached under ``benchmarks/.corpus/async``."""
+    sources = []
+    for repo in ASYNC_REPOS:
+        mirror = mirrors / repo.replace("/", "+") / "repo"
+        if not mirror.exists():
+            print(
+                f"smoke_vs_peers: no git mirror of {repo} at {mirror}; get it with\n"
+                f"  git clone --bare https://github.com/{repo} {mirror}",
+                file=sys.stderr,
+            )
+            return None
+        git = ["git", f"--git-dir={mirror}"]
+        commit = subprocess.run(
+            [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        cache = HERE / ".corpus" / "async" / f"{repo.split('/')[1]}-{commit[:12]}"
+        if not cache.exists():
+            part = cache.with_name(cache.name + ".partial")
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir(parents=True)
+            archive = subprocess.Popen([*git, "archive", "HEAD"], stdout=subprocess.PIPE)
+            subprocess.run(["tar", "-x", "-C", str(part)], stdin=archive.stdout, check=True)
+            archive.stdout.close()  # type: ignore[union-attr]
+            if archive.wait() != 0:
+                raise SystemExit("smoke_vs_peers: git archive failed")
+            part.rename(cache)
+        shutil.copytree(cache, into / repo.split("/")[1])
+        sources.append({"source": f"https://github.com/{repo}", "commit": commit})
+    return {
+        "corpus": "async",
+        "source": ", ".join(f"{s['source']} @ {s['commit'][:12]}" for s in sources),
+        "repositories": sources,
     }
 
 
@@ -547,7 +593,9 @@ def print_report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", help="a folder of notebooks")
-    parser.add_argument("--corpus", choices=("installed", "lectures"), help="a ready-made corpus")
+    parser.add_argument(
+        "--corpus", choices=("installed", "lectures", "async"), help="a ready-made corpus"
+    )
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallelism for every tool")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per notebook")
     parser.add_argument(
@@ -609,6 +657,11 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
     src.mkdir()
     if args.corpus == "installed":
         corpus = gather_installed(src)
+    elif args.corpus == "async":
+        found = gather_async(src)
+        if found is None:
+            return 0
+        corpus = found
     elif args.corpus == "lectures":
         found = gather_lectures(src, args.mirror)
         if found is None:

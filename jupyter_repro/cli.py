@@ -21,6 +21,7 @@ from .errors import run_command
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "jupyter_repro.smoke.cli",
     "jupyter_repro.batch.cli",
+    "jupyter_repro.tune.cli",
     "jupyter_repro.reproduce.cli",
     "jupyter_repro.server.cli",
     "jupyter_repro.reproduce.env_cli",
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name and name.startswith(exc.name):
-                continue  # that part of the toolkit is not built yet
+                continue  # a subcommand package left out of this install
             raise
         module.register(subparsers)
     return parser

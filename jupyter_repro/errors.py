@@ -117,7 +117,9 @@ def run_command(prog: str, func: Callable[[Any], int], args: Any) -> int:
     try:
         return int(func(args))
     except ReproError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        from .uris import redact_text
+
+        print(f"{prog}: error: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except Terminated:
         print(f"{prog}: terminated", file=sys.stderr)

@@ -4,7 +4,9 @@ checked before any work starts (a report path that cannot be written is bad inpu
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import ReproError
@@ -48,3 +50,57 @@ def check_writable(path: str | Path | None, option: str) -> None:
         raise ReproError(
             f"{option} {path}: cannot write there ({existing} is not a writable folder)"
         )
+
+
+def check_report_path(
+    path: str | Path | None, option: str, inputs: Iterable[str | Path] = ()
+) -> None:
+    """Raise :class:`ReproError` (exit 2) unless ``option PATH`` is a safe place for a
+    report: writable (:func:`check_writable`), not a folder, not one of ``inputs`` (a
+    report must never overwrite the notebook or data it reports on, even through a
+    symlink or another spelling of the same path), and not inside a ``.git`` folder.
+    """
+    if not path:
+        return
+    check_writable(path, option)
+    target = Path(path).expanduser().resolve()
+    if ".git" in target.parts:
+        raise ReproError(f"{option} {path}: is inside a .git folder; write the report elsewhere")
+    for item in inputs:
+        source = Path(item).expanduser().resolve()
+        if target == source or (
+            source.is_dir()
+            and source in target.parents
+            and target.suffix.lower() in (".ipynb", ".py", ".md")
+        ):
+            raise ReproError(
+                f"{option} {path}: is an input ({item}); the report would overwrite it"
+            )
+
+
+def confined(base: str | Path, relative: str | Path, what: str) -> Path:
+    """``base / relative`` resolved, refused when it leaves ``base``.
+
+    For every path built from data that someone else may have written (MLflow run tags,
+    artifact names, cell ids used in file names): an absolute ``relative``, a ``..`` or a
+    symlink that leads out of ``base`` raises :class:`ReproError` (exit 2) naming
+    ``what`` (e.g. ``"run tag mlflow.source.name"``) and the value.
+    """
+    root = Path(base).resolve()
+    candidate = Path(relative)
+    target = (root / candidate).resolve()
+    if candidate.is_absolute() or (target != root and root not in target.parents):
+        raise ReproError(f"{what} {str(relative)!r} leads outside {root}: refused")
+    return target
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def safe_name(text: str, default: str = "x") -> str:
+    """``text`` as one file-name component: every run of characters other than letters,
+    digits, ``_`` and ``-`` becomes one ``_`` (no ``/``, no ``.``: no ``..``, no hidden
+    file, no second extension), at most 100 characters; ``default`` when nothing is left.
+    nbformat cell ids (``^[a-zA-Z0-9-_]+$``, nbformat 4.5) come through unchanged."""
+    name = _UNSAFE_NAME.sub("_", text)[:100]
+    return name or default

@@ -18,6 +18,14 @@ from typing import Any
 METRIC_MIMETYPE = "application/vnd.jupyter-repro.metric+json"
 
 
+class TrialPruned(Exception):
+    """Raised by :func:`record` inside a ``jupyter-repro tune`` trial when Optuna's pruner
+    stops the trial: the notebook stops at that cell and the trial ends PRUNED.
+
+    Not an error of the notebook: do not catch it (``docs/tune.md``).
+    """
+
+
 @dataclass(frozen=True)
 class RecordedMetric:
     """One recorded value: name, value, step (0 if not given), timestamp in milliseconds."""
@@ -38,9 +46,13 @@ def record(
     step/timestamp semantics as ``mlflow.log_metric``; ``timestamp`` in seconds since the
     epoch, default now). Outside a kernel it only returns the record.
 
+    Inside a ``jupyter-repro tune`` trial, a value of the study's metric recorded with a
+    ``step`` is also reported to Optuna as an intermediate value (``docs/tune.md``).
+
     Raises:
         TypeError: ``name`` is not a non-empty string, or ``value`` is not a real number.
         ValueError: ``step`` is negative.
+        TrialPruned: in a tune trial, the pruner stopped the trial at this step.
     """
     if not isinstance(name, str) or not name:
         raise TypeError("jupyter_repro.record: name must be a non-empty string")
@@ -74,6 +86,10 @@ def record(
         if math.isnan(shown["value"]) or math.isinf(shown["value"]):
             shown["value"] = repr(shown["value"])  # JSON has no NaN/inf
         display({METRIC_MIMETYPE: shown}, raw=True)
+    if step is not None:
+        from .tune.channel import report
+
+        report(name, payload["value"], payload["step"])
     return payload
 
 

@@ -62,6 +62,8 @@ def _read_ipynb(p: Path, text: str) -> NotebookNode:
         raise NotebookReadError(
             p, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:  # [[[[...]]]] thousands deep: no notebook is shaped so
+        raise NotebookReadError(p, "JSON nested too deeply to be a notebook") from None
     if not isinstance(data, dict) or ("cells" not in data and "worksheets" not in data):
         raise NotebookReadError(p, "JSON but not a notebook (no 'cells')")
     major = data.get("nbformat")
@@ -77,6 +79,8 @@ def _read_ipynb(p: Path, text: str) -> NotebookNode:
             # e.g. MissingIDFieldWarning: ids are added in memory; the file is not touched
             warnings.simplefilter("ignore")
             nb = nbformat.reads(text, as_version=4)
+    except RecursionError:
+        raise NotebookReadError(p, "JSON nested too deeply to be a notebook") from None
     except Exception as exc:  # nbformat raises a zoo of types for malformed documents
         raise NotebookReadError(p, f"malformed notebook: {_first_line(exc)}") from None
     if not isinstance(nb.get("cells"), list):
@@ -217,3 +221,21 @@ def first_lines(source: str, n: int = 2, width: int = 80) -> str:
     """The first ``n`` non-blank lines of a cell, each cut to ``width`` characters."""
     lines = [line.rstrip() for line in source.splitlines() if line.strip()][:n]
     return " | ".join(line if len(line) <= width else line[: width - 1] + "…" for line in lines)
+
+
+def without_outputs(nb: NotebookNode) -> NotebookNode:
+    """A copy of ``nb`` whose code cells have no outputs and no execution counts.
+
+    What a fresh run starts from: papermill stores the notebook it was given in the
+    executed notebook's metadata (``metadata.papermill.input_path``), so a notebook
+    handed over with its saved outputs would carry them (secrets printed once, a 200 MB
+    plot) into every run's artifacts. ``nb`` is not modified.
+    """
+    import copy
+
+    out = copy.deepcopy(nb)
+    for cell in out.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    return out

@@ -25,6 +25,7 @@ the strings they were written as; if neither parses, the text is a string.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import datetime as _dt
@@ -38,6 +39,52 @@ from .notebook import cell_tags
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the parameter options every command shares, with one meaning and help text:
+    ``-p/--parameter NAME VALUE`` (repeatable, typed by :func:`parse_value`),
+    ``-f/--parameters-file FILE.yaml`` (a YAML 1.2 mapping) and ``--allow-unknown``.
+
+    Read them back with :func:`overrides` (``args.parameter``, ``args.parameters_file``,
+    ``args.allow_unknown``).
+    """
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameters-cell value (typed: 1e-3, [16, 16], null); repeatable",
+    )
+    parser.add_argument(
+        "-f",
+        "--parameters-file",
+        metavar="FILE.yaml",
+        help="parameter overrides from a YAML 1.2 mapping (-p wins)",
+    )
+    parser.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="run even if a name is not assigned by the parameters cell, or there is none "
+        "(logged runs are flagged)",
+    )
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The overrides of :func:`add_override_arguments`' options: the ``-f`` file's
+    mapping, then each ``-p`` (a later one wins).
+
+    Raises:
+        ReproError: the ``-f`` file cannot be read or is not a mapping.
+    """
+    params: dict[str, Any] = {}
+    if args.parameters_file:
+        params.update(load_parameters_file(args.parameters_file))
+    for name, value in args.parameter:
+        params[name] = parse_value(value)
+    return params
 
 
 def parse_value(text: str) -> Any:
@@ -57,16 +104,41 @@ def parse_value(text: str) -> Any:
     except Exception:  # ruamel raises many parser/scanner error types
         return text
     if isinstance(value, (str, int, float, bool, list, dict)) or value is None:
-        return _plain(value, stripped)
+        try:
+            return _plain(value, stripped)
+        except _Cycle:  # "&a [1, *a]": not a value anyone means; keep the text
+            return text
     return text
 
 
-def _plain(value: Any, original: str | None = None) -> Any:
-    """Turn ruamel containers into plain Python, dates into their text."""
-    if isinstance(value, Mapping):
-        return {str(k) if isinstance(k, _dt.date) else k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+#: Deepest nesting accepted in a parameters or grid file (a value nested deeper is not a
+#: parameter anyone writes; it is a crafted file heading for a RecursionError).
+MAX_YAML_DEPTH = 100
+
+
+class _Cycle(Exception):
+    """A YAML alias refers to a node that contains it (``k: &a [1, *a]``)."""
+
+
+def _plain(value: Any, original: str | None = None, _open: tuple[int, ...] = ()) -> Any:
+    """Turn ruamel containers into plain Python, dates into their text.
+
+    Raises:
+        _Cycle: a container contains itself (a self-referencing anchor), or nesting is
+            deeper than :data:`MAX_YAML_DEPTH`.
+    """
+    if isinstance(value, Mapping | list):
+        if id(value) in _open:
+            raise _Cycle("an anchor refers to itself (e.g. k: &a [1, *a])")
+        if len(_open) >= MAX_YAML_DEPTH:
+            raise _Cycle(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        inner = (*_open, id(value))
+        if isinstance(value, Mapping):
+            return {
+                str(k) if isinstance(k, _dt.date) else k: _plain(v, None, inner)
+                for k, v in value.items()
+            }
+        return [_plain(v, None, inner) for v in value]
     if isinstance(value, (_dt.date, _dt.datetime)):
         return original if original is not None else value.isoformat()
     if isinstance(value, bool) or value is None:
@@ -110,7 +182,10 @@ def load_yaml_file(path: str | Path) -> Any:
     except Exception as exc:
         first = str(exc).strip().splitlines()
         raise ReproError(f"{p}: invalid YAML: {first[0] if first else exc}") from None
-    return _plain(data)
+    try:
+        return _plain(data)
+    except _Cycle as exc:
+        raise ReproError(f"{p}: invalid YAML: {exc}") from None
 
 
 def load_parameters_file(path: str | Path) -> dict[str, Any]:
@@ -219,13 +294,18 @@ def validate_parameters(
         Warnings, one line each: a value whose type differs from the default's type.
 
     Raises:
-        ParameterError: the notebook has no ``parameters`` cell, or a name is not assigned
-            by it (papermill only warns, and the notebook's own assignment then silently
+        ParameterError: a value has no Python literal to inject (field case G05), the
+            notebook has no ``parameters`` cell, or a name is not assigned by it (papermill only warns, and the notebook's own assignment then silently
             wins: papermill issue #245). ``allow_unknown=True`` turns both into warnings.
     """
     warnings: list[str] = []
     if not params:
         return warnings
+    for name, value in params.items():
+        try:
+            python_literal(value)
+        except ValueError as exc:
+            raise ParameterError(path, f"parameter '{name}': {exc}") from None
     if find_parameters_cell(nb) is None:
         message = (
             "has no cell tagged 'parameters': injected values would go above the notebook's "
@@ -268,12 +348,71 @@ def _same_kind(default: Any, value: Any) -> bool:
     return type(default) is type(value) or value is None
 
 
+def python_literal(value: Any) -> str:
+    """Python source that evaluates to exactly ``value`` (same types, nested too).
+
+    Replaces papermill's ``PythonTranslator`` for injection: it falls back to ``str()``
+    for tuples and sets (papermill issue #586: ``(-1, 1)`` arrives as the string
+    ``"(-1, 1)"``) and quotes every dict key (issue #484: ``{0: 1.0}`` arrives as
+    ``{"0": 1.0}``). Field case G05. ``None``, bools, ints, floats (``nan``/``inf`` as
+    ``float('nan')``/``float('inf')``), complex, str, bytes, and lists, tuples, sets,
+    frozensets and dicts of those are supported.
+
+    Raises:
+        ValueError: a value of any other type (it could only be injected as text).
+    """
+    if value is None or isinstance(value, (bool, int, str, bytes)):
+        return repr(value)
+    if isinstance(value, float):
+        if value != value:
+            return "float('nan')"
+        if value in (float("inf"), float("-inf")):
+            return "float('inf')" if value > 0 else "-float('inf')"
+        return repr(value)
+    if isinstance(value, complex):
+        if any(x != x or x in (float("inf"), float("-inf")) for x in (value.real, value.imag)):
+            return f"complex({python_literal(value.real)}, {python_literal(value.imag)})"
+        return repr(value)
+    if type(value) is list:
+        return "[" + ", ".join(python_literal(v) for v in value) + "]"
+    if type(value) is tuple:
+        items = [python_literal(v) for v in value]
+        return "(" + items[0] + ",)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+    if type(value) in (set, frozenset):
+        items = sorted(python_literal(v) for v in value)  # stable text for one set
+        body = "{" + ", ".join(items) + "}" if items else ""
+        if type(value) is frozenset:
+            return f"frozenset({body})"
+        return body or "set()"
+    if type(value) is dict:
+        pairs = (f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    raise ValueError(
+        f"a {type(value).__name__} ({value!r}) cannot be injected as Python source; give a "
+        "literal (number, string, bytes, None, or a list, tuple, set or dict of those)"
+    )
+
+
+def injected_source(params: Mapping[str, Any]) -> str:
+    """The injected parameters cell's code: papermill's layout, values as Python literals."""
+    lines = ["# Parameters"]
+    for name, value in params.items():
+        lines.append(f"{name} = {python_literal(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def inject_parameters(nb, params: Mapping[str, Any]):
     """A copy of ``nb`` with an ``injected-parameters`` cell after the parameters cell.
 
-    Uses papermill's own ``parameterize_notebook`` (its Python translator renders lists
-    and dicts as Python literals because the values here are already typed), so the
-    notebook runs exactly as ``papermill -p`` would run it. The input is not modified.
+    Uses papermill's own ``parameterize_notebook`` for where the cell goes and the
+    notebook metadata, so the notebook runs as ``papermill -p`` would run it, but the
+    cell's code comes from :func:`injected_source`: every value evaluates to exactly the
+    value given (papermill's translator turns tuples, sets and int dict keys into
+    strings). The input is not modified.
+
+    Raises:
+        ValueError: a value that has no Python literal (see :func:`python_literal`);
+            :func:`validate_parameters` reports those first, naming the notebook.
     """
     import nbformat
     from papermill.parameterize import parameterize_notebook
@@ -286,4 +425,9 @@ def inject_parameters(nb, params: Mapping[str, Any]):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if not isinstance(tags, list):
             cell["metadata"]["tags"] = []
-    return parameterize_notebook(nb, dict(params), kernel_name="python3", language="python")
+    source = injected_source(params)
+    out = parameterize_notebook(nb, dict(params), kernel_name="python3", language="python")
+    for cell in out.cells:
+        if INJECTED_TAG in cell.get("metadata", {}).get("tags", []):
+            cell["source"] = source
+    return out

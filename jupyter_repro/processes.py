@@ -199,3 +199,44 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
             os.kill(os.getpid(), sig)
 
     return _preexec
+
+
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def become_subreaper() -> bool:
+    """Make this process inherit every orphan below it (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A process started below it in a new session (``start_new_session=True``, daemons,
+    local servers) whose parent then exits is re-parented here instead of to init, so it
+    stays in this process's tree and :func:`kill_children` finds it. The setting survives
+    ``execve``, so it also works as a ``preexec_fn``. Returns False where prctl is
+    missing (not Linux).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def subreaper_preexec() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child a subreaper (:func:`become_subreaper`), with
+    ``prctl`` looked up before the fork so the child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def _preexec() -> None:
+        prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+    return _preexec

@@ -65,11 +65,14 @@ def test_rerun_with_new_ids_counts_and_metadata_has_no_source_changes(repo, tmp_
     assert summary["sources_match_head"] is True
     assert prov.tags()["jupyter_repro.notebook.sources_match_head"] == "true"
     assert prov.tags()["jupyter_repro.notebook.git_status"] == "modified"  # bytes differ
-    # the reader still sees the output change, in its own section after the sources
+    # the reader still sees which cell's outputs changed, in its own section after the
+    # sources, but not their content: saved outputs are stale and may hold secrets
     text = prov.diff.text
-    sources, outputs = text.split("== outputs ==")
+    sources, outputs = text.split("== outputs")
     assert "(no source changes)" in sources
-    assert "-[execute_result] 0.1234" in outputs and "+[execute_result] 0.9876" in outputs
+    assert "-- cell 1: outputs changed" in outputs
+    assert "0.1234" not in text and "0.9876" not in text
+    assert "0.9876" not in json.dumps(prov.diff.summary())
     assert "9f1c2a" not in text and "ExecuteTime" not in text
 
 
@@ -110,9 +113,10 @@ def test_diff_artifacts_json_text_and_offline_html(repo, tmp_path):
     write_artifacts(out, FinishedRun("r", "FINISHED"), prov)
     summary = json.loads((out / "diff" / "nbdiff.json").read_text())
     assert summary["source_changed_cells"] == [] and summary["output_changed_cells"] == [1]
-    assert isinstance(summary["nbdime_diff"], list) and summary["nbdime_diff"]
+    assert summary["nbdime_diff"] == []  # sources only: an output change is no nbdime patch
     html = (out / "diff" / "nbdiff.html").read_text()
-    assert "0.9876" in html and "<script" not in html and "http" not in html
+    assert "cell 1: outputs changed" in html and "0.9876" not in html
+    assert "<script" not in html and "http" not in html
     assert (out / "diff" / "nbdiff.txt").read_text() == prov.diff.text
 
 

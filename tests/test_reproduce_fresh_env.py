@@ -278,6 +278,7 @@ def test_a_version_the_index_does_not_have_is_named_and_exit_2(drifted):
     (run,) = runs_of(drifted["uri"], "tab-fake")
     proc = jr(drifted, "reproduce", run.info.run_id, "--fresh-env")
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
+    # stderr: the "fresh env: building ..." progress line, then the one error line
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("jupyter-repro: error")]
     assert "colorama==0.0.1 is not on the package index" in line
     assert not list((drifted["root"] / "envs").glob(".*.tmp-*"))

@@ -165,6 +165,41 @@ def test_server_stores_runs_in_its_database_serves_artifacts_and_stops_on_sigter
 
 
 @pytest.mark.slow
+def test_a_world_readable_existing_dir_gets_owner_only_database_and_artifacts(tmp_path):
+    """Issue 15 item 7: modes are set on the files, not only on a folder this creates."""
+    old = os.umask(0o022)
+    try:
+        (tmp_path / "team-server").mkdir()
+        os.chmod(tmp_path / "team-server", 0o777)
+        (tmp_path / "team-server" / "mlflow.db").write_bytes(b"")  # left by an older start
+        os.chmod(tmp_path / "team-server" / "mlflow.db", 0o644)
+    finally:
+        os.umask(old)
+    server = ServerCLI(tmp_path)
+    try:
+        server.ready_line()
+        db = server.dir / "mlflow.db"
+        assert db.stat().st_size > 0, "MLflow created its tables in the file"
+        assert db.stat().st_mode & 0o777 == 0o600
+        assert (server.dir / "artifacts").stat().st_mode & 0o777 == 0o700
+        extra = [p for p in server.dir.glob("mlflow.db-*") if p.stat().st_mode & 0o077]
+        assert extra == [], "journal / WAL files readable by others"
+        assert server.stop(signal.SIGTERM) == 143
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_all_interfaces_without_authentication_is_refused_unless_no_auth(tmp_path, host):
+    base = ("server", "--print-command", "--host", host)
+    proc = run_cli("jupyter-repro", *base, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert "without authentication" in line and "--no-auth" in line and "basic-auth" in line
+    assert run_cli("jupyter-repro", *base, "--no-auth", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.slow
 def test_basic_auth_server_on_all_interfaces_answers_by_hostname_and_stops_on_ctrl_c(
     tmp_path, monkeypatch
 ):
@@ -179,7 +214,8 @@ def test_basic_auth_server_on_all_interfaces_answers_by_hostname_and_stops_on_ct
         host = url.split("//", 1)[1].rsplit(":", 1)[0]
         assert url.endswith(f":{server.port}") and host not in ("0.0.0.0", "127.0.0.1")
         assert (server.dir / "basic_auth.db").is_file()
-        assert (server.dir / "flask-secret-key").stat().st_mode & 0o777 == 0o600
+        for name in ("flask-secret-key", "basic_auth.db", "basic_auth.ini", "mlflow.db"):
+            assert (server.dir / name).stat().st_mode & 0o777 == 0o600, name
 
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
@@ -293,7 +329,7 @@ def test_print_command_shows_the_database_backend_and_served_artifacts(tmp_path)
 def test_print_command_on_all_interfaces_allows_the_machine_name(tmp_path):
     proc = run_cli(
         "jupyter-repro",
-        *("server", "--dry-run", "--host", "0.0.0.0", "--backend-store-uri"),
+        *("server", "--dry-run", "--host", "0.0.0.0", "--no-auth", "--backend-store-uri"),
         "postgresql://u:p@db/mlflow",
         *("--artifacts-destination", "s3://bucket/mlflow"),
         cwd=tmp_path,
@@ -304,7 +340,10 @@ def test_print_command_on_all_interfaces_allows_the_machine_name(tmp_path):
     assert {"localhost:*", "192.168.*"} <= set(allowed), "MLflow's defaults are kept"
     assert any(name.split(".")[0] == socket.gethostname().split(".")[0] for name in allowed)
     assert "--cors-allowed-origins" in args
-    assert "postgresql://u:p@db/mlflow" in args and "s3://bucket/mlflow" in args
+    assert "s3://bucket/mlflow" in args
+    # the password stays off the command line (ps shows it to everyone) and off the screen
+    assert "u:p@" not in proc.stdout + proc.stderr
+    assert "MLFLOW_BACKEND_STORE_URI=postgresql://u:***@db/mlflow" in proc.stderr
     assert not (tmp_path / "mlflow-server").exists(), "no local store needed"
 
 

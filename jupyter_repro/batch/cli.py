@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ReproError
+from ..parameters import add_override_arguments
+from ..uris import redact, redact_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,23 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from .registry import ExecutorNames
 
     b.add_argument("notebook", help=".ipynb or jupytext .py/.md notebook")
-    b.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        dest="params",
-        help="override a parameter (typed: 1e-3, [16, 16], null)",
-    )
-    b.add_argument("-f", "--parameters-file", metavar="FILE.yaml", help="parameters mapping")
+    add_override_arguments(b)
     b.add_argument(
         "--grid", metavar="FILE.yaml", help="grid: product of lists and/or a list of sets"
-    )
-    b.add_argument(
-        "--allow-unknown",
-        action="store_true",
-        help="run even if a name is not in the parameters cell (runs are flagged)",
     )
     b.add_argument(
         "-j",
@@ -130,7 +118,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from .grid import parameter_sets
     from .runner import BatchOptions, format_table, run_batch
 
-    sets = parameter_sets(args.params, args.parameters_file, args.grid)
+    sets = parameter_sets(args.parameter, args.parameters_file, args.grid)
     if args.timeout is not None and args.timeout <= 0:
         raise ReproError(f"--timeout must be positive, not {args.timeout:g}")
     if args.heartbeat_interval <= 0:
@@ -151,9 +139,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
         shared_fs=args.shared_fs,
         connect_timeout=args.connect_timeout,
     )
-    from ..fileio import check_writable
+    from ..fileio import check_report_path
 
-    check_writable(args.json, "--json")
+    inputs = [args.notebook, *args.data, *filter(None, [args.parameters_file, args.grid])]
+    check_report_path(args.json, "--json", inputs)
     out = Path(args.output_dir)
     existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     if not existing.is_dir():
@@ -177,16 +166,17 @@ def write_json_atomic(path: str, data: dict) -> None:
 def gc_command(args: argparse.Namespace) -> int:
     """``jupyter-repro gc``: exit 0 (runs ended or listed), 2 bad input."""
     from ..provenance.gc import find_dangling, mark_killed
-    from ..provenance.store import resolve_tracking_uri
+    from ..provenance.store import check_reachable, resolve_tracking_uri
 
     if not args.stale_after >= 0:
         raise ReproError(f"--stale-after must be 0 or more seconds, not {args.stale_after:g}")
     uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
     runs = find_dangling(uri, args.experiment or None, args.stale_after, args.include_foreign)
     verb = "would mark KILLED" if args.dry_run else "marked KILLED"
     for run in runs:
-        print(f"{run.run_id}  {run.run_name}  {verb}: {run.reason}")
+        print(redact_text(f"{run.run_id}  {run.run_name}  {verb}: {run.reason}"))
     if not args.dry_run:
         mark_killed(uri, runs)
-    print(f"{len(runs)} dangling run(s) {verb} in {uri}", file=sys.stderr)
+    print(f"{len(runs)} dangling run(s) {verb} in {redact(uri)}", file=sys.stderr)
     return 0

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ReproError
+from ..provenance.names import RunStatus
 from .execute import execute_run
 from .spec import RunResult, RunSpec
 
@@ -129,7 +130,7 @@ def run_shipped(spec: RunSpec, payload: Payload | None) -> RunResult:
         if result.output_path:
             result.notebook_text = out.read_text(encoding="utf-8")
             result.output_path = spec.output_path
-        if result.status == "FAILED" and any(
+        if result.status == RunStatus.FAILED and any(
             name in result.reason for name in ("FileNotFoundError", "ModuleNotFoundError")
         ):
             result.reason += (

@@ -36,6 +36,7 @@ from ..provenance.names import (
     STATUS_REASON,
     RunStatus,
 )
+from .notebook_mlflow import link_notebook_runs, notebook_mlflow_env
 from .papermill_call import (
     describe_failure,
     execute_notebook,
@@ -181,16 +182,16 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     ``run.executed`` is the (partial) executed notebook, ``run.failure`` what ended it."""
     import nbformat
 
-    from ..notebook import read_notebook
+    from ..notebook import read_notebook, without_outputs
     from ..parameters import inject_parameters
 
     t1 = time.time()
-    nb = inject_parameters(papermill_ready(read_notebook(spec.notebook)), spec.params)
-    kernel_env = {
-        "MLFLOW_RUN_ID": run.run_id,
-        "MLFLOW_TRACKING_URI": spec.uri,
-        "MLFLOW_EXPERIMENT_ID": spec.experiment_id,
-    }
+    # from a clean copy: papermill keeps the notebook it is given in the executed one's
+    # metadata, and the working copy's saved outputs must not reach the run's artifacts
+    nb = inject_parameters(
+        papermill_ready(without_outputs(read_notebook(spec.notebook))), spec.params
+    )
+    kernel_env = notebook_mlflow_env(nb, spec.uri, spec.experiment_id, run.run_id)
     km_class = kernel_manager_class(state, kernel_env, run.stderr_log, spec.cwd)
 
     def on_timeout() -> None:
@@ -250,11 +251,27 @@ def _classify_outcome(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
         run.error = {"cell_index": cell, "ename": "Timeout", "evalue": run.reason}
 
 
+def _input_as_path(executed: Any, notebook: str | Path, saved: Path) -> None:
+    """Replace the copy of the input notebook papermill keeps in
+    ``metadata.papermill.input_path`` by the notebook's path (papermill's value when it
+    is given a path), in ``executed`` and in the file ``saved``."""
+    import nbformat
+
+    pm = executed.get("metadata", {}).get("papermill")
+    if not isinstance(pm, dict) or isinstance(pm.get("input_path"), str | None):
+        return
+    pm["input_path"] = str(notebook)
+    if saved.exists():
+        nbformat.write(executed, str(saved))
+
+
 def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
     """Put the executed notebook in place (atomically), log what the run produced and end
     its MLflow run with its status; a logging failure is added to the reason, never lost."""
     from ..metrics import read_metrics
 
+    if run.executed is not None:
+        _input_as_path(run.executed, spec.notebook, run.partial)
     if run.partial.exists():
         os.replace(run.partial, run.output)  # a reader sees the old file or the new one
     output_path = str(run.output) if run.output.exists() and run.executed is not None else None
@@ -274,6 +291,7 @@ def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
         kernel_stderr=kernel_stderr[-KERNEL_STDERR_CHARS:],
     )
     try:
+        link_notebook_runs(spec.uri, run.run_id)
         close_run(spec.uri, run.run_id, finished, run.provenance)
     except Exception as exc:  # logging failed: the run still gets its real status
         first = (str(exc).strip().splitlines() or [""])[0][:300]

@@ -15,6 +15,8 @@ Precedence inside one run: ``-f`` file < grid point < ``-p``.
 from __future__ import annotations
 
 import itertools
+import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,14 +24,51 @@ from typing import Any
 from ..errors import ReproError
 from ..parameters import load_parameters_file, load_yaml_file, parse_value
 
+#: Most runs one grid may expand to; ``$JUPYTER_REPRO_MAX_RUNS`` changes it. A grid of
+#: 10 axes of 10 values is 10**10 parameter sets: refused before any is built.
+DEFAULT_MAX_RUNS = 10_000
+MAX_RUNS_ENV = "JUPYTER_REPRO_MAX_RUNS"
+
+
+def max_runs() -> int:
+    """The grid cap: ``$JUPYTER_REPRO_MAX_RUNS`` when it is a positive integer, else
+    :data:`DEFAULT_MAX_RUNS`.
+
+    Raises:
+        ReproError: the variable is set but not a positive integer (exit 2).
+    """
+    text = os.environ.get(MAX_RUNS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_RUNS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ReproError(f"${MAX_RUNS_ENV} must be a positive integer, not {text!r}")
+    return value
+
 
 def product(axes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The cartesian product of ``axes`` (list values vary, scalars are fixed), in order."""
+    """The cartesian product of ``axes`` (list values vary, scalars are fixed), in order.
+
+    Raises:
+        ValueError: an axis is empty, or the product has more points than
+            :func:`max_runs` (the message says how many it would have).
+    """
     names = list(axes)
     values = [v if isinstance(v, list) else [v] for v in axes.values()]
     if any(len(v) == 0 for v in values):
         empty = [n for n, v in zip(names, values, strict=True) if not v]
         raise ValueError(f"empty list for {', '.join(empty)}: the grid would have no runs")
+    size = math.prod(len(v) for v in values)
+    cap = max_runs()
+    if size > cap:
+        shape = " x ".join(str(len(v)) for v in values if len(v) > 1)
+        raise ValueError(
+            f"the grid would make {size:,} runs ({shape}); the cap is {cap:,} "
+            f"(set ${MAX_RUNS_ENV} to change it)"
+        )
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 

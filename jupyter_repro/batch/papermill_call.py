@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..notebook import cell_tags
+from ..processes import kill_children, subreaper_preexec
 from ..provenance.mlflow_log import ADDED_CELL_TAGS, source_cell_index
 from .supervise import RunState
 
@@ -58,6 +59,10 @@ def kernel_manager_class(state: RunState, env: dict[str, str], stderr_path: Path
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             kw["env"] = {**(kw.get("env") or os.environ), **env}
             kw["cwd"] = cwd
+            # The kernel inherits the orphans of everything the notebook starts (a
+            # process in its own session whose parent exited, field case G12), so they
+            # stay in its tree: shutdown_kernel and kill_kernel kill them with it.
+            kw["preexec_fn"] = subreaper_preexec()
             with open(stderr_path, "ab") as err:
                 kw["stderr"] = err
                 await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -66,6 +71,14 @@ def kernel_manager_class(state: RunState, env: dict[str, str], stderr_path: Path
                 state.kernel_launched(pid)
             elif state.stopping or state.timed_out:
                 state.kill_kernel()
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            # The notebook is done: what it left running (children, detached grandchildren
+            # re-parented to the kernel) goes first, then the kernel shuts down as usual.
+            pid = getattr(self.provisioner, "pid", None)
+            if isinstance(pid, int) and not restart:
+                kill_children(pid)
+            await super()._async_shutdown_kernel(now=now, restart=restart)
 
     return RunKernelManager
 

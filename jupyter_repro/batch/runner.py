@@ -2,7 +2,7 @@
 
 Order matters and is the contract: the notebook is read, its kernelspec checked, every
 parameter set validated and every ``--data`` input hashed *before* the MLflow store is
-touched, so bad input (exit 2) never leaves a run behind (field cases F08, F10).
+touched, so bad input (exit 2) never leaves a run behind (tests/test_batch_faults.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from ..provenance.attempts import close_orphans
 from ..provenance.data import digest_input
 from ..provenance.mlflow_log import collect_provenance, format_param
 from ..provenance.names import PARAMS_UNVERIFIED, RunStatus
-from ..provenance.store import prepare_experiment, resolve_tracking_uri
+from ..provenance.store import check_reachable, prepare_experiment, resolve_tracking_uri
+from ..uris import redact, redact_text
 from .registry import executor_class
 from .spec import RunResult, RunSpec
 
@@ -104,10 +105,11 @@ class BatchReport:
             item = asdict(r)
             item.pop("notebook_text", None)
             item["params"] = {k: format_param(v) for k, v in r.params.items()}
+            item["reason"] = redact_text(r.reason or "") or r.reason
             runs.append(item)
         return {
             "experiment": self.experiment,
-            "tracking_uri": self.tracking_uri,
+            "tracking_uri": redact(self.tracking_uri),
             "exit_code": self.exit_code,
             "interrupted_by": signal.Signals(self.interrupted).name if self.interrupted else None,
             "warnings": self.warnings,
@@ -179,6 +181,9 @@ def run_batch(
     quiet_mlflow()
     path = Path(notebook)
     nb, kernel, warnings = plan_batch(path, param_sets, options)
+    # before any worker starts: an unreachable server is one line now, not a minute of
+    # MLflow's retries in every run
+    check_reachable(resolve_tracking_uri(options.tracking_uri, path.parent))
     executor_cls = executor_class(options.executor)
     executor_cls.prepare()  # e.g. workers' imports overlap with the provenance below
     for line in warnings:
@@ -344,7 +349,7 @@ def format_table(report: BatchReport) -> str:
     rows = [("run", "parameters", "status", "metrics", "time", "mlflow run id")]
     for r in report.results:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(r.metrics.items())[:3])
-        status = r.status if not r.reason else f"{r.status} ({r.reason[:60]})"
+        status = r.status if not r.reason else f"{r.status} ({redact_text(r.reason)[:60]})"
         rows.append(
             (
                 r.run_name,
@@ -362,10 +367,10 @@ def format_table(report: BatchReport) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     for r in report.results:  # the table cuts reasons short: each in full, once
         if r.reason and len(r.reason) > 60:
-            lines.append(f"{r.run_name}: {r.status}: {r.reason}")
+            lines.append(f"{r.run_name}: {r.status}: {redact_text(r.reason)}")
     ok = sum(r.status == RunStatus.FINISHED for r in report.results)
     lines.append(
         f"{ok}/{len(report.results)} runs finished; experiment '{report.experiment}' "
-        f"in {report.tracking_uri}"
+        f"in {redact(report.tracking_uri)}"
     )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..provenance.mlflow_log import Provenance
+from ..provenance.names import RunStatus
 
 
 @dataclass
@@ -57,7 +58,7 @@ class RunResult:
     index: int
     run_name: str
     params: dict[str, Any]
-    status: str
+    status: str  # a RunStatus
     run_id: str | None
     duration: float
     reason: str = ""
@@ -73,9 +74,9 @@ class RunResult:
     @classmethod
     def not_started(cls, spec: RunSpec, reason: str) -> RunResult:
         """A run the batch stopped before it began: KILLED, no MLflow run, no time spent."""
-        return cls(spec.index, spec.run_name, spec.params, "KILLED", None, 0.0, reason)
+        return cls(spec.index, spec.run_name, spec.params, RunStatus.KILLED, None, 0.0, reason)
 
     @classmethod
     def failed_unseen(cls, spec: RunSpec, reason: str) -> RunResult:
         """A run whose worker gave no result (it died, or logging failed): FAILED."""
-        return cls(spec.index, spec.run_name, spec.params, "FAILED", None, 0.0, reason)
+        return cls(spec.index, spec.run_name, spec.params, RunStatus.FAILED, None, 0.0, reason)

@@ -156,7 +156,8 @@ def interpreter_fingerprint(python: str, timeout: float = 60.0) -> dict[str, Any
     import subprocess
     import tempfile
 
-    if os.path.abspath(python) == os.path.abspath(sys.executable):
+    python = os.path.abspath(python)  # it runs from a temporary folder
+    if python == os.path.abspath(sys.executable):
         return environment_fingerprint()
     with open(__file__, encoding="utf-8") as fh:
         source = fh.read()

@@ -21,12 +21,20 @@ import time
 from dataclasses import dataclass
 
 from ..processes import create_time, host_key, pid_alive
+from .names import (
+    HEARTBEAT,
+    HEARTBEAT_HOST,
+    HEARTBEAT_HOST_KEY,
+    HEARTBEAT_LAST_SEEN,
+    HEARTBEAT_PID,
+    HEARTBEAT_PID_START,
+    RunStatus,
+)
 from .store import retry_locked
 
-HB = "jupyter_repro.heartbeat."
-HOST, PID, PID_START, LAST_SEEN = HB + "host", HB + "pid", HB + "pid_start", HB + "last_seen"
-#: :func:`~jupyter_repro.processes.host_key` of the owner: where its pid means something.
-HOST_KEY = HB + "host_key"
+HB = HEARTBEAT
+HOST, HOST_KEY, PID = HEARTBEAT_HOST, HEARTBEAT_HOST_KEY, HEARTBEAT_PID
+PID_START, LAST_SEEN = HEARTBEAT_PID_START, HEARTBEAT_LAST_SEEN
 
 
 def heartbeat_tags() -> dict[str, str]:
@@ -178,7 +186,7 @@ def find_dangling(
 
 
 def mark_killed(uri: str, runs: list[DanglingRun]) -> None:
-    """End each run as KILLED now, recording why in ``jupyter_repro.status_reason``.
+    """End each run as KILLED now, recording why in the status reason tag.
 
     A run that is no longer RUNNING when its turn comes (it finished since it was found)
     is left as it is; the check is made just before marking, so only a run ending in
@@ -190,6 +198,6 @@ def mark_killed(uri: str, runs: list[DanglingRun]) -> None:
 
     client = MlflowClient(uri)
     for run in runs:
-        if retry_locked(client.get_run, run.run_id).info.status != "RUNNING":
+        if retry_locked(client.get_run, run.run_id).info.status != RunStatus.RUNNING:
             continue  # it ended on its own since it was found: keep its real status
-        end_run(uri, run.run_id, "KILLED", f"jupyter-repro gc: {run.reason}")
+        end_run(uri, run.run_id, RunStatus.KILLED, f"jupyter-repro gc: {run.reason}")

@@ -36,13 +36,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fileio import safe_name
+from ..notebook import cell_tags
+from ..uris import redact_text
+from . import names
 from .data import DataInput
 from .env import environment_fingerprint, requirements_lock
 from .git import OUTSIDE_REPO, GitInfo, git_info
 from .nbdiff import NotebookDiff, diff_against_head, render_html
 from .store import retry_locked
 
-TAG = "jupyter_repro."
+TAG = names.PREFIX  # kept for callers of the old name; new code uses names.*
 IMAGE_MIMETYPES = {
     "image/png": "png",
     "image/jpeg": "jpg",
@@ -54,9 +58,8 @@ OUTPUT_HASH_PREFIX = 32
 #: Characters per ``jupyter_repro.outputs`` tag: under MLflow's tag value limit
 #: (8000 since MLflow 2.x, 5000 before; servers of either age accept it).
 OUTPUT_TAG_CHARS = 4000
-OUTPUTS_TAG = "jupyter_repro.outputs"
-#: The run's environment as a pinned requirements file (``uv pip sync`` / ``pip install -r``).
-LOCK_ARTIFACT = "requirements.lock.txt"
+OUTPUTS_TAG = names.OUTPUTS
+LOCK_ARTIFACT = names.REQUIREMENTS_LOCK
 
 
 def output_hash_tags(manifest: list[dict[str, Any]]) -> dict[str, str]:
@@ -105,13 +108,13 @@ class Provenance:
         g = self.git
         tags = {
             "mlflow.source.type": "NOTEBOOK",
-            "mlflow.source.name": g.notebook_relpath or self.notebook_path,
-            TAG + "notebook.path": self.notebook_path,
-            TAG + "notebook.sha256": self.notebook_sha256,
-            TAG + "notebook.git_status": g.notebook_status,
-            TAG + "notebook.sources_match_head": str(self.diff.sources_match_head).lower(),
-            TAG + "git.dirty": str(g.dirty).lower() if g.repo_root else "unknown",
-            TAG + "version": __version__,
+            names.MLFLOW_SOURCE_NAME: g.notebook_relpath or self.notebook_path,
+            names.NOTEBOOK_PATH: self.notebook_path,
+            names.NOTEBOOK_SHA256: self.notebook_sha256,
+            names.NOTEBOOK_GIT_STATUS: g.notebook_status,
+            names.SOURCES_MATCH_HEAD: str(self.diff.sources_match_head).lower(),
+            names.GIT_DIRTY: str(g.dirty).lower() if g.repo_root else "unknown",
+            names.VERSION: __version__,
         }
         if g.commit:
             tags["mlflow.source.git.commit"] = g.commit
@@ -119,11 +122,11 @@ class Provenance:
             tags["mlflow.source.git.branch"] = g.branch
         if g.repo_url:
             tags["mlflow.source.git.repoURL"] = g.repo_url
-        names = [item.name for item in self.data]
+        labels = [item.name for item in self.data]
         for item in self.data:
             # two inputs with one file name (a/train.csv, b/train.csv) keep both digests
-            key = item.name if names.count(item.name) == 1 else data_label(item)
-            tags[f"{TAG}data.{key}.sha256"] = item.sha256
+            key = item.name if labels.count(item.name) == 1 else data_label(item)
+            tags[names.data_tag(key)] = item.sha256
         return tags
 
 
@@ -192,11 +195,20 @@ class FinishedRun:
 
 
 def format_param(value: Any) -> str:
-    """How a parameter value appears in MLflow: strings as is, anything else as ``repr``.
+    """How a parameter value appears in MLflow: strings as is, anything else as the Python
+    source the notebook received (:func:`jupyter_repro.parameters.python_literal`).
 
-    So ``lr = 1e-3`` is ``0.001`` and ``layers = [16, 16]`` is ``[16, 16]``.
+    So ``lr = 1e-3`` is ``0.001``, ``layers = [16, 16]`` is ``[16, 16]``, a tuple
+    ``(3, 4)`` and ``{0: 1.0}`` keep their types' spelling (field case G05).
     """
-    return value if isinstance(value, str) else repr(value)
+    from ..parameters import python_literal
+
+    if isinstance(value, str):
+        return value
+    try:
+        return python_literal(value)
+    except Exception:
+        return repr(value)
 
 
 def _client(uri: str):
@@ -225,7 +237,7 @@ def open_run(
     client = _client(uri)
     tags = {**provenance.tags(), **(extra_tags or {}), "mlflow.runName": run_name}
     if defaults:
-        tags[TAG + "params.defaults"] = ",".join(sorted(defaults))
+        tags[names.PARAMS_DEFAULTS] = ",".join(sorted(defaults))
     run = retry_locked(client.create_run, experiment_id, tags=tags, run_name=run_name)
     run_id = run.info.run_id
     all_params = {**{k: v[:6000] for k, v in defaults.items()}}
@@ -251,12 +263,12 @@ def end_run(uri: str, run_id: str, status: str, reason: str) -> None:
             client.log_batch,
             run_id,
             tags=[
-                RunTag(TAG + "status", status),
-                RunTag(TAG + "status_reason", reason[:5000]),
+                RunTag(names.STATUS, str(status)),
+                RunTag(names.STATUS_REASON, redact_text(reason)[:5000]),
             ],
         )
     finally:
-        retry_locked(client.set_terminated, run_id, status, int(time.time() * 1000))
+        retry_locked(client.set_terminated, run_id, str(status), int(time.time() * 1000))
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
@@ -279,12 +291,12 @@ def close_run(uri: str, run_id: str, finished: FinishedRun, provenance: Provenan
 
     client = _client(uri)
     metrics = read_metrics(finished.executed) if finished.executed is not None else []
-    tags = {TAG + "status": finished.status}
+    tags = {names.STATUS: str(finished.status)}
     if finished.reason:
-        tags[TAG + "status_reason"] = finished.reason[:5000]
+        tags[names.STATUS_REASON] = redact_text(finished.reason)[:5000]
     for key in ("cell_index", "cell_id", "ename", "evalue"):
         if finished.error.get(key) is not None:
-            tags[f"{TAG}error.{key}"] = str(finished.error[key])[:5000]
+            tags[names.ERROR_PREFIX + key] = str(finished.error[key])[:5000]
     if finished.executed is not None:
         tags.update(output_hash_tags(output_manifest(finished.executed)))
     batch_metrics = [Metric(m.name, m.value, m.timestamp, m.step) for m in metrics]
@@ -301,7 +313,7 @@ def close_run(uri: str, run_id: str, finished: FinishedRun, provenance: Provenan
     if provenance.data:
         _log_datasets(client, run_id, provenance.data)
     end = finished.end_ms or int(time.time() * 1000)
-    retry_locked(client.set_terminated, run_id, finished.status, end)
+    retry_locked(client.set_terminated, run_id, str(finished.status), end)
 
 
 def _log_datasets(client: Any, run_id: str, data: list[DataInput]) -> None:
@@ -369,13 +381,21 @@ def html_exporter() -> Any:
 
 
 def _html(nb: Any) -> str:
-    """HTML render of a notebook."""
+    """HTML render of a notebook (characters nbformat rejects in a cell id, e.g. the
+    ``/`` of a crafted ``../x``, are rendered as ``_``, so such an id costs no artifact)."""
+    import copy
+    import re
+
     import nbformat
 
+    nb = nbformat.from_dict(copy.deepcopy(dict(nb)))
+    for cell in nb.cells:
+        if "id" in cell:
+            cell["id"] = re.sub(r"[^A-Za-z0-9_-]", "_", str(cell["id"]))[:64] or "cell"
     exporter = html_exporter()
     with warnings.catch_warnings():  # recorded metrics have no HTML form, by design
         warnings.simplefilter("ignore", UserWarning)
-        body, _ = exporter.from_notebook_node(nbformat.from_dict(nb))
+        body, _ = exporter.from_notebook_node(nb)
     return body
 
 
@@ -391,6 +411,11 @@ def _write(path: Path, text: str | bytes) -> None:
 ADDED_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
 
 
+def is_added_cell(cell: Any) -> bool:
+    """Whether ``cell`` is one papermill added (:data:`ADDED_CELL_TAGS`), not a source cell."""
+    return any(tag in ADDED_CELL_TAGS for tag in cell_tags(cell))
+
+
 def source_cell_index(nb: Any, index: int) -> int:
     """Map a cell index of the executed notebook to the source notebook's index.
 
@@ -399,8 +424,7 @@ def source_cell_index(nb: Any, index: int) -> int:
     """
     added = 0
     for cell in nb.get("cells", [])[:index]:
-        tags = cell.get("metadata", {}).get("tags") or []
-        if any(tag in tags for tag in ADDED_CELL_TAGS):
+        if is_added_cell(cell):
             added += 1
     return index - added
 
@@ -409,14 +433,17 @@ def output_manifest(nb: Any, image_dir: Path | None = None) -> list[dict[str, An
     """sha256 of every output (images hashed as their decoded bytes), saving images.
 
     Images are saved as ``cell-<index>-<id>-<n>.<ext>`` (index in the source notebook),
-    so the file a user holds hashes to the same digest as its manifest entry.
+    so the file a user holds hashes to the same digest as its manifest entry. ``<id>`` is
+    the cell id made a safe file-name component (:func:`~jupyter_repro.fileio.safe_name`:
+    a crafted id such as ``../../x`` cannot place a file outside ``image_dir``).
     """
     entries: list[dict[str, Any]] = []
     for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
         src_index = source_cell_index(nb, index)
-        cell_id = cell.get("id") or "noid"
+        # the id is data from the notebook's author: only as a safe file-name component
+        cell_id = safe_name(str(cell.get("id") or ""), "noid")
         n_image = 0
         for o_index, output in enumerate(cell.get("outputs", [])):
             kind = output.get("output_type")
@@ -446,7 +473,7 @@ def output_manifest(nb: Any, image_dir: Path | None = None) -> list[dict[str, An
                 if mime in IMAGE_MIMETYPES:
                     name = f"cell-{src_index:03d}-{cell_id}-{n_image}.{IMAGE_MIMETYPES[mime]}"
                     n_image += 1
-                    entry["file"] = f"outputs/images/{name}"
+                    entry["file"] = f"{names.OUTPUT_IMAGES_DIR}/{name}"
                     if image_dir is not None:
                         _write(image_dir / name, raw)
                 entries.append(entry)
@@ -460,29 +487,32 @@ def write_artifacts(folder: Path, finished: FinishedRun, provenance: Provenance)
     stem = Path(provenance.notebook_path).stem
     if finished.executed is not None:
         nb = finished.executed
+        name = finished.run_name  # a name from elsewhere must not be a path
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            name = safe_name(name, "notebook")
         _write(
-            folder / "notebook" / f"{finished.run_name}.ipynb",
+            folder / names.NOTEBOOK_DIR / f"{name}.ipynb",
             nbformat.writes(nbformat.from_dict(nb)),
         )
         try:
-            _write(folder / "notebook" / f"{finished.run_name}.html", _html(nb))
+            _write(folder / names.NOTEBOOK_DIR / f"{name}.html", _html(nb))
         except Exception as exc:  # a render failure must not lose the run
-            _write(folder / "notebook" / "html_render_error.txt", f"{type(exc).__name__}: {exc}\n")
-        manifest = output_manifest(nb, folder / "outputs" / "images")
-        _write(folder / "outputs" / "manifest.json", json.dumps(manifest, indent=1))
+            _write(folder / names.HTML_RENDER_ERROR, f"{type(exc).__name__}: {exc}\n")
+        manifest = output_manifest(nb, folder / names.OUTPUT_IMAGES_DIR)
+        _write(folder / names.OUTPUT_MANIFEST, json.dumps(manifest, indent=1))
     diff = provenance.diff
-    _write(folder / "diff" / "nbdiff.json", json.dumps(diff.summary(), indent=1, default=str))
-    _write(folder / "diff" / "nbdiff.txt", diff.text)
-    _write(folder / "diff" / "nbdiff.html", render_html(diff, f"{stem}: diff against HEAD"))
-    _write(folder / "environment.json", json.dumps(provenance.environment, indent=1))
+    _write(folder / names.NBDIFF_JSON, json.dumps(diff.summary(), indent=1, default=str))
+    _write(folder / names.NBDIFF_TXT, diff.text)
+    _write(folder / names.NBDIFF_HTML, render_html(diff, f"{stem}: diff against HEAD"))
+    _write(folder / names.ENVIRONMENT_JSON, json.dumps(provenance.environment, indent=1))
     _write(folder / LOCK_ARTIFACT, requirements_lock(provenance.environment))
     if finished.kernel_stderr:
-        _write(folder / "kernel_stderr.txt", finished.kernel_stderr)
+        _write(folder / names.KERNEL_STDERR, finished.kernel_stderr)
     if provenance.data:
-        _write(folder / "data.json", json.dumps([asdict(d) for d in provenance.data], indent=1))
-    if finished.status != "FINISHED":
+        _write(folder / names.DATA_JSON, json.dumps([asdict(d) for d in provenance.data], indent=1))
+    if finished.status != names.RunStatus.FINISHED:
         _write(
-            folder / "error.json",
+            folder / names.ERROR_JSON,
             json.dumps(
                 {"status": finished.status, "reason": finished.reason, **finished.error},
                 indent=1,

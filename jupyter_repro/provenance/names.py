@@ -50,6 +50,8 @@ PARAMS_UNVERIFIED = PREFIX + "params.unverified"
 # --- outcome --------------------------------------------------------------------------
 STATUS = PREFIX + "status"
 STATUS_REASON = PREFIX + "status_reason"
+#: ``jupyter_repro.error.<key>``: the failing cell's facts (cell_index, cell_id, ename, evalue).
+ERROR_PREFIX = PREFIX + "error."
 #: Searchable output hashes: ``jupyter_repro.outputs``, then ``.1``, ``.2``, ...
 OUTPUTS = PREFIX + "outputs"
 
@@ -72,6 +74,8 @@ HEARTBEAT_LAST_SEEN = HEARTBEAT + "last_seen"
 # --- reproduce and nb-smoke -----------------------------------------------------------
 REPRODUCES = PREFIX + "reproduces"
 REPRODUCE_VERDICT = PREFIX + "reproduce.verdict"
+#: ``current`` (the user's environment) or ``fresh:<lock hash>`` (``--fresh-env``).
+REPRODUCE_ENV = PREFIX + "reproduce.env"
 SOURCE = PREFIX + "source"
 SMOKE_MODE = PREFIX + "smoke.mode"
 
@@ -84,6 +88,8 @@ NBDIFF_JSON = "diff/nbdiff.json"
 NBDIFF_HTML = "diff/nbdiff.html"
 NBDIFF_TXT = "diff/nbdiff.txt"
 ENVIRONMENT_JSON = "environment.json"
+#: The run's environment as a pinned requirements file (``uv pip sync`` / ``pip install -r``).
+REQUIREMENTS_LOCK = "requirements.lock.txt"
 DATA_JSON = "data.json"
 ERROR_JSON = "error.json"
 KERNEL_STDERR = "kernel_stderr.txt"

@@ -2,8 +2,11 @@
 
 nbdime aligns the cells (``diff_notebooks``); before that, both sides are normalised so
 that cell ids, execution counts and all metadata never count as changes (nbdime issue
-#351, cell-id churn in diffs). Sources and outputs are reported apart: a re-run notebook
-whose code equals HEAD has ``source_changed_cells == []`` even when every output moved.
+#351, cell-id churn in diffs). Only sources are diffed: outputs are compared by digest and
+named (``output_changed_cells``) but their content is never copied into the diff, because
+a working copy's saved outputs are stale and may hold what was printed once (a token, a
+password) or be huge. A re-run notebook whose code equals HEAD has
+``source_changed_cells == []`` even when every output moved.
 A notebook that is not in HEAD is summarised as untracked, every cell added; it never
 produces an empty diff (``nbdiff HEAD new.ipynb`` prints nothing today).
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import html
 import json
 from dataclasses import asdict, dataclass, field
@@ -64,7 +68,8 @@ class NotebookDiff:
 
 
 def normalise(nb: dict) -> dict:
-    """A copy with ids, execution counts and every metadata dict removed."""
+    """A copy with ids, execution counts, every metadata dict and every output removed
+    (each code cell keeps ``outputs_sha256``, the digest of its outputs, instead)."""
     out = copy.deepcopy(dict(nb))
     out["metadata"] = {}
     cells = []
@@ -85,7 +90,9 @@ def normalise(nb: dict) -> dict:
                 if isinstance(output.get("text"), list):
                     output["text"] = "".join(output["text"])
                 outputs.append(output)
-            cell["outputs"] = outputs
+            digest = hashlib.sha256(json.dumps(outputs, sort_keys=True, default=str).encode())
+            cell["outputs"] = []
+            cell["outputs_sha256"] = digest.hexdigest()
         cells.append(cell)
     out["cells"] = cells
     return out
@@ -131,7 +138,7 @@ def diff_against_head(
     from nbformat import from_dict
 
     old = normalise(head_nb)
-    diff = _to_jsonable(diff_notebooks(from_dict(old), from_dict(cur)))
+    diff = _to_jsonable(diff_notebooks(from_dict(_bare(old)), from_dict(_bare(cur))))
     cell_ops = next((d["diff"] for d in diff if d.get("key") == "cells"), [])
     adds: dict[int, int] = {}
     removes: set[int] = set()
@@ -163,7 +170,7 @@ def diff_against_head(
         keys = {d.get("key") for d in patches.get(a, [])}
         if keys & {"source", "cell_type"}:
             result.source_changed_cells.append(b)
-        elif "outputs" in keys:
+        elif old["cells"][a].get("outputs_sha256") != cur["cells"][b].get("outputs_sha256"):
             result.output_changed_cells.append(b)
         b += 1
     result.source_changed_cells.sort()
@@ -183,27 +190,11 @@ def diff_against_head(
     return result
 
 
-def _output_text(cell: dict) -> list[str]:
-    """One readable line list for a cell's outputs (images as their mimetype + size)."""
-    lines: list[str] = []
-    for output in cell.get("outputs", []):
-        kind = output.get("output_type")
-        if kind == "stream":
-            lines.extend(
-                f"[{output.get('name')}] {line}" for line in output.get("text", "").splitlines()
-            )
-        elif kind == "error":
-            lines.append(f"[error] {output.get('ename')}: {output.get('evalue')}")
-        else:
-            data = output.get("data", {})
-            for mime, value in sorted(data.items()):
-                if mime.startswith("text/plain"):
-                    text = value if isinstance(value, str) else "".join(value)
-                    lines.extend(f"[{kind}] {line}" for line in text.splitlines())
-                else:
-                    size = len(value) if isinstance(value, str) else len(json.dumps(value))
-                    lines.append(f"[{kind}] <{mime}, {size} chars>")
-    return lines
+def _bare(nb: dict) -> dict:
+    """``nb`` as nbdime may see it: no output digests (nbformat has no such key)."""
+    out = dict(nb)
+    out["cells"] = [{k: v for k, v in c.items() if k != "outputs_sha256"} for c in nb["cells"]]
+    return out
 
 
 def _src(cell: dict) -> list[str]:
@@ -237,17 +228,10 @@ def render_text(
             )
     if len(out) == 3:
         out.append("(no source changes)")
-    out += ["", "== outputs =="]
-    shown = False
-    for a, b in pairs:
-        old_out, new_out = _output_text(old["cells"][a]), _output_text(cur["cells"][b])
-        if old_out != new_out:
-            shown = True
-            out.append(f"-- cell {b}: outputs changed")
-            out.extend(
-                difflib.unified_diff(old_out, new_out, "HEAD", "working copy", lineterm="", n=1)
-            )
-    if not shown:
+    out += ["", "== outputs (named, never copied: saved outputs may hold secrets) =="]
+    for b in result.output_changed_cells:
+        out.append(f"-- cell {b}: outputs changed")
+    if not result.output_changed_cells:
         out.append("(no output changes in matched cells)")
     return "\n".join(out) + "\n"
 

@@ -1,7 +1,7 @@
 """Where runs are logged: the tracking URI, safe creation of an sqlite store, retries.
 
 Several processes opening a fresh sqlite store at once run MLflow's schema migrations
-concurrently and crash (field case F14); so a store is created once, under a file lock,
+concurrently and crash (tests/test_batch_concurrency.py); so a store is created once, under a file lock,
 before any worker starts. sqlite's "database is locked" is retried, never fatal.
 """
 
@@ -65,6 +65,70 @@ def resolve_tracking_uri(cli_value: str | None = None, start: str | Path = ".") 
     elif "://" not in uri and uri != "databricks" and not uri.startswith("databricks-uc"):
         uri = Path(uri).resolve().as_uri()  # a plain path ("databricks" is a workspace)
     return uri
+
+
+#: Seconds to wait for a tracking server's TCP port before calling it unreachable
+#: (MLflow's own client retries for over a minute before it says anything).
+#: A refused connection or a non-MLflow answer fails at once; only a silent server waits
+#: this long (a loaded server answered its first request after more than 5 s).
+#: ``$JUPYTER_REPRO_REACH_TIMEOUT`` (seconds) changes it.
+REACH_TIMEOUT = 20.0
+#: MLflow REST endpoint every tracking server answers (GET and POST, MLflow 2 and 3).
+SEARCH_PATH = "/api/2.0/mlflow/experiments/search"
+
+
+def check_reachable(uri: str, timeout: float | None = None) -> None:
+    """Raise :class:`~jupyter_repro.errors.ReproError` (exit 2) naming ``uri`` (password
+    redacted) when nothing that answers like an MLflow tracking server is at an
+    ``http(s)://`` ``uri`` within ``timeout`` seconds: no connection, no answer, or an
+    answer other than MLflow's to ``GET <uri>/api/2.0/mlflow/experiments/search`` (200,
+    or 401/403 from a server with authentication). A firewall or captive proxy that
+    answers 404 for every address is caught here instead of after MLflow's minute of
+    retries. ``$HTTP(S)_PROXY`` / ``$NO_PROXY`` are honoured as MLflow's client honours
+    them. Other stores (sqlite, files, databricks) are not checked here.
+    """
+    import http.client
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from ..errors import ReproError
+    from ..uris import redact
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("JUPYTER_REPRO_REACH_TIMEOUT", REACH_TIMEOUT))
+        except ValueError:
+            timeout = REACH_TIMEOUT
+    try:
+        port = parts.port
+    except ValueError:
+        raise ReproError(f"tracking URI {redact(uri)}: invalid port") from None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = host + (f":{port}" if port else "")
+    probe = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path.rstrip("/") + SEARCH_PATH, "max_results=1", "")
+    )
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout) as response:
+            body = response.read(4096)
+        if body.lstrip().startswith(b"{"):
+            return
+        why = "it answers, but not as an MLflow tracking server (not JSON)"
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return  # an MLflow server with authentication: the client sends credentials
+        why = f"it answers HTTP {exc.code}, not as an MLflow tracking server"
+    except urllib.error.URLError as exc:
+        why = str(getattr(exc, "reason", exc))
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        why = str(exc) or type(exc).__name__
+    if "timed out" in why:
+        why = f"no answer within {timeout:g} s"
+    raise ReproError(f"tracking URI {redact(uri)}: no MLflow tracking server answers there ({why})")
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -8,6 +8,8 @@ import json
 import sys
 
 from ..errors import ReproError
+from ..fileio import check_report_path
+from ..uris import redact
 
 _URI_HELP = (
     "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db)"
@@ -81,10 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def locate_command(args: argparse.Namespace) -> int:
     """``jupyter-repro locate``: exit 0 found, 1 not found, 2 bad input."""
-    from ..provenance.store import resolve_tracking_uri
+    from ..provenance.store import check_reachable, resolve_tracking_uri
     from .locate import format_match, locate, matches_json
 
     uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
     sha, matches = locate(args.file, uri, args.experiment or None)
     if args.json:
         print(json.dumps(matches_json(args.file, sha, matches), indent=1, default=str))
@@ -94,7 +97,7 @@ def locate_command(args: argparse.Namespace) -> int:
             for m in matches:
                 print(format_match(m))
         else:
-            print(f"{args.file} (sha256 {sha[:16]}...): no run in {uri} produced it")
+            print(f"{args.file} (sha256 {sha[:16]}...): no run in {redact(uri)} produced it")
     return 0 if matches else 1
 
 
@@ -113,8 +116,11 @@ def _per_metric(items: list[str]) -> dict[str, float]:
 
 def reproduce_command(args: argparse.Namespace) -> int:
     """``jupyter-repro reproduce``: exit 0 reproduced, 1 differs / data changed, 2 bad input."""
-    from ..provenance.store import resolve_tracking_uri
-    from .rerun import Tolerances, format_report, reproduce
+    from ..provenance.store import check_reachable, resolve_tracking_uri
+    from .rerun import Tolerances, check_run_id, format_report, reproduce
+
+    check_run_id(args.run_id)
+    check_report_path(args.json, "--json")
 
     if (args.python or args.rebuild) and not args.fresh_env:
         raise ReproError("--python and --rebuild need --fresh-env")
@@ -124,6 +130,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
             raise ReproError(f"tolerance {name} must be a number >= 0, not {value}")
     tol = Tolerances(args.rtol, args.atol, per_metric)
     uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
     report = reproduce(
         args.run_id,
         uri,

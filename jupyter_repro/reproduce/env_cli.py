@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError
+from ..provenance.names import ENVIRONMENT_JSON
 
 _URI_HELP = (
     "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db)"
@@ -65,7 +66,7 @@ def run_environment(run_id: str, uri: str) -> dict[str, Any]:
         raise
     with tempfile.TemporaryDirectory(prefix="jrepro-env-") as tmp:
         try:
-            path = client.download_artifacts(run_id, "environment.json", tmp)
+            path = client.download_artifacts(run_id, ENVIRONMENT_JSON, tmp)
         except Exception:
             raise ReproError(f"run {run_id} logged no environment.json") from None
         return json.loads(Path(path).read_text())

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError
-from ..provenance.mlflow_log import OUTPUT_HASH_PREFIX, OUTPUTS_TAG, TAG
+from ..provenance import names
+from ..provenance.mlflow_log import OUTPUT_HASH_PREFIX, OUTPUTS_TAG
 from ..provenance.store import retry_locked
 
 #: Most overflow tags (``jupyter_repro.outputs.N``) looked at: 121 hashes each.
@@ -113,7 +114,7 @@ def read_json_artifact(client: Any, run_id: str, path: str) -> Any:
             return None
         try:
             return json.loads(Path(local).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # run data: anyone may have written it
             return None
 
 
@@ -121,35 +122,35 @@ def coordinates(client: Any, run: Any, experiment: str, sha256: str | None = Non
     """The five coordinates of ``run``; ``execution`` lists the outputs hashing to ``sha256``."""
     tags = run.data.tags
     run_id = run.info.run_id
-    diff = read_json_artifact(client, run_id, "diff/nbdiff.json") or {}
+    diff = read_json_artifact(client, run_id, names.NBDIFF_JSON) or {}
     code = {
         "commit": tags.get("mlflow.source.git.commit"),
         "branch": tags.get("mlflow.source.git.branch"),
         "repo_url": tags.get("mlflow.source.git.repoURL"),
-        "notebook": tags.get("mlflow.source.name"),
-        "notebook_path": tags.get(TAG + "notebook.path"),
-        "git_dirty": tags.get(TAG + "git.dirty"),
-        "notebook_git_status": tags.get(TAG + "notebook.git_status"),
+        "notebook": tags.get(names.MLFLOW_SOURCE_NAME),
+        "notebook_path": tags.get(names.NOTEBOOK_PATH),
+        "git_dirty": tags.get(names.GIT_DIRTY),
+        "notebook_git_status": tags.get(names.NOTEBOOK_GIT_STATUS),
         "diff_status": diff.get("status"),
         "source_changed_cells": diff.get("source_changed_cells"),
         "added_cells": diff.get("added_cells"),
         "removed_cells": diff.get("removed_cells"),
     }
-    data = read_json_artifact(client, run_id, "data.json") or [
-        {"name": k[len(TAG + "data.") : -len(".sha256")], "sha256": v}
+    data = read_json_artifact(client, run_id, names.DATA_JSON) or [
+        {"name": names.data_name(k), "sha256": v}
         for k, v in sorted(tags.items())
-        if k.startswith(TAG + "data.") and k.endswith(".sha256")
+        if names.data_name(k) is not None
     ]
     for item in data:
         item.setdefault("name", Path(item.get("path", "")).name)
-    env = read_json_artifact(client, run_id, "environment.json") or {}
+    env = read_json_artifact(client, run_id, names.ENVIRONMENT_JSON) or {}
     environment = {
         k: env.get(k) for k in ("python_version", "python_implementation", "platform")
     } | {"packages": len(env.get("packages") or {})}
     execution = []
     manifest = None
     if sha256 is not None:
-        manifest = read_json_artifact(client, run_id, "outputs/manifest.json")
+        manifest = read_json_artifact(client, run_id, names.OUTPUT_MANIFEST)
         execution = [e for e in manifest or [] if e.get("sha256") == sha256]
     return Match(
         run_id,
@@ -183,7 +184,7 @@ def locate(
         match = coordinates(client, run, ids.get(run.info.experiment_id, ""), sha)
         if (
             match.execution
-            or read_json_artifact(client, run.info.run_id, "outputs/manifest.json") is None
+            or read_json_artifact(client, run.info.run_id, names.OUTPUT_MANIFEST) is None
         ):
             matches.append(match)
     return sha, matches

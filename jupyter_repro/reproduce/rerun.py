@@ -24,22 +24,41 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReproError
-from ..provenance.mlflow_log import ADDED_CELL_TAGS, TAG
+from ..fileio import confined
+from ..provenance import names
+from ..provenance.mlflow_log import is_added_cell
 from ..provenance.store import retry_locked
+from . import worktrees
 
 #: ``jupyter_repro.record`` returns the metric it recorded; shown as a cell's last
 #: expression its repr carries the recording time, which is not part of the result.
 RECORD_SANITIZERS = ((r"'timestamp': \d+", "'timestamp': TIME"),)
-REPRODUCES_TAG = TAG + "reproduces"
-VERDICT_TAG = TAG + "reproduce.verdict"
+REPRODUCES_TAG = names.REPRODUCES
+#: MLflow's own rule for a run id (``mlflow.utils.validation._RUN_ID_REGEX``).
+RUN_ID_PATTERN = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")
+
+
+def check_run_id(run_id: str) -> None:
+    """Raise :class:`ReproError` (exit 2) unless ``run_id`` has the shape of an MLflow
+    run id (:data:`RUN_ID_PATTERN`); checked before any store is opened."""
+    if not RUN_ID_PATTERN.fullmatch(run_id or ""):
+        shown = run_id if len(run_id) <= 60 else run_id[:60] + "..."
+        raise ReproError(
+            f"run id {shown!r} is malformed: an MLflow run id is letters, digits, _ and - "
+            "(usually 32 hex digits)"
+        )
+
+
+VERDICT_TAG = names.REPRODUCE_VERDICT
 #: ``current`` (the user's environment) or ``fresh:<lock hash>`` (``--fresh-env``).
-ENV_TAG = TAG + "reproduce.env"
+ENV_TAG = names.REPRODUCE_ENV
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,18 @@ class ReproReport:
         return d
 
 
+def _run_json(path: Path, kind: type, run_id: str) -> Any:
+    """A JSON artifact of a run, which is data from whoever can write to the run: one
+    :class:`ReproError` line when it is not JSON of the expected ``kind``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, OSError):
+        value = None
+    if not isinstance(value, kind):
+        raise ReproError(f"run {run_id}: artifact {path.name} is not a JSON {kind.__name__}")
+    return value
+
+
 def _download(client: Any, run_id: str, path: str, dest: Path) -> Path | None:
     try:
         return Path(client.download_artifacts(run_id, path, str(dest)))
@@ -116,8 +147,7 @@ def source_notebook(executed: Any) -> Any:
     nb = nbformat.from_dict(json.loads(json.dumps(executed)))
     cells = []
     for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags") or []
-        if any(t in tags for t in ADDED_CELL_TAGS):
+        if is_added_cell(cell):
             continue
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
@@ -132,12 +162,7 @@ def source_notebook(executed: Any) -> Any:
 
 def code_cells(nb: Any) -> list[Any]:
     """Code cells of the source notebook (papermill's added cells left out), in order."""
-    return [
-        c
-        for c in nb.get("cells", [])
-        if c.get("cell_type") == "code"
-        and not any(t in (c.get("metadata", {}).get("tags") or []) for t in ADDED_CELL_TAGS)
-    ]
+    return [c for c in nb.get("cells", []) if c.get("cell_type") == "code" and not is_added_cell(c)]
 
 
 def compare_metrics(
@@ -194,7 +219,7 @@ def _comparable(cell: Any) -> list[dict[str, Any]]:
 
 
 def _added(cell: Any) -> bool:
-    return any(t in (cell.get("metadata", {}).get("tags") or []) for t in ADDED_CELL_TAGS)
+    return is_added_cell(cell)
 
 
 def package_differences(logged: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -237,7 +262,7 @@ def _logged_params(executed: Any, run: Any) -> dict[str, Any]:
     pm = (executed.get("metadata") or {}).get("papermill") or {}
     if isinstance(pm.get("parameters"), dict):
         return dict(pm["parameters"])
-    defaults = set(filter(None, run.data.tags.get(TAG + "params.defaults", "").split(",")))
+    defaults = set(filter(None, run.data.tags.get(names.PARAMS_DEFAULTS, "").split(",")))
     return {k: parse_value(v) for k, v in run.data.params.items() if k not in defaults}
 
 
@@ -276,6 +301,7 @@ def reproduce(
     from ..outputs import load_sanitizers
     from ..provenance.env import environment_fingerprint
 
+    check_run_id(run_id)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)
     try:
@@ -287,7 +313,7 @@ def reproduce(
     tags = run.data.tags
     commit = tags.get("mlflow.source.git.commit")
     relpath = tags.get("mlflow.source.name")
-    nb_path = tags.get(TAG + "notebook.path")
+    nb_path = tags.get(names.NOTEBOOK_PATH)
     if not commit or not relpath or not nb_path:
         raise ReproError(
             f"run {run_id} has no git commit recorded (notebook outside a repository?)"
@@ -302,22 +328,26 @@ def reproduce(
     report.status = (run.info.status, "")
     sanitizers = [*load_sanitizers(sanitize_with), *RECORD_SANITIZERS]
 
-    with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix=worktrees.PREFIX) as tmp_name:
         tmp = Path(tmp_name)
+        worktrees.claim(tmp)  # a SIGKILLed reproduce's folder is removed by the next one
         art = tmp / "artifacts"
         art.mkdir()
-        listing = [f.path for f in retry_locked(client.list_artifacts, run_id, "notebook")]
+        listing = [f.path for f in retry_locked(client.list_artifacts, run_id, names.NOTEBOOK_DIR)]
         executed_name = next((p for p in listing if p.endswith(".ipynb")), None)
         if executed_name is None:
             raise ReproError(f"run {run_id} has no logged notebook (it never started?)")
+        confined(art, executed_name, "artifact name")
         executed_file = _download(client, run_id, executed_name, art)
         if executed_file is None:
             raise ReproError(f"run {run_id}: cannot download its notebook {executed_name}")
         executed = nbformat.read(str(executed_file), as_version=4)
-        data_file = _download(client, run_id, "data.json", art)
-        data_items = json.loads(data_file.read_text()) if data_file else []
-        env_file = _download(client, run_id, "environment.json", art)
-        logged_env = json.loads(env_file.read_text()) if env_file else {}
+        data_file = _download(client, run_id, names.DATA_JSON, art)
+        data_items = _run_json(data_file, list, run_id) if data_file else []
+        if not all(isinstance(d, dict) and isinstance(d.get("path"), str) for d in data_items):
+            raise ReproError(f"run {run_id}: data.json is not a list of inputs with paths")
+        env_file = _download(client, run_id, names.ENVIRONMENT_JSON, art)
+        logged_env = _run_json(env_file, dict, run_id) if env_file else {}
         report.params = _logged_params(executed, run)
         if fresh_env:
             from .fresh_env import resolve_python
@@ -338,6 +368,8 @@ def reproduce(
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
             raise ReproError(f"{root}: not a git repository (use --repo PATH)") from None
         with repository:
+            for what in worktrees.clean_stale(repository):
+                report.notes.append(f"removed {what} left by a killed reproduce")
             try:
                 repository.commit(commit)
             except (ValueError, git.BadName):
@@ -347,15 +379,21 @@ def reproduce(
             tree = tmp / "tree"
             repository.git.worktree("add", "--detach", str(tree), commit)
             try:
-                notebook = tree / Path(relpath).with_suffix(".ipynb")
+                # the run's tags are data from whoever can write to the run: a path that
+                # leaves the worktree would overwrite (and run) a file elsewhere
+                notebook = confined(
+                    tree, Path(relpath).with_suffix(".ipynb"), "run tag mlflow.source.name"
+                )
                 notebook.parent.mkdir(parents=True, exist_ok=True)
                 nbformat.write(source_notebook(executed), str(notebook))
                 data_paths = []
                 for item in data_items:
                     original = Path(item["path"])
                     try:
-                        inside = tree / original.relative_to(
-                            Path(repository.working_tree_dir).resolve()
+                        inside = confined(
+                            tree,
+                            original.relative_to(Path(repository.working_tree_dir).resolve()),
+                            "data.json input path",
                         )
                     except ValueError:
                         data_paths.append(str(original))
@@ -421,6 +459,8 @@ def reproduce(
                 result = batch.results[0]
                 report.new_run_id = result.run_id
                 report.status = (run.info.status, result.status)
+                if result.reason:
+                    report.notes.append(f"re-run {result.status}: {result.reason}")
                 new_nb = (
                     nbformat.read(result.output_path, as_version=4) if result.output_path else None
                 )
@@ -434,9 +474,11 @@ def reproduce(
     new_env = None
     if report.new_run_id:
         with tempfile.TemporaryDirectory(prefix="jrepro-reproduce-env-") as tmp_name:
-            env_file = _download(client, report.new_run_id, "environment.json", Path(tmp_name))
+            env_file = _download(client, report.new_run_id, names.ENVIRONMENT_JSON, Path(tmp_name))
             new_env = json.loads(env_file.read_text()) if env_file else None
-    if logged_env:
+    if logged_env and (new_env or not fresh_env):
+        # without the re-run's own record, this process's environment stands in for the
+        # current one; never for a fresh environment, which this process is not
         report.package_differences = package_differences(
             logged_env, new_env or environment_fingerprint()
         )

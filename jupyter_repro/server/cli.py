@@ -9,7 +9,7 @@ from typing import IO
 
 from ..errors import ReproError
 from .options import ServerOptions, parse_int
-from .plan import plan_server
+from .plan import plan_server, redact
 from .process import serve
 
 
@@ -30,6 +30,12 @@ def print_command(
         print(
             "jupyter-repro server: the server also needs MLFLOW_FLASK_SERVER_SECRET_KEY "
             f"(jupyter-repro server keeps one in {plan.auth.secret_key})",
+            file=err,
+        )
+    for name, value in plan.secret_env.items():
+        print(
+            f"jupyter-repro server: the server also needs {name}={redact(value)} in its "
+            "environment (it holds a password: not on the command line, not printed)",
             file=err,
         )
     if plan.auth and plan.auth.ini and not plan.auth.ini.exists():
@@ -108,6 +114,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"seconds to wait for the server to answer (default {d.timeout:g})",
     )
     s.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without --app-name: anyone who reaches the port "
+        "can then read and change every run (refused without this flag)",
+    )
+    s.add_argument(
         "--print-command",
         "--dry-run",
         action="store_true",
@@ -141,6 +153,7 @@ def server_command(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         timeout=timeout,
         mlflow_args=tuple(args.mlflow_args),
+        no_auth=args.no_auth,
     )
     if args.print_command:
         return print_command(options)

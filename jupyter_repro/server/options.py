@@ -90,6 +90,8 @@ class ServerOptions:
             (a TLS reverse proxy); it is printed and accepted by the security middleware.
         timeout: seconds to wait for ``/health`` before giving up.
         mlflow_args: further ``mlflow server`` arguments, passed verbatim.
+        no_auth: accept a non-loopback ``host`` without ``--app-name`` (anyone who reaches
+            the port can read and change every run); refused otherwise.
     """
 
     host: str = "127.0.0.1"
@@ -102,6 +104,7 @@ class ServerOptions:
     public_url: str | None = None
     timeout: float = 120.0
     mlflow_args: tuple[str, ...] = ()
+    no_auth: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,9 @@ class ServerPlan:
     Attributes:
         command: the ``mlflow server`` argv (``sys.executable -m mlflow server ...``).
         env: variables added to the server's environment (no secrets).
+        secret_env: variables the server needs that hold a secret (a backend URI with a
+            password, kept off the command line where ``ps`` shows it to every user);
+            never printed.
         tracking_uri: what users set ``MLFLOW_TRACKING_URI`` to.
         health_url: polled until it answers ``OK``.
         backend_store_uri: where runs and metrics live (may hold a password: redact).
@@ -145,6 +151,7 @@ class ServerPlan:
     artifacts_destination: str
     folder: Path | None
     auth: AuthFiles | None = None
+    secret_env: Mapping[str, str] = field(default_factory=dict)
     allowed_hosts: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 

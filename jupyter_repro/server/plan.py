@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ReproError
+from ..uris import redact
 from .options import (
     ARTIFACTS_FOLDER,
     AUTH_DB_FILE,
@@ -31,6 +32,8 @@ from .options import (
     ServerOptions,
     ServerPlan,
 )
+
+__all__ = ["plan_server", "redact"]
 
 #: ``mlflow server`` options this command sets itself; passing them after ``--`` would make
 #: the printed URL or the stores differ from what actually runs.
@@ -181,6 +184,13 @@ def check_options(options: ServerOptions) -> None:
             better = _OWN_OPTIONS[own]
             hint = f"use jupyter-repro server's own {better}" if better else "it is always set"
             raise ReproError(f"{own} cannot be passed to mlflow server after --: {hint}")
+    host = options.host.strip()
+    if not _is_loopback(host) and not options.app_name and not options.no_auth:
+        raise ReproError(
+            f"--host {host or '0.0.0.0'} without authentication lets anyone who reaches port "
+            f"{options.port} read and change every run: add --app-name basic-auth, or "
+            "--no-auth to accept that"
+        )
 
 
 @dataclass(frozen=True)
@@ -191,6 +201,8 @@ class Stores:
         backend: the backend store URI (may hold a password: redact before printing).
         backend_on_cli: pass it as ``--backend-store-uri`` (``False``: it came from
             ``$MLFLOW_BACKEND_STORE_URI`` and stays off the command line).
+        backend_secret: it holds a password: passed as ``$MLFLOW_BACKEND_STORE_URI`` in
+            the server's environment, never on its command line or printed.
         artifacts: the artifact destination (a local path made absolute, or a URI).
         artifacts_on_cli: pass it as ``--artifacts-destination``.
         uses_folder: either store lives in ``DIR``.
@@ -199,6 +211,7 @@ class Stores:
 
     backend: str
     backend_on_cli: bool
+    backend_secret: bool
     artifacts: str
     artifacts_on_cli: bool
     uses_folder: bool
@@ -225,7 +238,16 @@ def plan_stores(options: ServerOptions, folder: Path, environ: dict[str, str]) -
         artifacts, uses_folder = str(folder / ARTIFACTS_FOLDER), True
     elif _is_local_path(artifacts):
         artifacts = str(Path(artifacts).expanduser().absolute())
-    return Stores(backend, backend_on_cli, artifacts, artifacts_on_cli, uses_folder, tuple(notes))
+    secret = redact(backend) != backend
+    if secret and backend_on_cli:
+        backend_on_cli = False
+        notes.append(
+            "runs and metrics: the backend URI holds a password; it goes to the server in "
+            "$MLFLOW_BACKEND_STORE_URI, not on its command line"
+        )
+    return Stores(
+        backend, backend_on_cli, secret, artifacts, artifacts_on_cli, uses_folder, tuple(notes)
+    )
 
 
 def plan_auth(
@@ -384,15 +406,7 @@ def plan_server(options: ServerOptions) -> ServerPlan:
         artifacts_destination=stores.artifacts,
         folder=folder if uses_folder else None,
         auth=auth,
+        secret_env={"MLFLOW_BACKEND_STORE_URI": stores.backend} if stores.backend_secret else {},
         allowed_hosts=hosts.allowed_hosts,
         notes=stores.notes + hosts.notes,
     )
-
-
-def redact(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (for logs, never for the command)."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

@@ -12,12 +12,11 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from .. import _fast_import  # noqa: F401 - first: skips a slow import
 from ..errors import ReproError, run_command
-from ..fileio import atomic_write_text, check_writable
-from ..parameters import load_parameters_file, parse_value
+from ..fileio import atomic_write_text, check_report_path, check_writable
+from ..parameters import add_override_arguments, overrides
 from .config import apply_config, config_for, read_table, track_explicit
 from .lint import RuleError, resolve_rules
 from .options import SmokeOptions
@@ -69,26 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="warnings are failures")
     parser.add_argument("--lint-only", action="store_true", help="static checks only, run nothing")
     parser.add_argument("--no-lint", dest="lint", action="store_false", help="skip static checks")
-    parser.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="override a parameters-cell value",
-    )
-    parser.add_argument(
-        "-f",
-        "--parameters-file",
-        metavar="FILE.yaml",
-        help="parameter overrides from a YAML 1.2 mapping",
-    )
-    parser.add_argument(
-        "--allow-unknown",
-        action="store_true",
-        help="allow names the parameters cell does not define",
-    )
+    add_override_arguments(parser)
     parser.add_argument(
         "--jupytext", action="store_true", help="also find jupytext .py/.md notebooks in folders"
     )
@@ -153,11 +133,7 @@ def _rule_list(value: str | None) -> list[str] | None:
 
 def options_from_args(args: argparse.Namespace) -> SmokeOptions:
     """Build :class:`SmokeOptions` from parsed arguments (raises ReproError on bad values)."""
-    params: dict[str, Any] = {}
-    if args.parameters_file:
-        params.update(load_parameters_file(args.parameters_file))
-    for name, value in args.parameter:
-        params[name] = parse_value(value)
+    params = overrides(args)
     if args.jobs < 1:
         raise ReproError("--jobs must be at least 1")
     if args.timeout is not None and args.timeout <= 0:
@@ -272,8 +248,9 @@ class _Configured:
 
 def run(args: argparse.Namespace) -> int:
     """Run nb-smoke for parsed arguments; returns the exit code."""
-    from ..notebook import discover_notebooks
-    from .run import smoke_notebooks
+    from ..notebook import discover_notebooks, read_notebook
+    from .pairs import one_per_pair
+    from .run import smoke_files
 
     configured = _Configured(args)
     here = Path.cwd()
@@ -282,7 +259,14 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.json, "--json")
     check_writable(args.junit_xml, "--junit-xml")
     check_writable(args.sarif, "--sarif")
-    notebooks = list(discover_notebooks(args.paths, jupytext=options.jupytext))
+    found = list(discover_notebooks(args.paths, jupytext=options.jupytext))
+    inputs = [*found, *args.paths]  # both files of a jupytext pair are inputs
+    check_report_path(args.json, "--json", inputs)
+    check_report_path(args.junit_xml, "--junit-xml", [*inputs, *filter(None, [args.json])])
+    check_report_path(
+        args.sarif, "--sarif", [*inputs, *filter(None, [args.json, args.junit_xml])]
+    )
+    notebooks = one_per_pair(found, read_notebook)  # a jupytext pair is checked once
     if not notebooks:
         print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
@@ -293,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
     if github:
         progress.quiet_all = True
     try:
-        report = smoke_notebooks(
+        report = smoke_files(
             notebooks, options, on_result=progress, options_for=configured.options_for
         )
     finally:

@@ -84,32 +84,41 @@ def build_cells(nb: NotebookNode, parameters: dict[str, Any] | None = None) -> l
             cell["metadata"].pop("_nb_smoke_index", None)
 
 
-#: Code a plain IPython process cannot run as a kernel does (docs/nb-smoke.md, "Script
-#: mode and kernel mode"). Each pattern comes with the reason nb-smoke prints.
-SCRIPT_MODE_LIMITS: tuple[tuple[re.Pattern[str], str], ...] = (
+#: Code whose outcome script mode cannot make the same as a kernel's (docs/nb-smoke.md,
+#: "Script mode and kernel mode"); a notebook with any of it runs in kernel mode. Each
+#: pattern comes with the reason nb-smoke prints. The rest of what a cell can observe is
+#: the same in both modes (tests/test_smoke_fidelity.py).
+KERNEL_ONLY: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(r"get_ipython\(\)\.kernel\b|\bipykernel\b"),
         "uses the kernel object (get_ipython().kernel / ipykernel)",
     ),
     (
-        re.compile(r"\bipywidgets\b|\binteract(ive)?\("),
-        "uses ipywidgets, which need a frontend's comms",
+        re.compile(
+            r"^\s*(?:import|from)\s+comm\b|\bipywidgets\b|(?<![.\w])interact(?:ive|_manual)?\(",
+            re.M,
+        ),
+        "uses comms or ipywidgets, which need a kernel",
     ),
     (
-        re.compile(r"^\s*%matplotlib\s+(widget|ipympl|notebook|nbagg)\b", re.M),
-        "uses an interactive matplotlib backend (run with inline here)",
+        re.compile(r"^\s*%matplotlib\s+(?:widget|ipympl|notebook|nbagg)\b", re.M),
+        "uses an interactive matplotlib backend",
+    ),
+    (
+        re.compile(r"^\s*%(?:connect_info|qtconsole|autosave|subshell|less|more|man)\b", re.M),
+        "uses a kernel-only magic",
     ),
 )
 
 
-def script_mode_limits(cells: list[SpecCell]) -> list[tuple[int | None, str]]:
-    """Cells whose code a plain IPython process may run differently from a kernel.
+def kernel_only_reasons(cells: list[SpecCell]) -> list[tuple[int | None, str]]:
+    """Cells whose code only a kernel runs as Jupyter does, found in the source (µs a cell).
 
-    Returns ``(cell index, reason)`` pairs, at most one per reason; nb-smoke shows them
-    as notes in script mode and suggests ``--mode kernel``.
+    Returns ``(cell index, reason)`` pairs, at most one per reason; nb-smoke runs such a
+    notebook in kernel mode instead of script mode and says why in a note.
     """
     found: list[tuple[int | None, str]] = []
-    for pattern, reason in SCRIPT_MODE_LIMITS:
+    for pattern, reason in KERNEL_ONLY:
         for cell in cells:
             if cell.action == "run" and pattern.search(cell.source):
                 found.append((cell.index, reason))

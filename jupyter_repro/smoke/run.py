@@ -38,9 +38,10 @@ from ..notebook import (
 )
 from ..outputs import cell_comparison_mode, compare_cell_outputs, load_sanitizers, outputs_text
 from ..parameters import validate_parameters
-from .convert import SpecCell, build_cells, script_mode_limits
+from .convert import SpecCell, build_cells, kernel_only_reasons
 from .lint import lint_cells
 from .options import RAISES_TAG, SmokeOptions
+from .pairs import inputs_as_jupyter_opens, one_per_pair
 from .results import (
     ERROR,
     FAILED,
@@ -64,6 +65,9 @@ _KERNEL_ENV = (
     "IPYKERNEL_CELL_NAME",
     "MPLBACKEND",
     "PYDEVD_USE_FRAME_EVAL",
+    # Set when nb-smoke runs under pytest; ipykernel then leaves fd 1/2 alone and
+    # sys.stdout.fileno() raises, which a kernel started by Jupyter never does.
+    "PYTEST_CURRENT_TEST",
 )
 
 
@@ -105,8 +109,27 @@ def smoke_notebooks(
             those become ``error`` results and the others are still checked).
     """
     options = options or SmokeOptions()
+    return smoke_files(find_notebooks(paths, options), options, on_result, options_for)
+
+
+def find_notebooks(paths: Iterable[str | Path], options: SmokeOptions) -> list[Path]:
+    """The notebooks under ``paths`` (:func:`~jupyter_repro.notebook.discover_notebooks`),
+    each jupytext pair kept once (:func:`~jupyter_repro.smoke.pairs.one_per_pair`)."""
+    return one_per_pair(discover_notebooks(paths, jupytext=options.jupytext), read_notebook)
+
+
+def smoke_files(
+    notebooks: Sequence[Path],
+    options: SmokeOptions | None = None,
+    on_result: Callable[[NotebookResult], None] | None = None,
+    options_for: Callable[[Path], SmokeOptions] | None = None,
+) -> SmokeReport:
+    """:func:`smoke_notebooks` for notebook files already found (by
+    :func:`find_notebooks`, as the CLI does to count them).
+    """
+    options = options or SmokeOptions()
     started = time.monotonic()
-    notebooks = list(discover_notebooks(paths, jupytext=options.jupytext))
+    remove_stale_folders()  # left by an nb-smoke killed with -9
     found_kernels: list[dict[str, str]] = []
     results: list[NotebookResult | None] = [None] * len(notebooks)
     lock = threading.Lock()
@@ -158,7 +181,9 @@ def check_notebook(
     started = time.monotonic()
     result = NotebookResult(path=str(path), mode="lint" if options.lint_only else options.mode)
     try:
-        nb = read_notebook(path)
+        nb, pair_note = inputs_as_jupyter_opens(path, read_notebook(path))
+        if pair_note:
+            result.notices.append(Notice("jupytext_pair", pair_note, strict=False))
         if options.lint or options.lint_only:
             outcome = lint_cells(nb, options.rules)
             result.findings = outcome.findings
@@ -232,18 +257,21 @@ def _execute(
     for warning in validate_parameters(path, nb, params, options.allow_unknown):
         result.notices.append(Notice("parameter", warning, strict=False))
     mode, kernel_name = _resolve_mode(path, nb, options, kernels, result)
-    result.mode = mode
     cells = build_cells(nb, params)
     if mode == "script":
-        for index, reason in script_mode_limits(cells):
-            result.notices.append(
-                Notice(
-                    "script_mode_limit",
-                    f"{reason}: script mode may differ from a kernel; check with --mode kernel",
-                    cell_index=index,
-                    strict=False,
-                )
-            )
+        reasons = kernel_only_reasons(cells)
+        wanted = kernelspec_name(nb)
+        wanted = "python3" if wanted in (None, "python") else wanted
+        fallback = wanted if wanted in kernels else "python3" if "python3" in kernels else None
+        for index, reason in reasons:
+            if fallback is not None:
+                text = f"{reason}: run in kernel mode (kernel '{fallback}'), as script mode would differ"
+            else:
+                text = f"{reason}: script mode may differ from a kernel, and no Python kernel is installed"
+            result.notices.append(Notice("script_mode_limit", text, cell_index=index, strict=False))
+        if reasons and fallback is not None:
+            mode, kernel_name = "kernel", fallback
+    result.mode = mode
     spec = {
         "path": str(path),
         "mode": mode,
@@ -255,6 +283,17 @@ def _execute(
     runs = _run_repeats(path, spec, options)
     first = runs[0]
     _interpret(cells, *first, options, result)
+    left = [p for e in first[0] if e.get("event") == "leftovers" for p in e.get("processes", [])]
+    if left:
+        result.notices.append(
+            Notice(
+                "processes_left",
+                f"{len(left)} process{'es' if len(left) > 1 else ''} the notebook started "
+                f"{'were' if len(left) > 1 else 'was'} still running at its end and "
+                f"{'were' if len(left) > 1 else 'was'} killed: {'; '.join(left[:3])}",
+                strict=False,
+            )
+        )
     sanitizers = load_sanitizers(options.sanitize_with)
     if options.check_outputs and result.status == PASSED:
         _check_saved_outputs(nb, cells, result, sanitizers)
@@ -298,9 +337,10 @@ def _log_to_mlflow(
     options: SmokeOptions, result: NotebookResult,
 ) -> None:  # fmt: skip
     """--mlflow: one MLflow run per checked notebook, through batch's own logging path."""
+    from ..provenance import names
     from ..provenance.mlflow_log import log_finished_notebook
 
-    status = "FINISHED" if result.status == PASSED else "FAILED"
+    status = names.RunStatus.FINISHED if result.status == PASSED else names.RunStatus.FAILED
     error = None
     if result.failure is not None:
         f = result.failure
@@ -316,8 +356,8 @@ def _log_to_mlflow(
             tracking_uri=options.tracking_uri,
             experiment=options.experiment,
             extra_tags={
-                "jupyter_repro.source": "nb-smoke",
-                "jupyter_repro.smoke.mode": result.mode,
+                names.SOURCE: "nb-smoke",
+                names.SMOKE_MODE: result.mode,
             },
         )
     except Exception as exc:  # the check itself stands; say why it was not logged
@@ -337,9 +377,50 @@ def _run_repeats(
     """
     runs = []
     for _k in range(max(1, options.repeat)):
-        with tempfile.TemporaryDirectory(prefix="nb-smoke-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=TMP_PREFIX) as tmp:
+            _write_owner(Path(tmp))
             runs.append(_run_worker(path, spec, Path(tmp), options.timeout))
     return runs
+
+
+#: Prefix of nb-smoke's private temporary folders (in :func:`tempfile.gettempdir`).
+TMP_PREFIX = "nb-smoke-"
+_OWNER = "owner.json"
+
+
+def _write_owner(tmp: Path) -> None:
+    """Record which nb-smoke process owns ``tmp`` (pid and start time, for pid reuse)."""
+    import psutil
+
+    me = psutil.Process()
+    (tmp / _OWNER).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
+
+
+def remove_stale_folders(root: str | Path | None = None) -> list[Path]:
+    """Delete nb-smoke temporary folders whose nb-smoke process is gone (killed with -9).
+
+    Only folders with an owner record whose process no longer runs (same pid and start
+    time) are removed; a folder being set up (no record yet) and other users' folders are
+    left alone. Returns the folders removed.
+    """
+    import shutil
+
+    from ..processes import pid_alive
+
+    removed = []
+    base = Path(root or tempfile.gettempdir())
+    for folder in base.glob(TMP_PREFIX + "*"):
+        try:
+            if folder.stat().st_uid != os.getuid() or not folder.is_dir():
+                continue
+            owner = json.loads((folder / _OWNER).read_text())
+            if pid_alive(int(owner["pid"]), owner.get("create_time")):
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def _run_worker(
@@ -351,7 +432,11 @@ def _run_worker(
     env = {k: v for k, v in os.environ.items() if k not in _KERNEL_ENV}
     if spec["mode"] == "script":
         env["MPLBACKEND"] = INLINE_BACKEND  # a kernel sets the same for itself
+        env["JPY_PARENT_PID"] = str(os.getpid())  # jupyter_client gives a kernel this
     env["IPYTHONDIR"] = str(tmp / "ipython")  # no profile: no user startup code
+    # Kernel connection files go into the private folder too, so a kill -9 leaves none
+    # in the user's runtime dir (the folder itself is removed by the next run).
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp / "runtime")
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     cwd = path.resolve().parent
@@ -553,11 +638,23 @@ def _cell_outputs(
     """
     starts = [e for e in events if e.get("event") == "cell_start"]
     ends = {e["position"]: e for e in events if e.get("event") == "cell_end"}
+    displays = {pos: copy.deepcopy(end.get("outputs", [])) for pos, end in ends.items()}
+    # Displays updated in place after their cell ended (update_display_data, G07): kernel
+    # mode sends every cell's final outputs, script mode each update as it happens.
+    for event in events:
+        if event.get("event") == "final_outputs":
+            for key, outs in event.get("outputs", {}).items():
+                if int(key) in displays:
+                    displays[int(key)] = outs
+        elif event.get("event") == "display_update":
+            outs = displays.get(event["position"], [])
+            if 0 <= event["index"] < len(outs):
+                outs[event["index"]].update(data=event["data"], metadata=event["metadata"])
     found: dict[int, list[dict[str, Any]]] = {}
     for k, start in enumerate(starts):
         pos = start["position"]
         end = ends.get(pos, {})
-        outs = list(end.get("outputs", []))
+        outs = list(displays.get(pos, []))
         if end.get("streams") == "fd" or pos not in ends:
             nxt = starts[k + 1] if k + 1 < len(starts) else {}
             begin = end.get("stream_start") or start  # after the cell's last clear_output()

@@ -12,13 +12,27 @@ cell was running even when this process is killed:
 "outputs": [...], "streams": "fd" (script mode), "stream_start": {...} | null}``,
 ``{"event": "done"}``.
 
-Script mode: a plain ``InteractiveShell`` (IPython, no kernel) runs each cell with
-``run_cell``, so magics, ``!cmd`` lines and the display formatter behave as in a kernel.
+Script mode: an IPython ``InteractiveShell`` (no kernel, no ZMQ) runs each cell, so
+magics, ``!cmd`` lines and the display formatter behave as in a kernel. What user code can
+observe about its host is made the same as under ipykernel 7 (measured by the fidelity
+suite, tests/test_smoke_fidelity.py): cells run inside a running asyncio event loop,
+with the branch ipykernel's ``do_execute`` takes (top-level ``await`` as a coroutine of
+that loop, other cells with the blocking ``run_cell`` inside it), so ``asyncio.run()``
+raises as in a kernel; ``sys.stdout``/``sys.stderr`` are an ``OutStream`` with
+ipykernel's surface (no ``buffer``, ``isatty()`` False, ``str`` only); the shell, its
+display hook and publisher carry ipykernel's class names; the config has an
+``IPKernelApp`` section; ``sys.argv`` and ``sys.path`` are laid out as
+``ipykernel_launcher`` leaves them; ``input()``/``getpass()`` raise
+``StdinNotImplementedError``. What cannot be had without a kernel (``get_ipython().kernel``,
+comms, widgets, ``ipykernel`` in ``sys.modules``) is found statically and the notebook
+runs in kernel mode instead (:data:`jupyter_repro.smoke.convert.KERNEL_ONLY`).
 Kernel mode: nbclient runs the cells in a fresh Jupyter kernel.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import re
@@ -61,14 +75,117 @@ def _error(ename: str, evalue: str, line: int | None, tb: str) -> dict[str, Any]
 # -- script mode ----------------------------------------------------------------------
 
 
+class OutStream(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` with the surface of ipykernel's ``OutStream``.
+
+    A kernel replaces both streams with ``ipykernel.iostream.OutStream``: a text stream
+    without ``buffer``, ``mode``, ``line_buffering`` or ``reconfigure``, that takes only
+    ``str`` ("write() argument must be str"), says ``isatty() -> False``, has encoding
+    ``UTF-8`` and name ``stdout``/``stderr``. Code that works on a real console stream
+    (``sys.stdout.buffer.write``, field case G03) fails there, so it fails here too.
+    Text goes straight to the file descriptor (no buffering), which the parent slices per
+    cell, so it stays in order with what child processes and C code write to the fd.
+    (Importing ipykernel itself would cost ~0.7 s per notebook: it pulls in jupyter_client
+    and zmq.)
+    """
+
+    encoding = "UTF-8"
+
+    def __init__(self, name: str, fd: int) -> None:
+        super().__init__()
+        self.name = name
+        self._fd = fd
+        self._closed = False
+
+    def write(self, string: str) -> int:  # type: ignore[override]
+        if not isinstance(string, str):
+            raise TypeError(f"write() argument must be str, not {type(string)}")
+        if self._closed:
+            raise ValueError("I/O operation on closed file")
+        data = string.encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self._fd, data) :]
+        return len(string)
+
+    def writelines(self, sequence) -> None:  # type: ignore[override]
+        for string in sequence:
+            self.write(string)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def flush(self) -> None:
+        if self._closed:
+            return
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return self._closed
+
+
+def _kernel_like_process(spec_path: str) -> None:
+    """``sys.argv``, ``sys.path`` and environment as a kernel's user code sees them.
+
+    ipykernel_launcher drops the current directory from ``sys.path[0]`` and IPython's
+    ``InteractiveShellApp.init_path`` puts ``''`` back just before site-packages (so a
+    ``random.py`` beside the notebook does not shadow the standard library).
+    ``ZMQInteractiveShell.init_environment`` sets the colour and pager variables.
+    """
+    import ipykernel_launcher  # a module, not the ipykernel package: no import cost
+
+    if sys.path and (sys.path[0] in ("", os.getcwd())):
+        del sys.path[0]
+    if "" not in sys.path and not sys.flags.safe_path:
+        idx = next(
+            (
+                i
+                for i, p in enumerate(sys.path)
+                if os.path.basename(p) in ("site-packages", "dist-packages")
+            ),
+            0,
+        )
+        sys.path.insert(idx, "")
+    connection = os.path.join(os.path.dirname(os.path.abspath(spec_path)), "kernel.json")
+    # nbclient (nbconvert, nbmake, papermill) starts kernels with this extra argument.
+    sys.argv = [
+        ipykernel_launcher.__file__,
+        "-f",
+        connection,
+        "--HistoryManager.hist_file=:memory:",
+    ]
+    os.environ.update(
+        {
+            "TERM": "xterm-color",
+            "CLICOLOR": "1",
+            "FORCE_COLOR": "1",
+            "CLICOLOR_FORCE": "1",
+            "PAGER": "cat",
+            "GIT_PAGER": "cat",
+        }
+    )
+
+
 def _make_shell():
+    from IPython.core.autocall import ExitAutocall
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.error import StdinNotImplementedError
     from IPython.core.interactiveshell import InteractiveShell
-    from traitlets import Type
+    from traitlets import Type, default
 
-    class CapturingDisplayHook(DisplayHook):
+    class ZMQExitAutocall(ExitAutocall):
+        """``exit``/``quit`` as ipykernel names them (``ask_exit`` below ends the run)."""
+
+    class ZMQShellDisplayHook(DisplayHook):
         """Keeps a cell's result as an ``execute_result`` output instead of printing it."""
 
         def start_displayhook(self):
@@ -92,28 +209,57 @@ def _make_shell():
         def finish_displayhook(self):
             self.shell.in_displayhook = False
 
-    class CapturingDisplayPublisher(DisplayPublisher):
+    class ZMQDisplayPublisher(DisplayPublisher):
         """Keeps ``display()`` calls as ``display_data`` outputs, as a kernel does."""
 
         def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
-            self.shell.cell_outputs.append(
-                {
-                    "output_type": "display_data",
-                    "data": _jsonable(data),
-                    "metadata": _jsonable(metadata or {}),
-                }
-            )
+            shell = self.shell
+            output = {
+                "output_type": "display_data",
+                "data": _jsonable(data),
+                "metadata": _jsonable(metadata or {}),
+            }
+            display_id = (transient or {}).get("display_id")
+            if update:
+                # update_display_data: a frontend (and nbclient when it saves) replaces
+                # every output shown with this display_id, in whichever cell it is, and
+                # adds nothing here (field case G07).
+                for position, index in shell.display_map.get(display_id, []):
+                    if position == shell.position:
+                        shell.cell_outputs[index].update(
+                            data=output["data"], metadata=output["metadata"]
+                        )
+                    else:
+                        shell.smoke_events.emit(
+                            event="display_update",
+                            position=position,
+                            index=index,
+                            data=output["data"],
+                            metadata=output["metadata"],
+                        )
+                return
+            if display_id is not None:
+                shell.display_map.setdefault(display_id, []).append(
+                    (shell.position, len(shell.cell_outputs))
+                )
+            shell.cell_outputs.append(output)
 
         def clear_output(self, wait=False):
             # Displays are dropped here; printed text is dropped by starting the cell's
             # streams at the current end of stdout/stderr (the parent slices them).
+            for places in self.shell.display_map.values():
+                places[:] = [p for p in places if p[0] != self.shell.position]
             self.shell.cell_outputs.clear()
             sys.stdout.flush()
             sys.stderr.flush()
             self.shell.stream_start = {"stdout": _offset(1), "stderr": _offset(2)}
 
-    class SmokeShell(InteractiveShell):
-        """An InteractiveShell that remembers errors shown outside ``run_code``.
+    class ZMQInteractiveShell(InteractiveShell):
+        """An InteractiveShell, named as ipykernel's, that remembers errors shown outside
+        ``run_code``.
+
+        Notebooks (rich, tqdm, plotly) tell Jupyter from a terminal by the shell's class
+        name and by an ``IPKernelApp`` section in its config; both are as in a kernel.
 
         IPython's display formatter catches an exception raised by a rich repr
         (``_repr_html_``) and only shows its traceback; a Jupyter kernel reports that
@@ -123,8 +269,8 @@ def _make_shell():
         the notebook runs on: it is kept as an ``error`` output, not a failure.
         """
 
-        displayhook_class = Type(CapturingDisplayHook)
-        display_pub_class = Type(CapturingDisplayPublisher)
+        displayhook_class = Type(ZMQShellDisplayHook)
+        display_pub_class = Type(ZMQDisplayPublisher)
         shown_errors: list[BaseException]
         shown_tracebacks: list[tuple[BaseException, str]]
         in_displayhook = False
@@ -144,7 +290,11 @@ def _make_shell():
         def _showtraceback(self, etype, evalue, stb):
             # Keep the formatted traceback for the report instead of printing it, so a
             # cell's output is what the cell printed (as in kernel mode).
-            self.shown_tracebacks.append((evalue, self.InteractiveTB.stb2text(stb)))
+            self.shown_tracebacks.append((evalue, _strip_ansi(self.InteractiveTB.stb2text(stb))))
+
+        @default("exiter")
+        def _default_exiter(self):
+            return ZMQExitAutocall(self)
 
         def ask_exit(self):
             self.asked_exit = True
@@ -163,10 +313,22 @@ def _make_shell():
 
     config = Config()
     config.HistoryManager.hist_file = ":memory:"  # never the user's IPython history
-    shell = SmokeShell.instance(colors="nocolor", config=config)
+    # As ipykernel's ZMQInteractiveShell guarantees (tqdm.auto picks its notebook bar).
+    config.IPKernelApp.tqdm = "dummy value for https://github.com/tqdm/tqdm/pull/1628"
+    shell = ZMQInteractiveShell.instance(colors="neutral", config=config)
+    import warnings
+
+    # As ZMQInteractiveShell.__init__ does after InteractiveShell's: the filter it adds.
+    warnings.filterwarnings(
+        "ignore",
+        message=".*Trio's signal handling code might have collided.*",
+        category=RuntimeWarning,
+    )
     shell.shown_errors = []
     shell.shown_tracebacks = []
     shell.cell_outputs = []
+    shell.display_map = {}  # display_id -> [(position, index in that cell's outputs)]
+    shell.position = None
 
     def no_input(*_args: Any, **_kwargs: Any) -> str:
         raise StdinNotImplementedError(_INPUT_MESSAGE)
@@ -176,7 +338,6 @@ def _make_shell():
 
     builtins.input = no_input
     getpass.getpass = no_input
-    shell.user_ns["input"] = no_input
     return shell
 
 
@@ -207,13 +368,61 @@ def _cell_line(exc: BaseException, count: int) -> int | None:
     return None
 
 
-def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
+def run_script_mode(spec: dict[str, Any], events: _Events, spec_path: str = "") -> None:
+    """Run the spec's cells in this process, as a kernel would (see the module docs)."""
+    _kernel_like_process(spec_path)
+    sys.stdout = OutStream("stdout", 1)
+    sys.stderr = OutStream("stderr", 2)
     shell = _make_shell()
+    shell.smoke_events = events
     if spec.get("fast"):
         from jupyter_repro.smoke import fast
 
         fast.install(shell)
     events.emit(event="start", mode="script", pid=os.getpid())
+    # A kernel's cells run inside its running event loop; so do these. The loop is left
+    # open at the end (a kernel never closes it while the notebook runs).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(_run_cells(shell, spec, events))
+
+
+async def _execute(shell, code: str):
+    """One cell as ipykernel 7's ``IPythonKernel.do_execute`` runs it.
+
+    A cell with top-level ``await`` is a coroutine of the running loop; any other cell
+    runs with the blocking ``run_cell`` from inside the loop's task, as in a kernel.
+    """
+    from IPython.core.async_helpers import _asyncio_runner
+
+    preprocessing_exc_tuple = None
+    try:
+        transformed_cell = shell.transform_cell(code)
+    except Exception:
+        transformed_cell = code
+        preprocessing_exc_tuple = sys.exc_info()
+    if shell.loop_runner is _asyncio_runner and shell.should_run_async(
+        code, transformed_cell=transformed_cell, preprocessing_exc_tuple=preprocessing_exc_tuple
+    ):
+        res = None
+        try:
+            res = await asyncio.ensure_future(
+                shell.run_cell_async(
+                    code,
+                    store_history=True,
+                    silent=False,
+                    transformed_cell=transformed_cell,
+                    preprocessing_exc_tuple=preprocessing_exc_tuple,
+                )
+            )
+        finally:
+            shell.events.trigger("post_execute")
+            shell.events.trigger("post_run_cell", res)
+        return res
+    return shell.run_cell(code, store_history=True)
+
+
+async def _run_cells(shell, spec: dict[str, Any], events: _Events) -> None:
     for position, cell in enumerate(spec["cells"]):
         if cell["action"] != "run":
             continue
@@ -230,8 +439,9 @@ def run_script_mode(spec: dict[str, Any], events: _Events) -> None:
         shell.in_displayhook = False
         shell.cell_outputs = []
         shell.stream_start = None
+        shell.position = position
         count = shell.execution_count
-        result = shell.run_cell(cell["source"], store_history=True)
+        result = await _execute(shell, cell["source"])
         sys.stdout.flush()
         sys.stderr.flush()
         exc = result.error_before_exec or result.error_in_exec
@@ -302,7 +512,6 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
     import nbformat
     from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
 
     nb = nbformat.v4.new_notebook()
     nb.metadata = spec.get("metadata") or {}
@@ -336,53 +545,72 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
             run_sync(client.kc.execute_interactive)(
                 code, silent=True, store_history=False, timeout=60
             )
-        for position, cell in enumerate(nb.cells):
-            if spec["cells"][position]["action"] != "run":
-                continue
-            events.emit(event="cell_start", position=position)
-            try:
-                client.execute_cell(cell, position)
-            except DeadKernelError as exc:
-                events.emit(
-                    event="cell_end",
-                    position=position,
-                    ok=False,
-                    error=_error(
-                        "DeadKernelError",
-                        f"the kernel died during this cell ({exc})",
-                        None,
-                        "",
-                    ),
-                    outputs=_jsonable(cell.get("outputs", [])),
-                )
-                return
-            reply = replies.get(position, {}).get("content", {})
-            error = None
-            if reply.get("status") == "error":
-                # The error output has the real exception even where the reply does not
-                # (an exception in a rich repr gives ename "NoneType" in the reply).
-                shown = next(
-                    (o for o in cell.get("outputs", []) if o.get("output_type") == "error"),
-                    reply,
-                )
-                tb = _strip_ansi("\n".join(shown.get("traceback", [])))
-                ename = shown.get("ename", "Error")
-                evalue = shown.get("evalue", "")
-                if ename in ("SyntaxError", "IndentationError", "TabError"):
-                    evalue = _SYNTAX_WHERE.sub("", evalue)
-                error = _error(ename, evalue, _kernel_line(tb, cell.get("execution_count")), tb)
-            elif any(p.get("source") == "ask_exit" for p in reply.get("payload", [])):
-                error = _error("SystemExit", _EXIT_MESSAGE, None, "")
+        try:
+            _kernel_cells(client, nb, spec, events, replies)
+        finally:
+            # nbclient applies update_display_data to the output with that display_id in
+            # whichever cell it is; cells that ended before an update was sent get their
+            # final outputs here (field case G07).
+            events.emit(
+                event="final_outputs",
+                outputs={
+                    str(position): _jsonable(cell.get("outputs", []))
+                    for position, cell in enumerate(nb.cells)
+                    if spec["cells"][position]["action"] == "run"
+                },
+            )
+
+
+def _kernel_cells(client, nb, spec: dict[str, Any], events: _Events, replies: dict) -> None:
+    from nbclient.exceptions import DeadKernelError
+
+    for position, cell in enumerate(nb.cells):
+        if spec["cells"][position]["action"] != "run":
+            continue
+        events.emit(event="cell_start", position=position)
+        try:
+            client.execute_cell(cell, position)
+        except DeadKernelError as exc:
             events.emit(
                 event="cell_end",
                 position=position,
-                ok=error is None,
-                error=error,
+                ok=False,
+                error=_error(
+                    "DeadKernelError",
+                    f"the kernel died during this cell ({exc})",
+                    None,
+                    "",
+                ),
                 outputs=_jsonable(cell.get("outputs", [])),
             )
-            tagged = RAISES_TAG in spec["cells"][position]["tags"]
-            if error is not None and (not tagged or error["evalue"] == _EXIT_MESSAGE):
-                break
+            return
+        reply = replies.get(position, {}).get("content", {})
+        error = None
+        if reply.get("status") == "error":
+            # The error output has the real exception even where the reply does not
+            # (an exception in a rich repr gives ename "NoneType" in the reply).
+            shown = next(
+                (o for o in cell.get("outputs", []) if o.get("output_type") == "error"),
+                reply,
+            )
+            tb = _strip_ansi("\n".join(shown.get("traceback", [])))
+            ename = shown.get("ename", "Error")
+            evalue = shown.get("evalue", "")
+            if ename in ("SyntaxError", "IndentationError", "TabError"):
+                evalue = _SYNTAX_WHERE.sub("", evalue)
+            error = _error(ename, evalue, _kernel_line(tb, cell.get("execution_count")), tb)
+        elif any(p.get("source") == "ask_exit" for p in reply.get("payload", [])):
+            error = _error("SystemExit", _EXIT_MESSAGE, None, "")
+        events.emit(
+            event="cell_end",
+            position=position,
+            ok=error is None,
+            error=error,
+            outputs=_jsonable(cell.get("outputs", [])),
+        )
+        tagged = RAISES_TAG in spec["cells"][position]["tags"]
+        if error is not None and (not tagged or error["evalue"] == _EXIT_MESSAGE):
+            break
 
 
 def _create_time(pid: int | None) -> float | None:
@@ -399,6 +627,78 @@ def _kernel_line(tb: str, count: int | None) -> int | None:
     return None
 
 
+# -- processes the notebook started (field case G12) ------------------------------------
+
+
+def become_subreaper() -> bool:
+    """See :func:`jupyter_repro.processes.become_subreaper` (orphans stay below us)."""
+    from jupyter_repro.processes import become_subreaper as _become
+
+    return _become()
+
+
+def kill_descendants() -> list[str]:
+    """SIGKILL every process below this one and reap it; returns their command lines.
+
+    Repeats until none is left (one may fork while its siblings die).
+    """
+    import psutil
+
+    me = psutil.Process()
+    killed: list[str] = []
+    for _round in range(10):
+        try:
+            kids = [k for k in me.children(recursive=True) if k.status() != psutil.STATUS_ZOMBIE]
+        except psutil.Error:
+            kids = []
+        if not kids:
+            break
+        for kid in kids:
+            try:
+                killed.append(" ".join(kid.cmdline())[:200] or kid.name())
+            except psutil.Error:
+                pass
+            try:
+                kid.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(kids, timeout=2)
+    _reap()
+    return killed
+
+
+def _reap() -> None:
+    """Collect exit statuses of dead children (orphans re-parented here are children)."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def watch_parent(interval: float = 0.25) -> None:
+    """End this worker, with everything below it, when nb-smoke itself dies (kill -9).
+
+    A daemon thread compares ``os.getppid()`` with the parent at start; a parent that
+    dies re-parents this process, the thread kills the descendants and exits. (A
+    ``PR_SET_PDEATHSIG`` SIGKILL would leave the descendants to init.)
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                kill_descendants()
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nb-smoke-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec_path, events_path = argv
@@ -406,11 +706,13 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.load(fh)
     events = _Events(events_path)
     started = time.monotonic()
+    become_subreaper()
+    watch_parent()
     try:
         if spec["mode"] == "kernel":
             run_kernel_mode(spec, events)
         else:
-            run_script_mode(spec, events)
+            run_script_mode(spec, events, spec_path)
     except BaseException as exc:  # report anything, then let the parent decide
         events.emit(
             event="crash",
@@ -418,9 +720,18 @@ def main(argv: list[str] | None = None) -> int:
             evalue=str(exc),
             traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
         )
+        _end_processes(events)
         return 3
+    _end_processes(events)
     events.emit(event="done", seconds=time.monotonic() - started)
     return 0
+
+
+def _end_processes(events: _Events) -> None:
+    """Kill what the notebook left running; say so in an event the report turns into a note."""
+    killed = [c for c in kill_descendants() if "ipykernel_launcher" not in c]
+    if killed:
+        events.emit(event="leftovers", processes=killed)
 
 
 if __name__ == "__main__":
