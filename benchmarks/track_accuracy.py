@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Which cells must re-run after a one-cell edit, and which does each tool flag?
 
-    python benchmarks/track_accuracy.py [--workers 2] [--limit N] [--no-ipyflow]
+    python benchmarks/track_accuracy.py [--workers 2] [--limit N] [--tools track,ipyflow,rerun]
 
 The corpus: code cells of public tutorial notebooks nobody here wrote (repositories and
 commits in ``CORPUS`` below, fetched into ``benchmarks/.corpus/``, never committed), and
@@ -513,6 +513,8 @@ TOOLS: dict[str, Callable[[Pair], set[int]]] = {
     "ipyflow": ipyflow_flags,
     "rerun-below": rerun_below,
 }
+#: ``--tools`` names: short and shell-friendly (the full names are accepted too).
+TOOL_NAMES = {"track": "%track", "ipyflow": "ipyflow", "rerun": "rerun-below"}
 
 
 # -- one pair --------------------------------------------------------------------------
@@ -621,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N pairs")
     parser.add_argument("--no-ipyflow", action="store_true")
     parser.add_argument(
+        "--tools", default="track,ipyflow,rerun",
+        help="comma-separated tools to measure (track, ipyflow, rerun); default all three, "
+        "as for the published figures; e.g. --tools track for a quick iteration",
+    )  # fmt: skip
+    parser.add_argument(
         "--resume", type=Path, metavar="JSONL",
         help="a previous run's .jsonl: its pairs are kept, only the others are run",
     )  # fmt: skip
@@ -644,14 +651,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    tools = dict(TOOLS)
+    chosen = {TOOL_NAMES.get(t.strip(), t.strip()) for t in args.tools.split(",") if t.strip()}
+    unknown = chosen - set(TOOLS)
+    if unknown:
+        parser.error(f"--tools: unknown {', '.join(sorted(unknown))} "
+                     f"(choose from {', '.join(TOOL_NAMES)})")  # fmt: skip
+    tools = {name: tool for name, tool in TOOLS.items() if name in chosen}
     ipyflow_note = None
-    if args.no_ipyflow:
+    if "ipyflow" not in tools:
+        ipyflow_note = "left out (--tools)"
+    elif args.no_ipyflow:
         ipyflow_note = "left out (--no-ipyflow)"
     elif ipyflow_python() is None:
         ipyflow_note = "not installed in benchmarks/.corpus/ipyflow-venv (see kernel_driver.py)"
     if ipyflow_note:
-        del tools["ipyflow"]
+        tools.pop("ipyflow", None)
     import IPython
 
     import jupyter_repro

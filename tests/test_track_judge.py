@@ -86,12 +86,31 @@ def test_rebinding_an_input_makes_readers_stale_transitively():
 def test_staleness_travels_down_a_long_chain():
     nb = Notebook("x0 = [0]", *[f"x{i} = x{i - 1} + [{i}]" for i in range(1, 60)])
     nb.run(*nb.names)
+    nb.sources["A"] = "x0 = [-1]"  # re-run binding an equal value would change nothing
     nb.run("A")
     verdicts = nb.verdicts()
     assert len(verdicts) == 59 and all(v == {"stale"} for v in verdicts.values())
     report = judge(nb.tracker.state, nb.order())
     assert "changed by cell #1" in report.for_cell(nb.names[1])[0].message
     assert "which is itself flagged" in report.for_cell(nb.names[-1])[0].message
+
+
+def test_rerun_binding_an_equal_plain_value_changes_nothing():
+    nb = Notebook(
+        "n = 4\ns = 'a'\nt = (1, 2.5)\nd = {'k': [1]}\nL = [2, 3]",
+        "print(n, s, t, d, L)",
+    )
+    nb.run("A", "B", "A")
+    # d holds a list: not a plain value, so a new d is a change; the rest are equal
+    assert nb.verdicts() == {"B": {"stale"}}
+    assert nb.tracker.state.latest["A"].changed == ["d"]
+    for edit, name in [("n = True", "n"), ("z = -0.0", "z"), ("L = [2, 3.0]", "L")]:
+        old = {"n = True": "n = 1", "z = -0.0": "z = 0.0", "L = [2, 3.0]": "L = [2, 3]"}[edit]
+        nb = Notebook(old, f"print({name})")
+        nb.run("A", "B")
+        nb.sources["A"] = edit  # equal by == but printed otherwise: a change
+        nb.run("A")
+        assert nb.verdicts() == {"B": {"stale"}}, edit
 
 
 def test_calling_a_module_function_named_like_a_mutator_changes_nothing():
@@ -345,7 +364,8 @@ def test_judging_time_does_not_grow_with_history():
 
 
 def test_memory_keeps_only_the_runs_verdicts_need():
-    cells = [f"v{i} = [{i}]" if i % 2 == 0 else f"v{i} = v{i - 1} + [1]" for i in range(10)]
+    # lists too long to compare by value: each re-run is a change (see the test below)
+    cells = [f"v{i} = [{i}] * 40" if i % 2 == 0 else f"v{i} = v{i - 1} + [1]" for i in range(10)]
     pruned = Notebook(*cells)
     kept = Notebook(*cells)
     kept.tracker.state._prune_at = 10**9

@@ -106,6 +106,30 @@ SCENARIOS = [
             ("C", "dup[0].append(3)"), ("D", "print(base)")],
      ["A", "B", "C", "D", ("edit", "C", "dup[0].append(4)"), "C"],
      {"B": {"stale"}, "C": {"out_of_order"}, "D": {"stale"}}),
+    # a re-run that binds an equal plain value changes nothing a reader shows (the
+    # benchmark's output_only edits: a print added to `L = [...]`); a different value,
+    # -0.0 for 0.0, or a list another name still holds (the alias would split) does
+    ("equal-rebind", [("A", "L = [2, 3, 5]\nn = 4"), ("B", "print(L[0], n)")],
+     ["A", "B", ("edit", "A", "L = [2, 3, 5]\nn = 4\nprint('checked')"), "A"], {}),
+    ("changed-rebind", [("A", "L = [2, 3, 5]\nz = 0.0"), ("B", "print(L[0], z)")],
+     ["A", "B", ("edit", "A", "L = [2, 3, 5]\nz = -0.0"), "A"], {"B": {"stale"}}),
+    ("equal-rebind-aliased", [("A", "L = [2, 3, 5]"), ("B", "M = L"), ("C", "print(M)")],
+     ["A", "B", "C", ("edit", "A", "L = [2, 3, 5]\nprint('checked')"), "A"],
+     {"B": {"stale"}, "C": {"stale"}}),
+    # an import lists the working folder ('' on sys.path) when its finder's cache is out
+    # of date (A created a file there): that is the import system, not B's input, so
+    # the folder C creates below does not make B stale (it did, and every reader of
+    # what B imported with it)
+    ("import-lists-cwd", [("A", "import sys\nif '' not in sys.path:  # as in a JupyterLab kernel\n"
+                                "    sys.path.insert(0, '')\nopen('made.txt', 'w').close()"),
+                          ("B", "try:\n    import no_such_module  # looked for in every folder\n"
+                                "except ImportError:\n    pass"),
+                          ("C", "import os; os.makedirs('made_dir', exist_ok=True)")],
+     ["A", "B", "C"], {}),
+    ("listing-is-input", [("A", "open('made2.txt', 'w').close()"),
+                          ("B", "import os; names = sorted(os.listdir('.'))"),
+                          ("C", "import os\nos.makedirs('made_dir2', exist_ok=True)")],
+     ["A", "B", "C"], {"B": {"stale"}}),
     ("27", [("A", "import copy; base = [[1], [2]]"), ("B", "dup = copy.deepcopy(base)"),
             ("C", "dup[0].append(3)"), ("D", "print(base)")],
      ["A", "B", "C", "D", ("edit", "C", "dup[0].append(4)"), "C"],

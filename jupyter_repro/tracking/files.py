@@ -191,9 +191,30 @@ def _on_mkdir(access: FileAccess, args: tuple) -> None:
         access.write(name)
 
 
+#: where the import system lists the folders of ``sys.path`` from (its finders' caches,
+#: ``importlib.metadata``, ``pkgutil``): such a listing is an import, not the cell's input
+_IMPORT_CODE = ("<frozen importlib", "<frozen zipimport")
+_IMPORT_FILES = tuple(
+    os.path.join(os.path.dirname(os.__file__), part)
+    for part in ("importlib" + os.sep, "pkgutil.py", "zipimport.py")
+)
+
+
+def _by_import_system() -> bool:
+    """Whether the listing being audited was made by the import system (the code that
+    called ``os.listdir``/``os.scandir``: three frames up, past the hook and the
+    handler). ``import numpy`` lists the working folder, ``''`` on ``sys.path``; taking
+    that for the cell's input made every later file created there stale it."""
+    try:
+        caller = sys._getframe(3).f_code.co_filename
+    except ValueError:
+        return False
+    return caller.startswith(_IMPORT_CODE) or caller.startswith(_IMPORT_FILES)
+
+
 def _on_list(access: FileAccess, args: tuple) -> None:
     path = args[0] if args else None
-    if isinstance(path, int):
+    if isinstance(path, int) or _by_import_system():
         return
     name = _name(access, "." if path is None else path, listing=True)
     if name:

@@ -10,6 +10,7 @@ JSONL append, and nothing per statement, so loops inside a cell run at full spee
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ _SIZED = (list, dict, set, bytearray)
 #: ``Counter``, ``OrderedDict``, most user subclasses) is sized the same cheap way
 _BUILTIN_LENS = frozenset(t.__len__ for t in _SIZED)
 _SHAPED_MODULES = ("numpy", "pandas")
+#: references to an old value while :meth:`Tracker._same_plain` looks at it: the pending
+#: ``watched`` dict, the ``old`` argument, and ``sys.getrefcount``'s own
+_OWN_REFS = 3
 
 
 def _size(value: Any) -> Any:
@@ -53,6 +57,47 @@ def _size(value: Any) -> Any:
     if kind.__module__.startswith(_SHAPED_MODULES):
         return getattr(value, "shape", None)
     return None
+
+
+#: value types whose equality is exact and cheap (floats compared by ``repr``: 0.0 == -0.0)
+_PLAIN = frozenset({int, str, bytes, bool, type(None), range})
+_PLAIN_FLOATS = frozenset({float, complex})
+_PLAIN_MAX = 32  # elements of a list, tuple or dict compared by value
+
+
+def _plain_item(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return (kind, value)
+    if kind in _PLAIN_FLOATS:
+        return (kind, repr(value))
+    return _MISSING
+
+
+def plain_snapshot(value: Any) -> Any:
+    """A comparable copy of a small plain value (numbers, strings, and lists, tuples or
+    dicts of at most :data:`_PLAIN_MAX` of them), or ``_MISSING`` for anything else.
+
+    Two equal snapshots print alike: types are kept (``1`` is not ``True``) and floats
+    compare by ``repr`` (``0.0`` is not ``-0.0``). Cost: O(elements), ≤ 32.
+    """
+    kind = type(value)
+    if kind in _PLAIN or kind in _PLAIN_FLOATS:
+        return _plain_item(value)
+    if kind is list or kind is tuple:
+        if len(value) > _PLAIN_MAX:
+            return _MISSING
+        items = tuple(_plain_item(v) for v in value)
+    elif kind is dict:
+        if len(value) > _PLAIN_MAX:
+            return _MISSING
+        items = tuple((_plain_item(k), _plain_item(v)) for k, v in value.items())
+        if any(k is _MISSING or v is _MISSING for k, v in items):
+            return _MISSING
+        return (kind, items)
+    else:
+        return _MISSING
+    return _MISSING if _MISSING in items else (kind, items)
 
 
 def content_cell_id(source: str) -> str:
@@ -75,6 +120,7 @@ class _Pending:
     probes: dict[str, tuple[frozenset[int], tuple[Any, ...]]]
     budget: evidence.Budget
     unverified: set[str]
+    plain: dict[str, Any]
     t0: float
 
 
@@ -190,6 +236,17 @@ class Tracker:
             size = _size(value)
             if size is not None:
                 sizes[n] = size
+        # names the cell rebinds that hold a small plain value: a re-run binding an equal
+        # value (`L = [2, 3, 5]` again) changes nothing a reader could see
+        plain = {}
+        for n in analysis.defines:
+            if n in mutates or n not in state.last_write:
+                continue
+            value = watched.get(n, _MISSING)
+            if value is not _MISSING:
+                snap = plain_snapshot(value)
+                if snap is not _MISSING:
+                    plain[n] = snap
         cwd = os.getcwd()
         reads |= absolute_files(analysis.file_reads, cwd)
         event = ExecutionEvent(
@@ -207,8 +264,9 @@ class Tracker:
             seen={n: state.last_write.get(n) for n in reads},
         )
         self._pending = _Pending(
-            event, analysis, watched, sizes, probes, budget, unverified, time.perf_counter()
-        )
+            event, analysis, watched, sizes, probes, budget, unverified, plain,
+            time.perf_counter(),
+        )  # fmt: skip
         if self.files:
             files.start()
 
@@ -245,6 +303,9 @@ class Tracker:
             if namespace.get(n, _MISSING) is not old
             or (n in pending.analysis.defines and n not in last_write and old is not _MISSING)
         }
+        for n, snap in pending.plain.items():
+            if n in changed and self._same_plain(n, snap, pending.watched[n], namespace):
+                changed.discard(n)
         if pending.analysis.star_import:  # names it bound that did not exist before
             changed.update(
                 n for n in namespace if n not in pending.watched and not n.startswith("_")
@@ -306,6 +367,20 @@ class Tracker:
         if self.writer is not None:
             self.writer.append({**event.to_json(), "session": self.session_id})
         return event
+
+    @staticmethod
+    def _same_plain(name: str, snap: Any, old: Any, namespace: Mapping[str, Any]) -> bool:
+        """Whether ``name`` was rebound to a value equal to ``snap`` (its plain value
+        before the run) in a way no reader can tell apart: for a list or dict, the old
+        object must be held by nothing else (its reference count: this tracker's two
+        references and the call's), else an alias that followed it in a top-to-bottom run
+        would now be split from it."""
+        new = namespace.get(name, _MISSING)
+        if new is _MISSING or plain_snapshot(new) != snap:
+            return False
+        if type(old) is list or type(old) is dict:
+            return sys.getrefcount(old) <= _OWN_REFS
+        return True
 
     def _shared(
         self,
