@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -217,3 +219,47 @@ def run_once(tmp_path_factory, key: str, build) -> tuple[Path, Completed]:
             proc = build(folder)
             done.write_text(json.dumps([proc.returncode, proc.stdout, proc.stderr]))
     return folder, Completed(*json.loads(done.read_text()))
+
+
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path, timeout: float = 400) -> Iterator[str]:
+    """A real ``mlflow server`` on a free loopback port (sqlite store and served artifacts
+    in ``folder``, no authentication), its URL while the block runs; its whole process
+    group is stopped afterwards. ``timeout``: seconds to wait for ``/health``."""
+    import sys
+
+    from helpers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    log = (folder / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            url.rsplit(":", 1)[1],
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "server-artifacts"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=folder,
+    )
+    try:
+        wait_for(lambda: proc.poll() is not None or healthy(url), timeout, "mlflow server")
+        assert proc.poll() is None, (folder / "server.log").read_text()
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import git
@@ -23,9 +21,9 @@ from batch_support import (
     batch,
     client,
     gc,
-    healthy,
     make_notebook,
     ready_store,
+    running_mlflow_server,
     runs_of,
     wait_for,
 )
@@ -203,39 +201,8 @@ def test_an_unreachable_tracking_uri_is_one_line_naming_it_without_its_password(
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real ``mlflow server`` (no authentication: it ignores the credentials sent)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=tmp_path,
-    )
-    try:
-        wait_for(lambda: proc.poll() is not None or healthy(url), 400, "mlflow server")
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        yield port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    with running_mlflow_server(tmp_path) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def test_batch_summary_json_and_gc_never_show_the_tracking_uri_password(tmp_path, mlflow_server):
