@@ -111,7 +111,8 @@ def test_g12_detached_children_of_a_run_are_gone_after_it(tmp_path):
         "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], "
         "start_new_session=True)\n"
         "q = subprocess.run([sys.executable, '-c', \"import subprocess, sys; p = subprocess.Popen("
-        "[sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True); "
+        "[sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "  # not holding q's pipes
         'print(p.pid)"], capture_output=True, text=True)\n'
         "open('pids.txt', 'w').write(f'{p.pid} {q.stdout.strip()}')\n"
         "if fail: raise ValueError('fails after starting them')"
