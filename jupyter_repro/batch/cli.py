@@ -75,17 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
         "sqlite:///<project>/mlruns/mlflow.db)",
     )
-    b.add_argument(
-        "--output-dir", default="runs", help="executed notebooks go to DIR/<experiment>/"
-    )
-    b.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="declared input file or folder (hashed, logged as an MLflow dataset)",
-    )
-    b.add_argument("--heartbeat-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+    add_run_arguments(b)
     b.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=run_batch_command)
@@ -161,6 +151,22 @@ def write_json_atomic(path: str, data: dict) -> None:
     from ..fileio import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=1, default=str))
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every command that makes batch runs shares (``batch``, ``tune``): where
+    executed notebooks go, declared data inputs, the heartbeat interval (seconds)."""
+    parser.add_argument(
+        "--output-dir", default="runs", help="executed notebooks go to DIR/<experiment>/"
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="declared input file or folder (hashed, logged as an MLflow dataset)",
+    )
+    parser.add_argument("--heartbeat-interval", type=float, default=30.0, help=argparse.SUPPRESS)
 
 
 def gc_command(args: argparse.Namespace) -> int:

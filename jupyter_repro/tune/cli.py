@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--metric", required=True, metavar="NAME", help="the recorded metric")
     t.add_argument("--direction", choices=("minimize", "maximize"), default="minimize")
     t.add_argument("-j", "--jobs", type=int, default=1, help="trials at once (default 1)")
+    from ..batch.cli import add_run_arguments
     from ..batch.registry import ExecutorNames
 
     t.add_argument(
@@ -94,17 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--kernel", default=None, help="kernelspec to use instead of the notebook's")
     t.add_argument("--experiment", default=None, help="MLflow experiment (default: notebook name)")
     t.add_argument("--tracking-uri", default=None, help="as for batch")
-    t.add_argument(
-        "--output-dir", default="runs", help="executed notebooks go to DIR/<experiment>/"
-    )
-    t.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="declared input file or folder (hashed, logged as an MLflow dataset)",
-    )
-    t.add_argument("--heartbeat-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+    add_run_arguments(t)
     t.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     t.set_defaults(func=tune_command)
     extend_gc(subparsers)
