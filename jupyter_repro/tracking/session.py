@@ -358,7 +358,11 @@ class TrackSession:
 def notice_lines(findings: list[Finding], stale_cells: list[NotebookCell]) -> list[str]:
     """The one-line notices under the cell that just ran: its own serious findings, and
     the cells this run has just made stale."""
-    lines = [f"%track: {f.message} [{f.verdict.value}]" for f in findings if f.verdict in _SERIOUS]
+    lines = [
+        f"%track: {f.message} [{f.verdict.value}]"
+        for f in findings
+        if f.verdict in _SERIOUS and not f.information
+    ]
     if stale_cells:
         cells = ", ".join(f"#{c.index + 1}" if c.placed else "a new cell" for c in stale_cells)
         lines.append(
@@ -382,10 +386,11 @@ def format_report(report: TrackReport) -> str:
     if report.findings:
         lines.append("")
         for f in report.findings:
-            lines.append(f"#{f.cell_index + 1} {f.verdict.value}: {f.message}")
+            level = " (information)" if f.information else ""
+            lines.append(f"#{f.cell_index + 1} {f.verdict.value}{level}: {f.message}")
     s = report.summary
     lines.append("")
-    flagged = [f for f in report.findings if not f.verdict.information]
+    flagged = [f for f in report.findings if not f.information]
     if s.consistent and not flagged:  # never "equals a clean run" next to a flagged cell
         lines.append(f"state equals a clean top-to-bottom run (order from {s.order_source})")
     else:
