@@ -205,9 +205,7 @@ def test_scenario_gives_expected_verdicts(lab, number, cells, steps, expected):
     report = lab.report()
     assert _named(report, prefix) == expected, report["findings"]
     quiet = INFORMATION_ONLY.get(number, set())
-    flagged = {
-        c: vs - {MD} for c, vs in expected.items() if c not in quiet and vs - {MD}
-    }
+    flagged = {c: vs - {MD} for c, vs in expected.items() if c not in quiet and vs - {MD}}
     assert {
         c["cell_id"].removeprefix(prefix): set(c["flagged"])
         for c in report["cells"] if c["flagged"]

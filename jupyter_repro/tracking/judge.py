@@ -494,10 +494,16 @@ class _Judge:
         in the module docs)."""
         log = self.state.write_log.get(name, ())
         k = bisect.bisect_right(log, (e.seq, "\uffff"))
-        later = [cid for _, cid in log[k:]] or [self.state.events[self.state.last_write[name]].cell_id]
-        below = not is_file and self.order.cells[i].placed and all(
-            (p := self.pos.get(cid)) is not None and p > i and self.order.cells[p].placed
-            for cid in later
+        later = [cid for _, cid in log[k:]] or [
+            self.state.events[self.state.last_write[name]].cell_id
+        ]
+        below = (
+            not is_file
+            and self.order.cells[i].placed
+            and all(
+                (p := self.pos.get(cid)) is not None and p > i and self.order.cells[p].placed
+                for cid in later
+            )
         )
         last = later[-1]
         if below:
