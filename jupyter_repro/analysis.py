@@ -35,9 +35,10 @@ import builtins
 import os
 import re
 import symtable
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, ClassVar
 
 #: Names the IPython shell puts in every user namespace, besides builtins.
 IPYTHON_NAMES = frozenset(
@@ -711,9 +712,33 @@ class _CellVisitor(ast.NodeVisitor):
             classes=dict(self.classes),
         )
 
+    # -- dispatch ----------------------------------------------------------------------
+    # ``ast.NodeVisitor`` looks the method up by name for every node; a cell is analysed
+    # before it runs, on the path of every execution (docs/tracking.md, "Overhead"), so the
+    # lookup is cached per node class and the contexts (Load/Store/Del) are not visited.
+    _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
+
+    def visit(self, node: ast.AST) -> Any:
+        method = self._dispatch.get(node.__class__)
+        if method is None:
+            cls = type(self)
+            method = getattr(cls, "visit_" + node.__class__.__name__, cls.generic_visit)
+            self._dispatch[node.__class__] = method
+        return method(self, node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for attr in node._fields:
+            value = getattr(node, attr, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        self.visit(item)
+            elif isinstance(value, ast.AST) and not isinstance(value, ast.expr_context):
+                self.visit(value)
+
     # -- names -------------------------------------------------------------------------
     def _load(self, name: str) -> None:
-        if any(name in scope for scope in self.shadows):
+        if self.shadows and any(name in scope for scope in self.shadows):
             return
         if name not in self.bound and not is_builtin_name(name):
             self.reads.add(name)
