@@ -35,6 +35,8 @@ import builtins
 import os
 import re
 import symtable
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -578,20 +580,52 @@ def _transformer():
     return TransformerManager()
 
 
-def analyze_cell(source: str, transformed: bool = False) -> CellAnalysis:
+#: Analyses by (source, transformed), least recently used first; at most _ANALYSES_MAX.
+_ANALYSES: OrderedDict[tuple[str, bool], CellAnalysis] = OrderedDict()
+_ANALYSES_MAX = 4096
+_ANALYSES_LOCK = threading.Lock()
+
+
+def analyze_cell(
+    source: str, transformed: bool = False, tree: ast.Module | None = None
+) -> CellAnalysis:
     """Analyse one cell's source. ``transformed=True`` skips IPython's transformation.
 
-    Never raises for bad code: a cell that does not parse gives ``syntax_error`` set.
+    ``tree``: the syntax tree IPython itself parsed from this very source (``%track``
+    gets it from the shell's ``ast_transformers``, saving a second parse on the path of
+    every execution). It is used only for plain Python (no ``%``, ``!``, ``?``, no
+    leading blank line), where IPython's transformation leaves the code and its line
+    numbers unchanged; otherwise the source is parsed here. Results are cached by source
+    (4,096 cells). Never raises for bad code: a cell that does not parse gives
+    ``syntax_error`` set.
     """
-    return _analyze_cached(source, transformed)
+    key = (source, transformed)
+    found = _ANALYSES.get(key)
+    if found is not None:
+        return found
+    if tree is None or transformed or not _plain_python(source):
+        parsed = parse_cell(source, transformed)
+        if isinstance(parsed, SyntaxError):
+            result = CellAnalysis(syntax_error=parsed)
+        else:
+            result = _analyze_tree(source if transformed else _safe_transform(source), parsed)
+    else:
+        result = _analyze_tree(source, tree)
+    with _ANALYSES_LOCK:
+        _ANALYSES[key] = result
+        if len(_ANALYSES) > _ANALYSES_MAX:
+            _ANALYSES.popitem(last=False)
+    return result
 
 
-@lru_cache(maxsize=4096)
-def _analyze_cached(source: str, transformed: bool) -> CellAnalysis:
-    tree = parse_cell(source, transformed)
-    if isinstance(tree, SyntaxError):
-        return CellAnalysis(syntax_error=tree)
-    code = source if transformed else _safe_transform(source)
+def _plain_python(source: str) -> bool:
+    """Whether IPython's transformation returns ``source`` line for line (see
+    :func:`transform_cell`): no IPython syntax, and no leading blank line (IPython drops
+    those, which would shift every line number)."""
+    return bool(source) and source[0] not in " \t\r\n" and transform_cell(source) == source
+
+
+def _analyze_tree(code: str, tree: ast.Module) -> CellAnalysis:
     visitor = _CellVisitor(code)
     for stmt in tree.body:
         visitor.visit(stmt)
