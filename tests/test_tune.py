@@ -431,15 +431,14 @@ def _get_json(url: str):
 
 
 @contextlib.contextmanager
-def running_optuna_dashboard(storage: str, folder: Path):
-    """A real ``optuna-dashboard`` server over ``storage`` on a free loopback port."""
+def running_optuna_dashboard(storage: str, folder: Path, url: str):
+    """A real ``optuna-dashboard`` server over an existing ``storage`` at ``url``
+    (``http://127.0.0.1:PORT``, a free port)."""
     import sys
     import urllib.request
 
     from batch_support import wait_for
-    from helpers import free_port
 
-    url = f"http://127.0.0.1:{free_port()}"
     log = (folder / "dashboard.log").open("w")
     proc = subprocess.Popen(
         [
@@ -468,11 +467,13 @@ def running_optuna_dashboard(storage: str, folder: Path):
         assert proc.poll() is None, (folder / "dashboard.log").read_text()
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         log.close()
 
 
@@ -494,31 +495,34 @@ def test_every_trial_is_linked_between_optuna_dashboard_and_the_mlflow_ui(tmp_pa
     with running_mlflow_server(tmp_path) as ui:
         # the store the server reads: tune writes to it directly, as beside `mlflow ui`
         uri = f"sqlite:///{tmp_path / 'server.db'}"
-        with running_optuna_dashboard(storage, tmp_path) as dash:
-            done = tune(
-                nb,
-                "--space",
-                "space.yaml",
-                "--trials",
-                "3",
-                "--metric",
-                "loss",
-                "-j",
-                "2",
-                "--sampler",
-                "random",
-                "--seed",
-                "1",
-                "--storage",
-                storage,
-                "--mlflow-ui",
-                ui,
-                "--dashboard-url",
-                dash,
-                cwd=tmp_path,
-                uri=uri,
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
+        from helpers import free_port
+
+        dash = f"http://127.0.0.1:{free_port()}"  # where the dashboard will serve the study
+        done = tune(
+            nb,
+            "--space",
+            "space.yaml",
+            "--trials",
+            "3",
+            "--metric",
+            "loss",
+            "-j",
+            "2",
+            "--sampler",
+            "random",
+            "--seed",
+            "1",
+            "--storage",
+            storage,
+            "--mlflow-ui",
+            ui,
+            "--dashboard-url",
+            dash,
+            cwd=tmp_path,
+            uri=uri,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        with running_optuna_dashboard(storage, tmp_path, dash):
             studies = _get_json(dash + "/api/studies")["study_summaries"]
             [summary] = [s for s in studies if s["study_name"] == "quad"]
             detail = _get_json(f"{dash}/api/studies/{summary['study_id']}")

@@ -328,6 +328,7 @@ class _Tuner:
         self.jobs = min(options.jobs, options.trials)
         self.asked: Any = None  # a trial asked but not yet in flight (told FAIL on a stop)
         self._beating = threading.Event()
+        self._warming = threading.Thread(target=self._warm_plots, name="jrepro-plots", daemon=True)
 
     # --- the study's parent MLflow run ---------------------------------------------
 
@@ -394,6 +395,8 @@ class _Tuner:
 
         from ..provenance.store import retry_locked
 
+        if self._warming.is_alive():  # the imports started with the study (_warm_plots)
+            self._warming.join(timeout=120)
         try:
             import matplotlib
 
@@ -425,6 +428,21 @@ class _Tuner:
     def study_json(self, target: Path) -> None:
         """Write the report as JSON (an artifact of the parent run)."""
         target.write_text(json.dumps(self.report.to_dict(), indent=1, default=str))
+
+    @staticmethod
+    def _warm_plots() -> None:
+        """Import what the study's plots need (matplotlib, Optuna's importance evaluators,
+        which import scikit-learn and SciPy) while the first trials run: seconds of CPU
+        that would otherwise come after the last trial, in a process that mostly waits."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot
+            import optuna.importance  # noqa: F401
+            from optuna.visualization import matplotlib as _vis  # noqa: F401
+        except Exception:  # _log_plots imports again and says what is missing
+            return
 
     # --- optuna heartbeats for in-flight trials ------------------------------------
 
@@ -594,6 +612,7 @@ class _Tuner:
         try:
             from ..provenance.gc import Heartbeat
 
+            self._warming.start()
             self._open_parent()
             beat.start()
             with Heartbeat(r.uri, self.parent_id, o.run.heartbeat_interval):
