@@ -30,10 +30,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -101,6 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     xs = [round(0.5 * i, 2) for i in range(args.runs)]
     work = Path(tempfile.mkdtemp(prefix="tune-bench-"))
+    atexit.register(shutil.rmtree, work, True)  # its stores and runs, also after a failure
     nb = make_notebook(work)
     (work / "grid.yaml").write_text(f"x: {xs}\n")
     (work / "space.yaml").write_text(f"x: {{type: categorical, choices: {xs}}}\n")
