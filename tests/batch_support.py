@@ -122,13 +122,15 @@ def sleeper_notebook(path: Path, pid_dir: Path, seconds: int = 120) -> Path:
 
 
 def healthy(url: str) -> bool:
-    """Whether an MLflow server at ``url`` answers ``/health``."""
+    """Whether an MLflow server at ``url`` answers ``/health`` (not whatever else took
+    the port first: a kernel's ZMQ socket answers with bytes that are not HTTP)."""
+    import http.client
     import urllib.request
 
     try:
         with urllib.request.urlopen(url + "/health", timeout=2) as response:
             return response.status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
 
 

@@ -7,6 +7,7 @@ slow test runs a small study and checks many facts of it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -419,3 +420,144 @@ def _alive(pid: int) -> bool:
     from batch_support import pid_running
 
     return pid_running(pid)
+
+
+def _get_json(url: str):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200, url
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def running_optuna_dashboard(storage: str, folder: Path, url: str):
+    """A real ``optuna-dashboard`` server over an existing ``storage`` at ``url``
+    (``http://127.0.0.1:PORT``, a free port)."""
+    import sys
+    import urllib.request
+
+    from batch_support import wait_for
+
+    log = (folder / "dashboard.log").open("w")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "optuna-dashboard"),
+            storage,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            url.rsplit(":", 1)[1],
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/api/studies", timeout=2):
+                return True
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        wait_for(up, 120, "optuna-dashboard")
+        assert proc.poll() is None, (folder / "dashboard.log").read_text()
+        yield url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+
+
+@pytest.mark.slow
+def test_every_trial_is_linked_between_optuna_dashboard_and_the_mlflow_ui(tmp_path):
+    """The done-when of issue 18: each trial seen in optuna-dashboard (its HTTP API, as its
+    page reads it) names its MLflow run by id and by a URL that the MLflow server resolves;
+    each run names its study, storage (no credentials) and trial, and links back."""
+    import urllib.parse
+    import urllib.request
+
+    from batch_support import running_mlflow_server
+
+    nb = quad_notebook(tmp_path / "quad.ipynb")
+    (tmp_path / "space.yaml").write_text(
+        "x: {type: float, low: 0, high: 4}\nlayers: {type: int, low: 1, high: 2}\n"
+    )
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with running_mlflow_server(tmp_path) as ui:
+        # the store the server reads: tune writes to it directly, as beside `mlflow ui`
+        uri = f"sqlite:///{tmp_path / 'server.db'}"
+        from helpers import free_port
+
+        dash = f"http://127.0.0.1:{free_port()}"  # where the dashboard will serve the study
+        done = tune(
+            nb,
+            "--space",
+            "space.yaml",
+            "--trials",
+            "3",
+            "--metric",
+            "loss",
+            "-j",
+            "2",
+            "--sampler",
+            "random",
+            "--seed",
+            "1",
+            "--storage",
+            storage,
+            "--mlflow-ui",
+            ui,
+            "--dashboard-url",
+            dash,
+            cwd=tmp_path,
+            uri=uri,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        with running_optuna_dashboard(storage, tmp_path, dash):
+            studies = _get_json(dash + "/api/studies")["study_summaries"]
+            [summary] = [s for s in studies if s["study_name"] == "quad"]
+            detail = _get_json(f"{dash}/api/studies/{summary['study_id']}")
+            # the trial page the runs link to is served (the dashboard's own route)
+            with urllib.request.urlopen(
+                f"{dash}/dashboard/studies/{summary['study_id']}/trials?numbers=0", timeout=30
+            ) as page:
+                assert page.status == 200 and b"<html" in page.read().lower()
+        trials = detail["trials"]
+        assert sorted(t["number"] for t in trials) == [0, 1, 2]
+        for t in trials:
+            assert t["state"] == "Complete", t
+            attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
+            run_id, link = attrs["mlflow_run_id"], attrs["mlflow_run_url"]
+            # the URL is the MLflow UI's page of that run: the server serves the UI at its
+            # base, and the ids in the fragment name the run it holds
+            base, _, fragment = link.partition("#")
+            assert base.rstrip("/") == ui
+            with urllib.request.urlopen(base, timeout=30) as page:
+                assert page.status == 200 and b"<html" in page.read().lower()
+            _, exps, experiment_id, runs, linked = fragment.split("/")
+            assert (exps, runs, linked) == ("experiments", "runs", run_id)
+            q = urllib.parse.urlencode({"run_id": run_id})
+            run = _get_json(f"{ui}/api/2.0/mlflow/runs/get?{q}")["run"]
+            assert run["info"]["experiment_id"] == experiment_id
+            assert run["info"]["status"] == "FINISHED"
+            tags = {x["key"]: x["value"] for x in run["data"]["tags"]}
+            assert tags["jupyter_repro.tune.study"] == "quad"
+            assert tags["jupyter_repro.tune.storage"] == storage
+            assert tags["jupyter_repro.tune.trial"] == str(t["number"])
+            back = f"{dash}/dashboard/studies/{summary['study_id']}/trials?numbers={t['number']}"
+            assert tags["jupyter_repro.tune.dashboard_url"] == back
+            assert f"]({back})" in tags["mlflow.note.content"]
+            params = {x["key"]: x["value"] for x in run["data"]["params"]}
+            for p in t["params"]:  # the dashboard's values are the run's parameters
+                assert float(params[p["name"]]) == float(p["param_external_value"])
+            metrics = {x["key"]: x["value"] for x in run["data"]["metrics"]}
+            assert metrics["loss"] == pytest.approx(t["values"][0])

@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ReproError
 from ..parameters import add_override_arguments
 from ..uris import redact, redact_text
+
+if TYPE_CHECKING:
+    from .runner import BatchOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,8 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each time, and log every run to MLflow with its code, data, parameters, "
         "environment and execution.",
     )
-    from .registry import ExecutorNames
-
     b.add_argument("notebook", help=".ipynb or jupytext .py/.md notebook")
     add_override_arguments(b)
     b.add_argument(
@@ -37,43 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--executor dask and no --scheduler (default: one per core); ignored with --scheduler",
     )
     b.add_argument(
-        "--executor",
-        choices=ExecutorNames(),
-        default="local",
-        help="where runs execute: local worker processes (default), a dask cluster, or "
-        "another registered executor (entry point group jupyter_repro.executors)",
-    )
-    b.add_argument(
-        "--scheduler",
-        metavar="tcp://HOST:PORT",
-        default=None,
-        help="with --executor dask: the dask scheduler to submit to (default: start a "
-        "LocalCluster on this machine)",
-    )
-    b.add_argument(
-        "--shared-fs",
-        action="store_true",
-        help="with --executor dask: workers see this file system, so the notebook and "
-        "--data inputs are not shipped to them",
-    )
-    b.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="with --executor dask: wait this long for the scheduler and a first worker "
-        "(default 30)",
-    )
-    b.add_argument(
         "--timeout", type=float, default=None, metavar="SECONDS", help="seconds allowed per run"
-    )
-    b.add_argument("--kernel", default=None, help="kernelspec to use instead of the notebook's")
-    b.add_argument("--experiment", default=None, help="MLflow experiment (default: notebook name)")
-    b.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-        "sqlite:///<project>/mlruns/mlflow.db)",
     )
     add_run_arguments(b)
     b.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
@@ -106,29 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_batch_command(args: argparse.Namespace) -> int:
     """``jupyter-repro batch``: exit 0 all finished, 1 a run failed, 2 bad input."""
     from .grid import parameter_sets
-    from .runner import BatchOptions, format_table, run_batch
+    from .runner import format_table, run_batch
 
     sets = parameter_sets(args.parameter, args.parameters_file, args.grid)
-    if args.timeout is not None and args.timeout <= 0:
-        raise ReproError(f"--timeout must be positive, not {args.timeout:g}")
-    if args.heartbeat_interval <= 0:
-        raise ReproError(f"--heartbeat-interval must be positive, not {args.heartbeat_interval:g}")
-    options = BatchOptions(
-        experiment=args.experiment,
-        tracking_uri=args.tracking_uri,
-        jobs=args.jobs,
-        timeout=args.timeout,
-        kernel=args.kernel,
-        output_dir=args.output_dir,
-        allow_unknown=args.allow_unknown,
-        data=tuple(args.data),
-        heartbeat_interval=args.heartbeat_interval,
-        progress=not args.no_progress,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        shared_fs=args.shared_fs,
-        connect_timeout=args.connect_timeout,
-    )
+    options = batch_options(args, progress=not args.no_progress)
     from ..fileio import check_report_path
 
     inputs = [args.notebook, *args.data, *filter(None, [args.parameters_file, args.grid])]
@@ -155,7 +102,51 @@ def write_json_atomic(path: str, data: dict) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options every command that makes batch runs shares (``batch``, ``tune``): where
-    executed notebooks go, declared data inputs, the heartbeat interval (seconds)."""
+    runs execute (executor, dask scheduler), which kernel, which MLflow store and
+    experiment, where executed notebooks go, declared data inputs, the heartbeat
+    interval (seconds). :func:`batch_options` turns them into :class:`.BatchOptions`."""
+    from .registry import ExecutorNames
+
+    parser.add_argument(
+        "--executor",
+        choices=ExecutorNames(),
+        default="local",
+        help="where runs execute: local worker processes (default), a dask cluster, or "
+        "another registered executor (entry point group jupyter_repro.executors)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        default=None,
+        help="with --executor dask: the dask scheduler to submit to (default: start a "
+        "LocalCluster on this machine)",
+    )
+    parser.add_argument(
+        "--shared-fs",
+        action="store_true",
+        help="with --executor dask: workers see this file system, so the notebook and "
+        "--data inputs are not shipped to them",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --executor dask: wait this long for the scheduler and a first worker "
+        "(default 30)",
+    )
+    parser.add_argument(
+        "--kernel", default=None, help="kernelspec to use instead of the notebook's"
+    )
+    parser.add_argument(
+        "--experiment", default=None, help="MLflow experiment (default: notebook name)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<project>/mlruns/mlflow.db)",
+    )
     parser.add_argument(
         "--output-dir", default="runs", help="executed notebooks go to DIR/<experiment>/"
     )
@@ -167,6 +158,39 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="declared input file or folder (hashed, logged as an MLflow dataset)",
     )
     parser.add_argument("--heartbeat-interval", type=float, default=30.0, help=argparse.SUPPRESS)
+
+
+def batch_options(
+    args: argparse.Namespace, timeout_flag: str = "--timeout", **fixed: Any
+) -> BatchOptions:
+    """The :class:`.BatchOptions` of a command's arguments (those of
+    :func:`add_run_arguments`, plus ``--jobs``/``--timeout``/``--allow-unknown`` when the
+    command has them); ``fixed`` sets fields the command decides itself (``tune``: the
+    per-trial timeout, named ``timeout_flag`` in errors, and no progress bar). The one
+    place arguments become batch options.
+
+    Raises:
+        ReproError: a timeout or heartbeat interval that is not positive.
+    """
+    import dataclasses
+
+    from .runner import BatchOptions
+
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(BatchOptions)
+        if hasattr(args, f.name)
+    }
+    values.update(fixed)
+    values["data"] = tuple(values.get("data", ()))
+    options = BatchOptions(**values)
+    if options.timeout is not None and options.timeout <= 0:
+        raise ReproError(f"{timeout_flag} must be positive, not {options.timeout:g}")
+    if options.heartbeat_interval <= 0:
+        raise ReproError(
+            f"--heartbeat-interval must be positive, not {options.heartbeat_interval:g}"
+        )
+    return options
 
 
 def gc_command(args: argparse.Namespace) -> int:

@@ -191,7 +191,10 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     nb = inject_parameters(
         papermill_ready(without_outputs(read_notebook(spec.notebook))), spec.params
     )
-    kernel_env = notebook_mlflow_env(nb, spec.uri, spec.experiment_id, run.run_id)
+    kernel_env = {
+        **spec.kernel_env,
+        **notebook_mlflow_env(nb, spec.uri, spec.experiment_id, run.run_id),
+    }
     km_class = kernel_manager_class(state, kernel_env, run.stderr_log, spec.cwd)
 
     def on_timeout() -> None:

@@ -49,6 +49,10 @@ class RunSpec:
     #: starting: close them as FAILED and give up after
     #: :data:`~jupyter_repro.provenance.attempts.MAX_ATTEMPTS`.
     check_attempts: bool = False
+    #: Extra environment variables for the run's kernel (``tune``'s pruning channel,
+    #: :mod:`jupyter_repro.tune.channel`); they travel with the spec, so a dask worker's
+    #: kernel gets them too. The MLflow variables of the run win over them.
+    kernel_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

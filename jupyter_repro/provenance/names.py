@@ -71,6 +71,27 @@ HEARTBEAT_PID = HEARTBEAT + "pid"
 HEARTBEAT_PID_START = HEARTBEAT + "pid_start"
 HEARTBEAT_LAST_SEEN = HEARTBEAT + "last_seen"
 
+# --- tune (jupyter_repro.tune: run tags, and the Optuna trial user attributes) ---------
+TUNE_TAG = PREFIX + "tune."
+TUNE_STUDY = TUNE_TAG + "study"  # the Optuna study's name
+TUNE_STORAGE = TUNE_TAG + "storage"  # the Optuna storage URL without credentials
+TUNE_TRIAL = TUNE_TAG + "trial"  # the trial number (what optuna-dashboard shows)
+TUNE_TRIAL_ID = TUNE_TAG + "trial_id"  # the storage's id of the trial (what its API takes)
+TUNE_STATE = TUNE_TAG + "trial_state"  # COMPLETE / PRUNED / FAIL, set when the trial ends
+TUNE_PARENT = TUNE_TAG + "parent"  # "true" on the study's parent run
+#: Where optuna-dashboard shows the trial (the study, on the parent run).
+TUNE_DASHBOARD_URL = TUNE_TAG + "dashboard_url"
+#: MLflow's run description (markdown, shown on the run's page): links to the trial.
+MLFLOW_NOTE = "mlflow.note.content"
+#: MLflow's own tag that nests a trial's run under the study's run in the UI.
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
+#: Trial user attributes (the issue's names, so optuna-dashboard shows them as-is).
+TRIAL_RUN_ID_ATTR = "mlflow_run_id"
+TRIAL_RUN_URL_ATTR = "mlflow_run_url"
+TRIAL_RUN_NAME_ATTR = PREFIX + "run_name"
+TRIAL_OWNER_ATTR = PREFIX + "owner"  # [host key, pid, start time] of the tune process
+TRIAL_REASON_ATTR = PREFIX + "fail_reason"
+
 # --- reproduce and nb-smoke -----------------------------------------------------------
 REPRODUCES = PREFIX + "reproduces"
 REPRODUCE_VERDICT = PREFIX + "reproduce.verdict"

@@ -57,8 +57,15 @@ class TrialRuns:
     executor: Executor
     check_attempts: bool = False
 
-    def spec(self, index: int, params: dict[str, Any], tags: dict[str, str]) -> RunSpec:
-        """The run spec of trial ``index`` with injected ``params`` and extra run ``tags``."""
+    def spec(
+        self,
+        index: int,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        kernel_env: dict[str, str] | None = None,
+    ) -> RunSpec:
+        """The run spec of trial ``index`` with injected ``params``, extra run ``tags``
+        and extra variables in its kernel's environment (the pruning channel)."""
         run_name = f"{self.path.stem}-{self.stamp}-t{index:03d}"
         defaults = {
             n: format_param(info.default) if info.has_literal_default else info.default_source
@@ -84,6 +91,7 @@ class TrialRuns:
             flags=tags,
             owner=self.owner,
             check_attempts=self.check_attempts,
+            kernel_env=dict(kernel_env or {}),
         )
 
     def submit(self, spec: RunSpec) -> Any:

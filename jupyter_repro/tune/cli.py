@@ -28,26 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--trials", type=int, required=True, metavar="N", help="trials to run")
     t.add_argument("--metric", required=True, metavar="NAME", help="the recorded metric")
     t.add_argument("--direction", choices=("minimize", "maximize"), default="minimize")
-    t.add_argument("-j", "--jobs", type=int, default=1, help="trials at once (default 1)")
-    from ..batch.cli import add_run_arguments
-    from ..batch.registry import ExecutorNames
-
     t.add_argument(
-        "--executor",
-        choices=ExecutorNames(),
-        default="local",
-        help="where trials run: an executor of `batch` (local pool, dask, or a registered one)",
-    )
-    t.add_argument(
-        "--scheduler",
-        metavar="tcp://HOST:PORT",
-        default=None,
-        help="with --executor dask: the scheduler (default: a LocalCluster)",
-    )
-    t.add_argument(
-        "--shared-fs",
-        action="store_true",
-        help="with --executor dask: workers see this file system",
+        "-j", "--jobs", type=int, default=1, help="trials at once (default 1), on any executor"
     )
     t.add_argument("--study", default=None, help="Optuna study name (default: notebook name)")
     t.add_argument(
@@ -92,9 +74,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="base of mlflow_run_url for a local store (default %(default)s)",
     )
-    t.add_argument("--kernel", default=None, help="kernelspec to use instead of the notebook's")
-    t.add_argument("--experiment", default=None, help="MLflow experiment (default: notebook name)")
-    t.add_argument("--tracking-uri", default=None, help="as for batch")
+    t.add_argument(
+        "--dashboard-url",
+        default="http://127.0.0.1:8080",
+        metavar="URL",
+        help="base of optuna-dashboard, for the runs' links to their trials "
+        "(default %(default)s, optuna-dashboard's own)",
+    )
+    from ..batch.cli import add_run_arguments
+
     add_run_arguments(t)
     t.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     t.set_defaults(func=tune_command)
@@ -103,23 +91,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def tune_command(args: argparse.Namespace) -> int:
     """``jupyter-repro tune``: exit 0 a trial completed, 1 none did, 2 bad input."""
+    from ..batch.cli import batch_options
     from ..fileio import check_writable
     from .study import TuneOptions, format_summary, run_tune
 
     check_writable(args.json, "--json")
     if args.pruner_startup_trials < 0:
         raise ReproError("--pruner-startup-trials must be 0 or more")
-    if args.heartbeat_interval <= 0:
-        raise ReproError(f"--heartbeat-interval must be positive, not {args.heartbeat_interval:g}")
     options = TuneOptions(
         space=args.space,
         trials=args.trials,
         metric=args.metric,
         direction=args.direction,
         jobs=args.jobs,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        shared_fs=args.shared_fs,
         study=args.study,
         storage=args.storage,
         sampler=args.sampler,
@@ -127,15 +111,13 @@ def tune_command(args: argparse.Namespace) -> int:
         pruner_startup=args.pruner_startup_trials,
         seed=args.seed,
         timeout=args.timeout,
-        trial_timeout=args.trial_timeout,
-        experiment=args.experiment,
-        tracking_uri=args.tracking_uri,
-        kernel=args.kernel,
-        output_dir=args.output_dir,
-        data=tuple(args.data),
-        heartbeat_interval=args.heartbeat_interval,
         notify_command=args.notify_command,
         mlflow_ui=args.mlflow_ui,
+        dashboard_url=args.dashboard_url,
+        # trials in flight are tune's -j on every executor; batch's own -j is not used
+        run=batch_options(
+            args, "--trial-timeout", jobs=None, timeout=args.trial_timeout, progress=False
+        ),
     )
     report = run_tune(args.notebook, options)
     print(format_summary(report), flush=True)

@@ -40,8 +40,8 @@ def find_dangling_trials(storage_url: str, stale_after: float = 600.0) -> list[D
     import optuna
 
     from ..processes import pid_alive
+    from ..provenance.names import TRIAL_OWNER_ATTR as OWNER_ATTR
     from .adapter import this_process
-    from .study import OWNER_ATTR
 
     # Optuna's stale rule, judged on the database's clock: heartbeat older than the grace.
     storage = open_storage(storage_url, heartbeat_interval=1, grace=max(1, int(stale_after)))
@@ -74,7 +74,7 @@ def fail_trials(storage_url: str, trials: list[DanglingTrial]) -> int:
     """
     import optuna
 
-    from .study import REASON_ATTR
+    from ..provenance.names import TRIAL_REASON_ATTR as REASON_ATTR
 
     storage = open_storage(storage_url)
     failed = 0

@@ -44,9 +44,18 @@ def public_url(url: str) -> str:
         return url.split("://", 1)[0] + "://…"
 
 
-def open_storage(url: str, heartbeat_interval: int | None = None, grace: int | None = None) -> Any:
+def open_storage(
+    url: str,
+    heartbeat_interval: int | None = None,
+    grace: int | None = None,
+    existing: bool = False,
+) -> Any:
     """An ``optuna.storages.RDBStorage`` for ``url``; sqlite waits for locks (several
     kernels and the ``tune`` process write to one file) instead of failing at once.
+
+    ``existing``: the ``tune`` process has created and checked the storage already (a
+    trial's kernel): skip Optuna's table creation and schema check, a dozen round trips
+    per kernel.
 
     Raises:
         ReproError: the storage cannot be opened (one line naming the URL without secrets).
@@ -69,6 +78,8 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace: int | N
             engine_kwargs=kwargs,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace,
+            skip_compatibility_check=existing,
+            skip_table_creation=existing,
         )
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:300]

@@ -23,6 +23,7 @@ exactly once, in a ``finally``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import json
 import math
 import os
@@ -34,16 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..batch.runner import BatchOptions
 from ..errors import ReproError
+from ..provenance import names as N
+from ..provenance.names import TRIAL_OWNER_ATTR as OWNER_ATTR
+from ..provenance.names import TRIAL_REASON_ATTR as REASON_ATTR
+from ..provenance.names import TRIAL_RUN_ID_ATTR as RUN_ID_ATTR
+from ..provenance.names import TRIAL_RUN_URL_ATTR as RUN_URL_ATTR
 from . import channel
 from .space import SearchSpace, load_space
-
-#: Trial user attributes set by ``tune`` (``mlflow_run_*`` are the issue's names, so
-#: the Optuna dashboard shows them as-is).
-RUN_ID_ATTR = "mlflow_run_id"
-RUN_URL_ATTR = "mlflow_run_url"
-OWNER_ATTR = "jupyter_repro.owner"  # [host key, pid, start time] of the tune process
-REASON_ATTR = "jupyter_repro.fail_reason"
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class TuneOptions:
         trials: how many trials this invocation runs (an existing study keeps its own).
         metric: name of the value the notebook records (``record`` or ``mlflow.log_metric``).
         direction: ``minimize`` or ``maximize``.
-        jobs: trials at once (local processes, or LocalCluster workers with dask).
+        jobs: trials in flight at once, on any executor (with dask and no scheduler also
+            the LocalCluster's workers).
         study: Optuna study name (default: the notebook's stem); reused if it exists.
         storage: Optuna RDB URL (default: ``optuna.db`` beside the MLflow sqlite store).
         sampler: ``tpe``, ``random`` or ``grid`` (grid needs a YAML space of finite axes).
@@ -63,9 +64,12 @@ class TuneOptions:
             ``n_startup_trials`` (complete trials before it prunes anything).
         seed: the sampler's seed (None: Optuna's random seed).
         timeout: seconds for the whole study: no trial starts after it (Optuna's meaning).
-        trial_timeout: seconds for one trial's run (batch's ``--timeout``); FAIL after it.
         notify_command: shell command run at the end with the study's result.
         mlflow_ui: base URL of the MLflow UI used in ``mlflow_run_url`` for non-http stores.
+        dashboard_url: base URL of optuna-dashboard, for the runs' links to their trials.
+        run: how each trial's run is made, exactly as for ``batch`` (executor, kernel,
+            store, experiment, output folder, data, per-trial ``timeout``, heartbeats);
+            its ``jobs`` is not used (``jobs`` above is).
     """
 
     space: str
@@ -73,9 +77,6 @@ class TuneOptions:
     metric: str
     direction: str = "minimize"
     jobs: int = 1
-    executor: str = "local"
-    scheduler: str | None = None
-    shared_fs: bool = False
     study: str | None = None
     storage: str | None = None
     sampler: str = "tpe"
@@ -83,18 +84,10 @@ class TuneOptions:
     pruner_startup: int = 5
     seed: int | None = None
     timeout: float | None = None
-    trial_timeout: float | None = None
-    experiment: str | None = None
-    tracking_uri: str | None = None
-    kernel: str | None = None
-    output_dir: str = "runs"
-    data: tuple[str, ...] = ()
-    heartbeat_interval: float = 30.0
-    stop_grace: float = 20.0
-    start_timeout: float = 60.0
-    connect_timeout: float = 30.0
     notify_command: str | None = None
     mlflow_ui: str = "http://127.0.0.1:5000"
+    dashboard_url: str = "http://127.0.0.1:8080"
+    run: BatchOptions = field(default_factory=lambda: BatchOptions(progress=False))
 
 
 @dataclass
@@ -192,6 +185,13 @@ def run_url(base: str, tracking_uri: str, experiment_id: str, run_id: str) -> st
     return f"{root.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def dashboard_url(base: str, study_id: int, number: int | None = None) -> str:
+    """Where optuna-dashboard (served at ``base``) shows a study, or one of its trials:
+    its own routes ``/dashboard/studies/<study id>`` and ``.../trials?numbers=<number>``."""
+    study = f"{base.rstrip('/')}/dashboard/studies/{study_id}"
+    return study if number is None else f"{study}/trials?numbers={number}"
+
+
 def check_space(space: SearchSpace, notebook: str | Path, nb: Any) -> list[str]:
     """Every name the space can produce must be a parameter of the notebook.
 
@@ -237,7 +237,6 @@ def run_tune(notebook: str | Path, options: TuneOptions, echo: Any = None) -> Tu
     """
     started = time.perf_counter()
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-    from ..batch.runner import BatchOptions
     from ..provenance.store import quiet_mlflow, resolve_tracking_uri
     from .adapter import check_notebook, start_runs
     from .storage import open_storage, public_url, resolve_storage
@@ -252,35 +251,19 @@ def run_tune(notebook: str | Path, options: TuneOptions, echo: Any = None) -> Tu
         raise ReproError(f"--pruner must be median or none, not {options.pruner!r}")
     if options.jobs < 1:
         raise ReproError(f"-j must be at least 1, not {options.jobs}")
-    for name, value in (("--timeout", options.timeout), ("--trial-timeout", options.trial_timeout)):
+    for name, value in (("--timeout", options.timeout), ("--trial-timeout", options.run.timeout)):
         if value is not None and value <= 0:
             raise ReproError(f"{name} must be positive, not {value:g}")
-    batch_options = BatchOptions(
-        experiment=options.experiment,
-        tracking_uri=options.tracking_uri,
-        jobs=options.jobs,
-        timeout=options.trial_timeout,
-        kernel=options.kernel,
-        output_dir=options.output_dir,
-        data=tuple(options.data),
-        heartbeat_interval=options.heartbeat_interval,
-        stop_grace=options.stop_grace,
-        start_timeout=options.start_timeout,
-        progress=False,
-        executor=options.executor,
-        scheduler=options.scheduler,
-        shared_fs=options.shared_fs,
-        connect_timeout=options.connect_timeout,
-    )
+    batch_options = dataclasses.replace(options.run, jobs=None, progress=False)
     # Everything a user can get wrong is checked before a store is touched.
     nb, kernel, warnings = check_notebook(path, batch_options)
     space = load_space(options.space)
     sampler = _sampler(options, space)
     warnings += check_space(space, path, nb)
-    uri = resolve_tracking_uri(options.tracking_uri, path.parent)
+    uri = resolve_tracking_uri(batch_options.tracking_uri, path.parent)
     storage_url = resolve_storage(options.storage, uri, path.parent)
     study_name = options.study or path.stem
-    hb = max(1, round(options.heartbeat_interval))
+    hb = max(1, round(batch_options.heartbeat_interval))
     storage = open_storage(storage_url, heartbeat_interval=hb, grace=max(60, 4 * hb))
     for line in warnings:
         say(f"warning: {line}")
@@ -302,15 +285,6 @@ def run_tune(notebook: str | Path, options: TuneOptions, echo: Any = None) -> Tu
             f"{study.direction.name.lower()}; --direction {options.direction} cannot change it"
         )
     optuna.storages.fail_stale_trials(study)  # trials of an earlier tune killed mid-run
-    # The kernels learn the study from the environment they inherit (see .channel).
-    os.environ.update(
-        {
-            channel.ENV_STORAGE: storage_url,
-            channel.ENV_STUDY: study_name,
-            channel.ENV_METRIC: options.metric,
-            channel.ENV_PRUNER: pruner_spec if options.pruner == "median" else "none",
-        }
-    )
     jobs = min(options.jobs, options.trials)
     runs = start_runs(path, batch_options, nb, kernel, jobs, say)
     public = public_url(storage_url)
@@ -323,7 +297,8 @@ def run_tune(notebook: str | Path, options: TuneOptions, echo: Any = None) -> Tu
         options.metric,
         warnings=warnings,
     )
-    tuner = _Tuner(options, space, study, storage, runs, report, say)
+    env = {"storage": storage_url, "pruner": pruner_spec}
+    tuner = _Tuner(options, space, study, storage, runs, report, say, env)
     try:
         tuner.run()
     finally:
@@ -343,14 +318,17 @@ class _Tuner:
         runs: Any,
         report: TuneReport,
         say: Any,
+        channel_env: dict[str, str],
     ) -> None:
         self.options, self.space, self.study, self.storage = options, space, study, storage
+        self.channel_env = channel_env  # storage URL (with credentials) and pruner spec
         self.runs, self.report, self.say = runs, report, say
         self.inflight: dict[cf.Future, tuple[Any, Any, float]] = {}  # fut -> trial, spec, t0
         self.parent_id: str | None = None
         self.jobs = min(options.jobs, options.trials)
         self.asked: Any = None  # a trial asked but not yet in flight (told FAIL on a stop)
         self._beating = threading.Event()
+        self._warming = threading.Thread(target=self._warm_plots, name="jrepro-plots", daemon=True)
 
     # --- the study's parent MLflow run ---------------------------------------------
 
@@ -361,14 +339,15 @@ class _Tuner:
         o, r = self.options, self.runs
         tags = {
             **heartbeat_tags(),
-            channel.PARENT_TAG: "true",
-            channel.STUDY_TAG: self.study.study_name,
-            channel.STORAGE_TAG: self.report.storage,
-            "jupyter_repro.batch.id": r.batch_id,
-            channel.TAG + "metric": o.metric,
-            channel.TAG + "direction": o.direction,
-            channel.TAG + "sampler": o.sampler,
-            channel.TAG + "pruner": o.pruner,
+            N.TUNE_PARENT: "true",
+            N.TUNE_STUDY: self.study.study_name,
+            N.TUNE_STORAGE: self.report.storage,
+            N.BATCH_ID: r.batch_id,
+            N.TUNE_DASHBOARD_URL: dashboard_url(o.dashboard_url, self.study._study_id),
+            N.TUNE_TAG + "metric": o.metric,
+            N.TUNE_TAG + "direction": o.direction,
+            N.TUNE_TAG + "sampler": o.sampler,
+            N.TUNE_TAG + "pruner": o.pruner,
         }
         self.parent_id = open_run(
             r.uri,
@@ -416,6 +395,8 @@ class _Tuner:
 
         from ..provenance.store import retry_locked
 
+        if self._warming.is_alive():  # the imports started with the study (_warm_plots)
+            self._warming.join(timeout=120)
         try:
             import matplotlib
 
@@ -448,10 +429,25 @@ class _Tuner:
         """Write the report as JSON (an artifact of the parent run)."""
         target.write_text(json.dumps(self.report.to_dict(), indent=1, default=str))
 
+    @staticmethod
+    def _warm_plots() -> None:
+        """Import what the study's plots need (matplotlib, Optuna's importance evaluators,
+        which import scikit-learn and SciPy) while the first trials run: seconds of CPU
+        that would otherwise come after the last trial, in a process that mostly waits."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot
+            import optuna.importance  # noqa: F401
+            from optuna.visualization import matplotlib as _vis  # noqa: F401
+        except Exception:  # _log_plots imports again and says what is missing
+            return
+
     # --- optuna heartbeats for in-flight trials ------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        interval = max(1, round(self.options.heartbeat_interval))
+        interval = max(1, round(self.options.run.heartbeat_interval))
         while not self._beating.wait(interval):
             for trial, _spec, _t0 in list(self.inflight.values()):
                 try:
@@ -486,14 +482,27 @@ class _Tuner:
             return True
         trial.set_user_attr(OWNER_ATTR, list(this_process()))
         tags = {
-            channel.STUDY_TAG: self.study.study_name,
-            channel.STORAGE_TAG: self.report.storage,
-            channel.TRIAL_TAG: str(trial.number),
-            channel.TRIAL_ID_TAG: str(trial._trial_id),
-            "mlflow.parentRunId": self.parent_id or "",
+            N.TUNE_STUDY: self.study.study_name,
+            N.TUNE_STORAGE: self.report.storage,
+            N.TUNE_TRIAL: str(trial.number),
+            N.TUNE_TRIAL_ID: str(trial._trial_id),
+            N.MLFLOW_PARENT_RUN_ID: self.parent_id or "",
         }
-        spec = self.runs.spec(trial.number, params, tags)
-        trial.set_user_attr("jupyter_repro.run_name", spec.run_name)
+        link = dashboard_url(self.options.dashboard_url, self.study._study_id, trial.number)
+        tags[N.TUNE_DASHBOARD_URL] = link
+        tags[N.MLFLOW_NOTE] = (
+            f"Trial {trial.number} of Optuna study `{self.study.study_name}` "
+            f"(storage `{self.report.storage}`): [open it in optuna-dashboard]({link})"
+        )
+        env = channel.kernel_env(
+            self.channel_env["storage"],
+            self.study.study_name,
+            self.options.metric,
+            self.channel_env["pruner"],
+            trial._trial_id,
+        )
+        spec = self.runs.spec(trial.number, params, tags, env)
+        trial.set_user_attr(N.TRIAL_RUN_NAME_ATTR, spec.run_name)
         try:
             future = self.runs.submit(spec)
         except Exception as exc:  # the pool broke (a worker died) or the cluster is gone
@@ -561,7 +570,7 @@ class _Tuner:
         frozen = _tell(self.study, trial, value if state is TS.COMPLETE else None, state)
         if run_id:
             try:
-                set_tags(r.uri, run_id, {channel.STATE_TAG: state.name})
+                set_tags(r.uri, run_id, {N.TUNE_STATE: state.name})
                 if status != result.status:  # pruned, or finished without the metric
                     end_run(r.uri, run_id, status, reason)
             except Exception as exc:  # the trial's state stands; say what is missing
@@ -603,9 +612,10 @@ class _Tuner:
         try:
             from ..provenance.gc import Heartbeat
 
+            self._warming.start()
             self._open_parent()
             beat.start()
-            with Heartbeat(r.uri, self.parent_id, o.heartbeat_interval):
+            with Heartbeat(r.uri, self.parent_id, o.run.heartbeat_interval):
                 try:
                     while True:
                         while (
@@ -637,7 +647,7 @@ class _Tuner:
                         signal.signal(s, signal.SIG_IGN)
                     r.executor.stop()
                     r.executor.cancel_pending()
-                    cf.wait(list(self.inflight), timeout=o.stop_grace)
+                    cf.wait(list(self.inflight), timeout=o.run.stop_grace)
                     r.executor.kill()
                 finally:
                     self._beating.set()
@@ -704,7 +714,7 @@ class _Tuner:
             "JUPYTER_REPRO_BEST_TRIAL": "" if rep.best is None else str(rep.best.number),
             "JUPYTER_REPRO_PARENT_RUN_ID": rep.parent_run_id or "",
         }
-        for key in (channel.ENV_STORAGE, channel.ENV_STUDY, channel.ENV_METRIC, channel.ENV_PRUNER):
+        for key in channel.ENV_NAMES:
             env.pop(key, None)  # the storage URL may hold a password
         try:
             done = subprocess.run(
