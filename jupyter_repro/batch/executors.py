@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -187,8 +190,17 @@ class LocalProcessExecutor(BaseExecutor):
         from .supervise import worker_init
 
         self.jobs = max(1, int(jobs))
+        # Private folder (0700) for the workers' kernel files (connection files, IPC
+        # sockets, stderr): removed here at the end, even after workers were SIGKILLed.
+        self.kernel_dir = tempfile.mkdtemp(prefix="jrepro-batch-")
+        self._remove_kernel_dir = weakref.finalize(
+            self, shutil.rmtree, self.kernel_dir, ignore_errors=True
+        )
         self._pool = ProcessPoolExecutor(
-            self.jobs, mp_context=_context(), initializer=worker_init, initargs=(os.getpid(),)
+            self.jobs,
+            mp_context=_context(),
+            initializer=worker_init,
+            initargs=(os.getpid(), self.kernel_dir),
         )
 
     @classmethod
@@ -232,6 +244,7 @@ class LocalProcessExecutor(BaseExecutor):
 
         for pid in self.worker_pids():
             kill_tree(pid)
+        self._remove_kernel_dir()
 
     def cancel_pending(self) -> None:
         """Drop queued runs; in-flight ones go on (until :meth:`stop`)."""
@@ -240,3 +253,4 @@ class LocalProcessExecutor(BaseExecutor):
     def shutdown(self, cancel_pending: bool = False) -> None:
         """Wait for running work (unless stopped) and release the pool."""
         self._pool.shutdown(wait=True, cancel_futures=cancel_pending)
+        self._remove_kernel_dir()

@@ -49,6 +49,9 @@ class RunSpec:
     #: starting: close them as FAILED and give up after
     #: :data:`~jupyter_repro.provenance.attempts.MAX_ATTEMPTS`.
     check_attempts: bool = False
+    #: Start the next run's kernel while this one runs (:mod:`jupyter_repro.kernels`):
+    #: the batch sets it on all but the last runs, so no spare is started for nothing.
+    warm_next: bool = False
 
 
 @dataclass
@@ -67,6 +70,9 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     worker: str = ""  # host:pid of the process that ran it
     attempt: int = 1
+    #: kernels the run started: 1, or 2 when the first died before running anything
+    #: (0 when none started)
+    kernel_starts: int = 0
     #: the executed notebook as JSON text, when it was written on another machine and
     #: must be shipped back to the client (dask without a shared file system)
     notebook_text: str | None = field(default=None, repr=False)
