@@ -36,7 +36,6 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from .processes import kill_children, subreaper_preexec
@@ -93,7 +92,6 @@ def manager_class() -> type:
         launch_cwd: str | None = None
         launch_env: dict[str, str] = {}  # noqa: RUF012 - replaced per instance
         stderr_path: str | None = None
-        on_launch: Callable[[int], None] | None = None
 
         @property
         def pid(self) -> int | None:
@@ -115,8 +113,6 @@ def manager_class() -> type:
                 with open(self.stderr_path, "ab") as err:
                     kw["stderr"] = err
                     await super()._async_launch_kernel(kernel_cmd, **kw)
-            if self.on_launch is not None and self.pid is not None:
-                self.on_launch(self.pid)
 
         async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
             # The notebook is done: what it left running (children, detached grandchildren

@@ -205,11 +205,17 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     kernels = pool or own_pool
     used: list[Any] = []
 
+    asked: list[float] = []
+
     def take_kernel() -> tuple[Any, dict[str, str]]:
+        asked.append(time.time())
         km, late_env = kernels.take(spec.kernel_name, spec.cwd, shared, own)
         if spec.warm_next and not used and not state.stopping:
             kernels.prestart(spec.kernel_name, spec.cwd, shared)
         return km, late_env
+
+    def kernel_ready() -> None:  # what the run waited for its kernel (spare or new)
+        run.timings["kernel_start"] = time.time() - asked[-1]
 
     def on_timeout() -> None:
         state.timed_out = True
@@ -221,7 +227,7 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
             if timer:
                 timer.start()
             run.executed = execute_notebook(
-                nb, run.partial, spec.start_timeout, state, take_kernel, used
+                nb, run.partial, spec.start_timeout, state, take_kernel, used, kernel_ready
             )
         except BaseException as exc:  # every outcome, even KeyboardInterrupt, is a status
             run.failure = exc

@@ -79,6 +79,7 @@ def register_engine() -> str:
             execution_timeout: float | None = None,
             km: Any = None,
             late_env: dict[str, str] | None = None,
+            on_ready: Callable[[], None] | None = None,
             **kwargs: Any,
         ) -> Any:
             # as NBClientEngine.execute_managed_notebook (papermill 2.x), plus km
@@ -96,23 +97,26 @@ def register_engine() -> str:
             )
             client = PapermillNotebookClient(nb_man, km=km, **final_kwargs)
             client.owns_km = True  # shut down and cleaned up at the end, as nbclient's own
-            if late_env:
 
-                async def set_late_env(**_: Any) -> None:
-                    from ..kernels import late_env_code
+            async def kernel_ready(**_: Any) -> None:  # nbclient: the kernel replied
+                if on_ready is not None:
+                    on_ready()
+                if not late_env:
+                    return
+                from ..kernels import late_env_code
 
-                    reply = await client.kc.execute_interactive(
-                        late_env_code(late_env),
-                        silent=True,
-                        store_history=False,
-                        timeout=start_timeout,
+                reply = await client.kc.execute_interactive(
+                    late_env_code(late_env),
+                    silent=True,
+                    store_history=False,
+                    timeout=start_timeout,
+                )
+                if reply["content"].get("status") != "ok":
+                    raise RuntimeError(
+                        f"{KERNEL_START_FAILED}: the kernel refused the run's variables"
                     )
-                    if reply["content"].get("status") != "ok":
-                        raise RuntimeError(
-                            f"{KERNEL_START_FAILED}: the kernel refused the run's variables"
-                        )
 
-                client.on_notebook_start = set_late_env
+            client.on_notebook_start = kernel_ready
             return client.execute()
 
     papermill_engines.register(ENGINE, StartedKernelEngine)
@@ -126,11 +130,13 @@ def execute_notebook(
     state: RunState,
     take_kernel: Callable[[], tuple[Any, dict[str, str]]],
     used: list[Any],
+    on_ready: Callable[[], None] | None = None,
 ) -> Any:
     """Run ``nb`` with papermill in a kernel from ``take_kernel`` (a started
     ``RunKernelManager`` and the variables still to set in it), saving to ``partial``
     after every cell; returns the executed notebook. Every kernel taken is appended to
-    ``used`` (the caller reads its stderr and makes sure it is gone).
+    ``used`` (the caller reads its stderr and makes sure it is gone); ``on_ready`` is
+    called once the kernel answered (before the first cell).
 
     A kernel that dies while starting (under load; over TCP also a port taken between
     jupyter_client choosing it and the kernel binding it) ran no user code: another one
@@ -159,6 +165,7 @@ def execute_notebook(
                 engine_name=engine,
                 km=km,
                 late_env=late_env,
+                on_ready=on_ready,
                 progress_bar=False,
                 start_timeout=start_timeout,
                 execution_timeout=None,  # the run-wide watchdog ends it
