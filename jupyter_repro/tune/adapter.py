@@ -84,6 +84,9 @@ class TrialRuns:
             flags=tags,
             owner=self.owner,
             check_attempts=self.check_attempts,
+            # trials keep coming until the study ends: start the next trial's kernel
+            # while this one runs (the spare left at the end dies with its worker)
+            warm_next=True,
         )
 
     def submit(self, spec: RunSpec) -> Any:
