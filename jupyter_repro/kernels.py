@@ -32,13 +32,15 @@ import functools
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from .processes import kill_children, subreaper_preexec
+from .processes import die_with_parent, kill_children, subreaper_preexec
 
 #: nbclient (papermill, nbconvert, nbmake) starts IPython kernels with this argument.
 HISTORY_ARGS = ["--HistoryManager.hist_file=:memory:"]
@@ -92,6 +94,7 @@ def manager_class() -> type:
         launch_cwd: str | None = None
         launch_env: dict[str, str] = {}  # noqa: RUF012 - replaced per instance
         stderr_path: str | None = None
+        die_with_parent = False  # SIGKILL when the process that launched it dies
 
         @property
         def pid(self) -> int | None:
@@ -106,7 +109,7 @@ def manager_class() -> type:
             # The kernel inherits the orphans of everything the notebook starts (a
             # process in its own session whose parent exited, field case G12), so they
             # stay in its tree: shutdown_kernel and kill_kernel kill them with it.
-            kw["preexec_fn"] = subreaper_preexec()
+            kw["preexec_fn"] = _preexec(self.die_with_parent)
             if self.stderr_path is None:
                 await super()._async_launch_kernel(kernel_cmd, **kw)
             else:
@@ -132,6 +135,22 @@ def transport_options(folder: KernelFolder) -> dict[str, str]:
         "transport": "ipc" if folder.ipc else "tcp",
         "connection_file": os.path.join(folder.path, f"kernel-{uuid.uuid4()}.json"),
     }
+
+
+def _preexec(die: bool) -> Callable[[], None] | None:
+    """The kernel's ``preexec_fn``: a child subreaper, and with ``die`` killed when its
+    launcher dies (``PR_SET_PDEATHSIG``; Linux, else nothing)."""
+    steps = [
+        f for f in (subreaper_preexec(), die_with_parent(signal.SIGKILL) if die else None) if f
+    ]
+    if not steps:
+        return None
+
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
 
 
 def new_manager(
@@ -210,11 +229,17 @@ class KernelPool:
     Args:
         folder: where connection files, sockets and stderr files go.
         warm: whether :meth:`prestart` starts spares at all.
+        die_with_owner: kernels get ``PR_SET_PDEATHSIG`` (SIGKILL when the thread that
+            started them ends): for a process whose runs all start in its main thread,
+            so its kernels, the spare included, die with it even when it is SIGKILLed.
     """
 
-    def __init__(self, folder: KernelFolder, warm: bool = True) -> None:
+    def __init__(
+        self, folder: KernelFolder, warm: bool = True, die_with_owner: bool = False
+    ) -> None:
         self.folder = folder
         self.warm = warm
+        self.die_with_owner = die_with_owner
         self.closed = False
         self._spare: tuple[tuple[Any, ...], Any] | None = None
         self._lock = threading.Lock()
@@ -250,6 +275,7 @@ class KernelPool:
                 return spare[1], dict(late_env)
             discard(spare[1])
         km = new_manager(kernel_name, self.folder, cwd, {**env, **late_env})
+        km.die_with_parent = self.die_with_owner
         try:
             start(km)
         except BaseException:
@@ -272,6 +298,7 @@ class KernelPool:
                 return
             if not is_python_ipykernel(km):
                 return
+            km.die_with_parent = self.die_with_owner
             try:
                 start(km)
             except Exception:

@@ -169,3 +169,64 @@ def _alive(pid: int | None) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "kill -9 of the process group"])
+def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
+    """While run 0 sleeps, its worker's spare for run 1 is up: stopping the batch (or
+    SIGKILLing it with its forkserver and workers) leaves neither kernel running."""
+    import signal
+    import time
+
+    from batch_support import pid_running, start_batch, wait_for
+
+    nb = make_notebook(
+        tmp_path / "sleeper.ipynb", ("i = 0", ["parameters"]), "import time\ntime.sleep(300)"
+    )
+    (tmp_path / "grid.yaml").write_text("i: [0, 1, 2]\n")
+    uri = ready_store(tmp_path / "store")
+    env = _isolated_env(tmp_path)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # start_batch passes this process's environment on
+    try:
+        proc = start_batch(
+            nb,
+            "--grid",
+            tmp_path / "grid.yaml",
+            "-j",
+            "1",
+            cwd=tmp_path,
+            uri=uri,
+            log=tmp_path / "batch.log",
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    marker = str(tmp_path / "tmp")
+    try:
+        kernels_up = wait_for(
+            lambda: (lambda ps: ps if len(ps) == 2 else None)(_kernel_processes(marker)),
+            300,
+            "the run's kernel and the spare",
+        )
+        pids = [p.pid for p in kernels_up]
+        time.sleep(1)
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        wait_for(lambda: not any(pid_running(p) for p in pids), 60, "both kernels to be gone")
+        assert _kernel_processes(marker) == []
+        if how == "SIGTERM":
+            assert list((tmp_path / "tmp").iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in _kernel_processes(marker):
+            p.kill()

@@ -165,7 +165,8 @@ def worker_init(batch_pid: int | None = None, kernel_dir: str | None = None) -> 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_stop_signal)
     if kernel_dir is not None:
-        _STATE.kernels = KernelPool(KernelFolder(parent=kernel_dir))
+        # runs execute in this process's main thread: its kernels die with it
+        _STATE.kernels = KernelPool(KernelFolder(parent=kernel_dir), die_with_owner=True)
         util.Finalize(None, _close_kernels, exitpriority=50)
     if batch_pid is not None:
         threading.Thread(target=_watch_batch, args=(batch_pid,), daemon=True).start()
