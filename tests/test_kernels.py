@@ -225,6 +225,13 @@ def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
         assert _kernel_processes(marker) == []
         if how == "SIGTERM":
             assert list((tmp_path / "tmp").iterdir()) == []
+        else:  # nobody was left to remove the folder: the next batch does
+            from jupyter_repro.processes import remove_stale_folders
+
+            left = [p.name for p in (tmp_path / "tmp").iterdir()]
+            assert len(left) == 1 and left[0].startswith("jrepro-batch-"), left
+            assert len(remove_stale_folders("jrepro-batch-", tmp_path / "tmp")) == 1
+            assert list((tmp_path / "tmp").iterdir()) == []
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

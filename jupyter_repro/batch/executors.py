@@ -183,16 +183,24 @@ def prestart() -> None:
         forkserver.ensure_running()
 
 
+#: Prefix of the batch's private folder for its workers' kernels, in the temp dir.
+KERNEL_DIR_PREFIX = "jrepro-batch-"
+
+
 class LocalProcessExecutor(BaseExecutor):
     """``-j N``: N worker processes on this machine, each running one notebook at a time."""
 
     def __init__(self, jobs: int) -> None:
+        from ..processes import remove_stale_folders, write_owner
         from .supervise import worker_init
 
         self.jobs = max(1, int(jobs))
         # Private folder (0700) for the workers' kernel files (connection files, IPC
         # sockets, stderr): removed here at the end, even after workers were SIGKILLed.
-        self.kernel_dir = tempfile.mkdtemp(prefix="jrepro-batch-")
+        # (a batch SIGKILLed with its workers leaves it: the next batch removes it)
+        remove_stale_folders(KERNEL_DIR_PREFIX)
+        self.kernel_dir = tempfile.mkdtemp(prefix=KERNEL_DIR_PREFIX)
+        write_owner(self.kernel_dir)
         self._remove_kernel_dir = weakref.finalize(
             self, shutil.rmtree, self.kernel_dir, ignore_errors=True
         )

@@ -25,7 +25,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..kernels import KernelFolder, KernelPool
-from ..processes import create_time, host_key, kill_children, kill_tree, pid_alive
+from ..processes import (
+    create_time,
+    host_key,
+    kill_children,
+    kill_tree,
+    pid_alive,
+    remove_stale_folders,
+)
 from .spec import RunSpec
 
 
@@ -141,8 +148,9 @@ def _close_kernels() -> None:
     pool = _STATE.kernels
     if pool is not None:
         pool.close()
-        with contextlib.suppress(OSError):  # the batch's folder, once its last worker left
-            os.rmdir(os.path.dirname(pool.folder.path))
+        # the batch's folder too when the batch is gone (killed with -9): nobody else will
+        parent = os.path.dirname(pool.folder.path)
+        remove_stale_folders(os.path.basename(parent), os.path.dirname(parent))
 
 
 def worker_init(batch_pid: int | None = None, kernel_dir: str | None = None) -> None:
