@@ -228,10 +228,10 @@ def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
         else:  # nobody was left to remove the folder: the next batch does
             from jupyter_repro.processes import remove_stale_folders
 
-            left = [p.name for p in (tmp_path / "tmp").iterdir()]
-            assert len(left) == 1 and left[0].startswith("jrepro-batch-"), left
-            assert len(remove_stale_folders("jrepro-batch-", tmp_path / "tmp")) == 1
-            assert list((tmp_path / "tmp").iterdir()) == []
+            left = list((tmp_path / "tmp").glob("jrepro-*"))
+            assert len(left) == 1 and left[0].name.startswith("jrepro-batch-"), left
+            assert remove_stale_folders("jrepro-batch-", tmp_path / "tmp") == left
+            assert list((tmp_path / "tmp").glob("jrepro-*")) == []
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
