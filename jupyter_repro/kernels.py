@@ -192,7 +192,7 @@ def discard(km: Any) -> None:
     from jupyter_core.utils import run_sync
 
     with contextlib.suppress(Exception):
-        if km.has_kernel:
+        if km.has_kernel and _alive(km):  # a dead one (nbclient's, killed) only has files
             run_sync(km.shutdown_kernel)(now=True)
     with contextlib.suppress(Exception):
         run_sync(km.cleanup_resources)()
