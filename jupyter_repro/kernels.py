@@ -283,10 +283,15 @@ class KernelPool:
             raise
         return km, {}
 
-    def prestart(self, kernel_name: str, cwd: str, env: dict[str, str]) -> None:
+    async def prestart(self, kernel_name: str, cwd: str, env: dict[str, str]) -> None:
         """Start the spare for the next run of this key (no-op when not :attr:`warm`,
         closed, a spare exists, or the kernel is not a Python ipykernel). Never raises:
-        a kernel that cannot start now is started again by the run that needs it."""
+        a kernel that cannot start now is started again by the run that needs it.
+
+        A coroutine of the event loop the runs' kernels use (nbclient's, in the thread
+        that runs them): called once the run's own kernel is ready, so the two do not
+        compete for the CPU while the run waits for its kernel.
+        """
         if not self.warm:
             return
         with self._lock:
@@ -299,12 +304,14 @@ class KernelPool:
             if not is_python_ipykernel(km):
                 return
             km.die_with_parent = self.die_with_owner
-            try:
-                start(km)
-            except Exception:
-                discard(km)
-                return
             self._spare = (self._key(kernel_name, cwd, env), km)
+        try:
+            await km.start_kernel(extra_arguments=list(HISTORY_ARGS) if km.ipykernel else [])
+        except Exception:
+            with self._lock:
+                if self._spare is not None and self._spare[1] is km:
+                    self._spare = None
+            discard(km)
 
     def drop_spare(self) -> None:
         """Kill the spare, if any (a stop was requested: no further run needs it)."""

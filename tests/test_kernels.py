@@ -14,6 +14,7 @@ import psutil
 import pytest
 from batch_support import batch, ready_store, runs_of
 from helpers import make_notebook
+from jupyter_core.utils import run_sync
 
 from jupyter_repro import kernels
 
@@ -115,19 +116,19 @@ def test_spare_kernel_is_fresh_and_unused_kernels_are_removed(tmp_path):
     first, late = pool.take("python3", cwd, {"A": "1"}, {"RUN": "r1"})
     assert late == {}  # started now: the run's variables were given at launch
     assert first.launch_env == {"A": "1", "RUN": "r1"}
-    pool.prestart("python3", cwd, {"A": "1"})
+    run_sync(pool.prestart)("python3", cwd, {"A": "1"})
     second, late = pool.take("python3", cwd, {"A": "1"}, {"RUN": "r2"})
     assert late == {"RUN": "r2"}  # the spare: set before the first cell
     assert second is not first and second.pid != first.pid
     assert second.launch_env == {"A": "1"}
-    pool.prestart("python3", cwd, {"A": "1"})
+    run_sync(pool.prestart)("python3", cwd, {"A": "1"})
     # another working directory: the spare does not fit, it is killed, a fresh one starts
     spare_pid = pool._spare[1].pid
     (tmp_path / "other").mkdir()
     third, late = pool.take("python3", str(tmp_path / "other"), {"A": "1"}, {"RUN": "r3"})
     assert late == {} and third.pid not in (first.pid, second.pid, spare_pid)
     assert not _alive(spare_pid)
-    pool.prestart("python3", cwd, {"A": "1"})
+    run_sync(pool.prestart)("python3", cwd, {"A": "1"})
     spare_pid = pool._spare[1].pid
     for km in (first, second, third):
         kernels.discard(km)

@@ -182,7 +182,7 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
 
     The kernel comes from this worker's :class:`~jupyter_repro.kernels.KernelPool` (the
     spare started during the previous run when it fits, else one started now); once it
-    is taken, the spare for the next run starts (``spec.warm_next``). Outside a pool
+    is ready, the spare for the next run starts (``spec.warm_next``). Outside a pool
     worker the run uses a kernel folder of its own, removed at the end.
     """
     import nbformat
@@ -209,13 +209,14 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
 
     def take_kernel() -> tuple[Any, dict[str, str]]:
         asked.append(time.time())
-        km, late_env = kernels.take(spec.kernel_name, spec.cwd, shared, own)
-        if spec.warm_next and not used and not state.stopping:
-            kernels.prestart(spec.kernel_name, spec.cwd, shared)
-        return km, late_env
+        return kernels.take(spec.kernel_name, spec.cwd, shared, own)
 
-    def kernel_ready() -> None:  # what the run waited for its kernel (spare or new)
+    async def kernel_ready() -> None:
+        # what the run waited for its kernel (the spare, or one started now), then the
+        # spare for the next run starts while this one executes
         run.timings["kernel_start"] = time.time() - asked[-1]
+        if spec.warm_next and not state.stopping:
+            await kernels.prestart(spec.kernel_name, spec.cwd, shared)
 
     def on_timeout() -> None:
         state.timed_out = True

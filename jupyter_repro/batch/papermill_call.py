@@ -11,6 +11,7 @@ threads).
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ def register_engine() -> str:
             execution_timeout: float | None = None,
             km: Any = None,
             late_env: dict[str, str] | None = None,
-            on_ready: Callable[[], None] | None = None,
+            on_ready: Callable[[], Any] | None = None,
             **kwargs: Any,
         ) -> Any:
             # as NBClientEngine.execute_managed_notebook (papermill 2.x), plus km
@@ -100,7 +101,9 @@ def register_engine() -> str:
 
             async def kernel_ready(**_: Any) -> None:  # nbclient: the kernel replied
                 if on_ready is not None:
-                    on_ready()
+                    done = on_ready()
+                    if inspect.isawaitable(done):
+                        await done
                 if not late_env:
                     return
                 from ..kernels import late_env_code
@@ -130,13 +133,14 @@ def execute_notebook(
     state: RunState,
     take_kernel: Callable[[], tuple[Any, dict[str, str]]],
     used: list[Any],
-    on_ready: Callable[[], None] | None = None,
+    on_ready: Callable[[], Any] | None = None,
 ) -> Any:
     """Run ``nb`` with papermill in a kernel from ``take_kernel`` (a started
     ``RunKernelManager`` and the variables still to set in it), saving to ``partial``
     after every cell; returns the executed notebook. Every kernel taken is appended to
     ``used`` (the caller reads its stderr and makes sure it is gone); ``on_ready`` is
-    called once the kernel answered (before the first cell).
+    called (and awaited, when a coroutine function) once the kernel answered, before the
+    first cell.
 
     A kernel that dies while starting (under load; over TCP also a port taken between
     jupyter_client choosing it and the kernel binding it) ran no user code: another one
