@@ -289,8 +289,7 @@ class KernelPool:
         a kernel that cannot start now is started again by the run that needs it.
 
         A coroutine of the event loop the runs' kernels use (nbclient's, in the thread
-        that runs them): called once the run's own kernel is ready, so the two do not
-        compete for the CPU while the run waits for its kernel.
+        that runs them: ``jupyter_core.utils.run_sync`` from outside it).
         """
         if not self.warm:
             return

@@ -181,8 +181,9 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     ``run.executed`` is the (partial) executed notebook, ``run.failure`` what ended it.
 
     The kernel comes from this worker's :class:`~jupyter_repro.kernels.KernelPool` (the
-    spare started during the previous run when it fits, else one started now); once it
-    is ready, the spare for the next run starts (``spec.warm_next``). Outside a pool
+    spare started during the previous run when it fits, else one started now). The
+    spare for the next run (``spec.warm_next``) starts when this run takes the spare, or,
+    when this run's kernel started cold, once that kernel has answered. Outside a pool
     worker the run uses a kernel folder of its own, removed at the end.
     """
     import nbformat
@@ -207,16 +208,27 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
 
     asked: list[float] = []
 
+    warm = {"started": False}
+
     def take_kernel() -> tuple[Any, dict[str, str]]:
+        from jupyter_core.utils import run_sync
+
         asked.append(time.time())
-        return kernels.take(spec.kernel_name, spec.cwd, shared, own)
+        km, late_env = kernels.take(spec.kernel_name, spec.cwd, shared, own)
+        if late_env and spec.warm_next and not state.stopping:
+            # this run got the spare (booted, or booting): the next one starts now
+            run_sync(kernels.prestart)(spec.kernel_name, spec.cwd, shared)
+            warm["started"] = True
+        return km, late_env
 
     async def kernel_ready() -> None:
-        # what the run waited for its kernel (the spare, or one started now), then the
-        # spare for the next run starts while this one executes
+        # what the run waited for its kernel (the spare, or one started now)
         run.timings["kernel_start"] = time.time() - asked[-1]
-        if spec.warm_next and not state.stopping:
+        if spec.warm_next and not warm["started"] and not state.stopping:
+            # a kernel started cold for this run: the spare waits until it answered,
+            # so the two do not compete for the CPU while the run waits
             await kernels.prestart(spec.kernel_name, spec.cwd, shared)
+            warm["started"] = True
 
     def on_timeout() -> None:
         state.timed_out = True
