@@ -13,6 +13,9 @@ process the same way:
   (:func:`pid_alive`): pids are reused. A zombie counts as gone.
 - Killing is SIGKILL of the process *and its descendants* (listed before the first kill,
   so none escapes by being re-parented), optionally of its whole process group too.
+- A private temporary folder records its owner (:func:`write_owner`); once the owner is
+  gone, whoever comes next removes it (:func:`remove_stale_folders`: nb-smoke's run
+  folders, batch's kernel folders).
 """
 
 from __future__ import annotations
@@ -240,3 +243,46 @@ def subreaper_preexec() -> Callable[[], None] | None:
         prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
     return _preexec
+
+
+#: The record, in a private temporary folder, of the process that owns it.
+OWNER_FILE = "owner.json"
+
+
+def write_owner(folder: str | Path) -> None:
+    """Record this process (pid and start time, against pid reuse) as the owner of the
+    temporary ``folder``, so :func:`remove_stale_folders` can tell when it is gone."""
+    import json
+
+    import psutil
+
+    me = psutil.Process()
+    record = json.dumps({"pid": me.pid, "create_time": me.create_time()})
+    (Path(folder) / OWNER_FILE).write_text(record)
+
+
+def remove_stale_folders(prefix: str, root: str | Path | None = None) -> list[Path]:
+    """Delete this user's folders ``<root>/<prefix>*`` whose owner (:func:`write_owner`)
+    no longer runs (killed with -9): same pid and start time, or gone.
+
+    A folder being set up (no record yet) and other users' folders are left alone.
+    ``root`` is the temp dir when None. Returns the folders removed.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    removed = []
+    base = Path(root or tempfile.gettempdir())
+    for folder in base.glob(prefix + "*"):
+        try:
+            if folder.stat().st_uid != os.getuid() or not folder.is_dir():
+                continue
+            owner = json.loads((folder / OWNER_FILE).read_text())
+            if pid_alive(int(owner["pid"]), owner.get("create_time")):
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed

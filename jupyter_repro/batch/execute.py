@@ -36,17 +36,16 @@ from ..provenance.names import (
     STATUS_REASON,
     RunStatus,
 )
-from .notebook_mlflow import link_notebook_runs, notebook_mlflow_env
+from .notebook_mlflow import PER_RUN_VARIABLES, link_notebook_runs, notebook_mlflow_env
 from .papermill_call import (
     describe_failure,
     execute_notebook,
     is_cell_error,
-    kernel_manager_class,
     papermill_ready,
     running_cell,
 )
 from .spec import RunResult, RunSpec
-from .supervise import RunState, stop_runs, supervised, worker_init
+from .supervise import RunState, stop_runs, supervised, worker_init, worker_kernels
 
 __all__ = ["RunResult", "RunSpec", "close_orphans", "execute_run", "stop_runs", "worker_init"]
 
@@ -127,8 +126,9 @@ class _OpenRun:
     start_ms: int
     output: Path
     partial: Path
-    stderr_log: Path
     executed: Any = None
+    kernel_stderr: str = ""
+    kernel_starts: int = 0
     failure: BaseException | None = None
     status: str = RunStatus.FINISHED
     reason: str = ""
@@ -173,15 +173,22 @@ def _open(spec: RunSpec, attempt: Attempt, worker: str) -> _OpenRun:
         int(time.time() * 1000),
         out,
         out.with_name(f".{out.stem}.{tag}.partial.ipynb"),
-        out.with_name(f".{out.stem}.{tag}.stderr.txt"),
     )
 
 
 def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     """Execute the notebook in a fresh kernel under the run's heartbeat and deadline;
-    ``run.executed`` is the (partial) executed notebook, ``run.failure`` what ended it."""
+    ``run.executed`` is the (partial) executed notebook, ``run.failure`` what ended it.
+
+    The kernel comes from this worker's :class:`~jupyter_repro.kernels.KernelPool` (the
+    spare started during the previous run when it fits, else one started now). The
+    spare for the next run (``spec.warm_next``) starts when this run takes the spare, or,
+    when this run's kernel started cold, once that kernel has answered. Outside a pool
+    worker the run uses a kernel folder of its own, removed at the end.
+    """
     import nbformat
 
+    from ..kernels import KernelFolder, KernelPool, discard
     from ..notebook import read_notebook, without_outputs
     from ..parameters import inject_parameters
 
@@ -191,11 +198,41 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     nb = inject_parameters(
         papermill_ready(without_outputs(read_notebook(spec.notebook))), spec.params
     )
-    kernel_env = {
-        **spec.kernel_env,
-        **notebook_mlflow_env(nb, spec.uri, spec.experiment_id, run.run_id),
-    }
-    km_class = kernel_manager_class(state, kernel_env, run.stderr_log, spec.cwd)
+    mlflow_env = notebook_mlflow_env(nb, spec.uri, spec.experiment_id, run.run_id)
+    # what differs from run to run reaches a pre-started kernel just before the first
+    # cell: the run's MLflow variables, and whatever the spec carries (tune's trial)
+    per_run = set(PER_RUN_VARIABLES) | set(spec.kernel_env)
+    kernel_env = {**spec.kernel_env, **mlflow_env}  # the run's MLflow variables win
+    shared = {k: v for k, v in kernel_env.items() if k not in per_run}
+    own = {k: v for k, v in kernel_env.items() if k in per_run}
+    pool = worker_kernels()
+    own_pool = KernelPool(KernelFolder(), warm=False) if pool is None else None
+    kernels = pool or own_pool
+    used: list[Any] = []
+
+    asked: list[float] = []
+
+    warm = {"started": False}
+
+    def take_kernel() -> tuple[Any, dict[str, str]]:
+        from jupyter_core.utils import run_sync
+
+        asked.append(time.time())
+        km, late_env = kernels.take(spec.kernel_name, spec.cwd, shared, own)
+        if late_env and spec.warm_next and not state.stopping:
+            # this run got the spare (booted, or booting): the next one starts now
+            run_sync(kernels.prestart)(spec.kernel_name, spec.cwd, shared)
+            warm["started"] = True
+        return km, late_env
+
+    async def kernel_ready() -> None:
+        # what the run waited for its kernel (the spare, or one started now)
+        run.timings["kernel_start"] = time.time() - asked[-1]
+        if spec.warm_next and not warm["started"] and not state.stopping:
+            # a kernel started cold for this run: the spare waits until it answered,
+            # so the two do not compete for the CPU while the run waits
+            await kernels.prestart(spec.kernel_name, spec.cwd, shared)
+            warm["started"] = True
 
     def on_timeout() -> None:
         state.timed_out = True
@@ -207,7 +244,7 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
             if timer:
                 timer.start()
             run.executed = execute_notebook(
-                nb, run.partial, spec.kernel_name, spec.start_timeout, km_class, state
+                nb, run.partial, spec.start_timeout, state, take_kernel, used, kernel_ready
             )
         except BaseException as exc:  # every outcome, even KeyboardInterrupt, is a status
             run.failure = exc
@@ -221,8 +258,24 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
         finally:
             if timer:
                 timer.cancel()
+            run.kernel_stderr = "".join(_read_tail(km.stderr_path) for km in used)
+            run.kernel_starts = len(used)
+            for km in used:
+                discard(km)  # nbclient shut it down; this also covers a failed start
             state.kernel_gone()
+            if own_pool is not None:
+                own_pool.close()
     run.timings["execute"] = time.time() - t1
+
+
+def _read_tail(path: str | None) -> str:
+    """The last :data:`KERNEL_STDERR_CHARS` characters of a kernel's stderr file."""
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 4 * KERNEL_STDERR_CHARS))
+        return fh.read().decode(errors="replace")[-KERNEL_STDERR_CHARS:]
 
 
 def _classify_outcome(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
@@ -279,9 +332,6 @@ def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
         os.replace(run.partial, run.output)  # a reader sees the old file or the new one
     output_path = str(run.output) if run.output.exists() and run.executed is not None else None
     t2 = time.time()
-    log = run.stderr_log
-    kernel_stderr = log.read_text(errors="replace") if log.exists() else ""
-    log.unlink(missing_ok=True)
     finished = FinishedRun(
         spec.run_name,
         run.status,
@@ -291,7 +341,7 @@ def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
         run.error,
         run.start_ms,
         int(time.time() * 1000),
-        kernel_stderr=kernel_stderr[-KERNEL_STDERR_CHARS:],
+        kernel_stderr=run.kernel_stderr[-KERNEL_STDERR_CHARS:],
     )
     try:
         link_notebook_runs(spec.uri, run.run_id)
@@ -315,4 +365,5 @@ def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
         output_path,
         metrics,
         run.timings,
+        kernel_starts=run.kernel_starts,
     )

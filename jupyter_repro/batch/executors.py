@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -180,15 +183,32 @@ def prestart() -> None:
         forkserver.ensure_running()
 
 
+#: Prefix of the batch's private folder for its workers' kernels, in the temp dir.
+KERNEL_DIR_PREFIX = "jrepro-batch-"
+
+
 class LocalProcessExecutor(BaseExecutor):
     """``-j N``: N worker processes on this machine, each running one notebook at a time."""
 
     def __init__(self, jobs: int) -> None:
+        from ..processes import remove_stale_folders, write_owner
         from .supervise import worker_init
 
         self.jobs = max(1, int(jobs))
+        # Private folder (0700) for the workers' kernel files (connection files, IPC
+        # sockets, stderr): removed here at the end, even after workers were SIGKILLed.
+        # (a batch SIGKILLed with its workers leaves it: the next batch removes it)
+        remove_stale_folders(KERNEL_DIR_PREFIX)
+        self.kernel_dir = tempfile.mkdtemp(prefix=KERNEL_DIR_PREFIX)
+        write_owner(self.kernel_dir)
+        self._remove_kernel_dir = weakref.finalize(
+            self, shutil.rmtree, self.kernel_dir, ignore_errors=True
+        )
         self._pool = ProcessPoolExecutor(
-            self.jobs, mp_context=_context(), initializer=worker_init, initargs=(os.getpid(),)
+            self.jobs,
+            mp_context=_context(),
+            initializer=worker_init,
+            initargs=(os.getpid(), self.kernel_dir),
         )
 
     @classmethod
@@ -232,6 +252,7 @@ class LocalProcessExecutor(BaseExecutor):
 
         for pid in self.worker_pids():
             kill_tree(pid)
+        self._remove_kernel_dir()
 
     def cancel_pending(self) -> None:
         """Drop queued runs; in-flight ones go on (until :meth:`stop`)."""
@@ -240,3 +261,4 @@ class LocalProcessExecutor(BaseExecutor):
     def shutdown(self, cancel_pending: bool = False) -> None:
         """Wait for running work (unless stopped) and release the pool."""
         self._pool.shutdown(wait=True, cancel_futures=cancel_pending)
+        self._remove_kernel_dir()

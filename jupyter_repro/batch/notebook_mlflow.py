@@ -13,6 +13,9 @@ from typing import Any
 NOTEBOOK_OF_TAG = "jupyter_repro.batch.run_id"
 #: Tag on the batch's run: the runs the notebook created itself, ``experiment_id/run_id``.
 NOTEBOOK_RUNS_TAG = "jupyter_repro.notebook_runs"
+#: The variables of :func:`notebook_mlflow_env` that differ from run to run (the others
+#: are the same for every run of a batch, so a kernel started ahead can have them).
+PER_RUN_VARIABLES = ("MLFLOW_RUN_ID", "MLFLOW_RUN_CONTEXT")
 _OWN_EXPERIMENT = re.compile(r"\bset_experiment\s*\(|\bstart_run\s*\([^)]*experiment_id")
 
 

@@ -1,5 +1,6 @@
-"""The papermill call of one batch run: a fresh kernel launched for this run alone, the
-notebook executed into a partial file, and the facts of a failure read back.
+"""The papermill call of one batch run: the notebook executed into a partial file in a
+fresh kernel started for this run alone (by :mod:`jupyter_repro.kernels`, possibly while
+the previous run was executing), and the facts of a failure read back.
 
 Nothing process-wide changes while the run is in flight (no ``os.environ``, no file
 descriptor, no ``os.chdir``): the kernel's environment, working directory and stderr are
@@ -9,12 +10,13 @@ threads).
 
 from __future__ import annotations
 
-import os
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..notebook import cell_tags
-from ..processes import kill_children, subreaper_preexec
 from ..provenance.mlflow_log import ADDED_CELL_TAGS, source_cell_index
 from .supervise import RunState
 
@@ -44,54 +46,105 @@ def papermill_ready(nb: Any) -> Any:
     return nbformat.from_dict(nb)
 
 
-def kernel_manager_class(state: RunState, env: dict[str, str], stderr_path: Path, cwd: str) -> type:
-    """An ``AsyncKernelManager`` that starts this run's kernel in ``cwd``, with ``env``
-    added to its environment and its stderr in ``stderr_path``, and records its pid in
-    ``state`` (:meth:`~.supervise.RunState.kernel_launched`).
+#: papermill engine (registered by :func:`register_engine`) that runs a notebook in a
+#: kernel the caller started: :mod:`jupyter_repro.kernels` hands every run its kernel.
+ENGINE = "jupyter_repro"
 
-    Given to nbclient through papermill (``kernel_manager_class``), so nothing
-    process-wide changes while the run is in flight: papermill's own ``cwd=`` changes
-    the directory of the whole process, which runs sharing a dask worker would race on.
+
+@functools.cache
+def register_engine() -> str:
+    """Register :data:`ENGINE` with papermill (once per process) and return its name.
+
+    It is papermill's own ``nbclient`` engine, except that the notebook client is given a
+    kernel already started (``km=``, nbclient's documented argument) and still shuts it
+    down and removes its files at the end, as for one it started itself
+    (``owns_km``); a pre-started kernel first gets the run's own variables
+    (``late_env``, :func:`jupyter_repro.kernels.late_env_code`) through nbclient's
+    ``on_notebook_start`` hook, before any cell runs.
     """
-    from jupyter_client import AsyncKernelManager
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
 
-    class RunKernelManager(AsyncKernelManager):
-        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-            kw["env"] = {**(kw.get("env") or os.environ), **env}
-            kw["cwd"] = cwd
-            # The kernel inherits the orphans of everything the notebook starts (a
-            # process in its own session whose parent exited, field case G12), so they
-            # stay in its tree: shutdown_kernel and kill_kernel kill them with it.
-            kw["preexec_fn"] = subreaper_preexec()
-            with open(stderr_path, "ab") as err:
-                kw["stderr"] = err
-                await super()._async_launch_kernel(kernel_cmd, **kw)
-            pid = getattr(self.provisioner, "pid", None)
-            if isinstance(pid, int):
-                state.kernel_launched(pid)
-            elif state.stopping or state.timed_out:
-                state.kill_kernel()
+    class StartedKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(
+            cls,
+            nb_man: Any,
+            kernel_name: str,
+            log_output: bool = False,
+            stdout_file: Any = None,
+            stderr_file: Any = None,
+            start_timeout: float = 60,
+            execution_timeout: float | None = None,
+            km: Any = None,
+            late_env: dict[str, str] | None = None,
+            on_ready: Callable[[], Any] | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            # as NBClientEngine.execute_managed_notebook (papermill 2.x), plus km
+            kwargs = remove_args(["input_path"], **kwargs)
+            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+            final_kwargs = merge_kwargs(
+                safe_kwargs,
+                timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
+            client = PapermillNotebookClient(nb_man, km=km, **final_kwargs)
+            client.owns_km = True  # shut down and cleaned up at the end, as nbclient's own
 
-        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
-            # The notebook is done: what it left running (children, detached grandchildren
-            # re-parented to the kernel) goes first, then the kernel shuts down as usual.
-            pid = getattr(self.provisioner, "pid", None)
-            if isinstance(pid, int) and not restart:
-                kill_children(pid)
-            await super()._async_shutdown_kernel(now=now, restart=restart)
+            async def kernel_ready(**_: Any) -> None:  # nbclient: the kernel replied
+                if on_ready is not None:
+                    done = on_ready()
+                    if inspect.isawaitable(done):
+                        await done
+                if not late_env:
+                    return
+                from ..kernels import late_env_code
 
-    return RunKernelManager
+                reply = await client.kc.execute_interactive(
+                    late_env_code(late_env),
+                    silent=True,
+                    store_history=False,
+                    timeout=start_timeout,
+                )
+                if reply["content"].get("status") != "ok":
+                    raise RuntimeError(
+                        f"{KERNEL_START_FAILED}: the kernel refused the run's variables"
+                    )
+
+            client.on_notebook_start = kernel_ready
+            return client.execute()
+
+    papermill_engines.register(ENGINE, StartedKernelEngine)
+    return ENGINE
 
 
 def execute_notebook(
-    nb: Any, partial: Path, kernel_name: str, start_timeout: float, km_class: type, state: RunState
+    nb: Any,
+    partial: Path,
+    start_timeout: float,
+    state: RunState,
+    take_kernel: Callable[[], tuple[Any, dict[str, str]]],
+    used: list[Any],
+    on_ready: Callable[[], Any] | None = None,
 ) -> Any:
-    """Run ``nb`` with papermill, saving to ``partial`` after every cell; returns the
-    executed notebook.
+    """Run ``nb`` with papermill in a kernel from ``take_kernel`` (a started
+    ``RunKernelManager`` and the variables still to set in it), saving to ``partial``
+    after every cell; returns the executed notebook. Every kernel taken is appended to
+    ``used`` (the caller reads its stderr and makes sure it is gone); ``on_ready`` is
+    called (and awaited, when a coroutine function) once the kernel answered, before the
+    first cell.
 
-    A kernel that dies while starting (e.g. a port taken between jupyter_client choosing
-    it and the kernel binding it, under load) ran no user code: a fresh one is started
-    once before the failure stands.
+    A kernel that dies while starting (under load; over TCP also a port taken between
+    jupyter_client choosing it and the kernel binding it) ran no user code: another one
+    is taken once before the failure stands.
 
     Raises:
         whatever papermill raises (``PapermillExecutionError`` for a cell's own error,
@@ -100,19 +153,27 @@ def execute_notebook(
     """
     import papermill
 
-    if state.stopping:
-        raise RuntimeError("batch stopped")
+    engine = register_engine()
     for start in (1, 2):
+        if state.stopping:
+            raise RuntimeError("batch stopped")
+        km, late_env = take_kernel()
+        used.append(km)
+        if km.pid is not None:
+            state.kernel_launched(km.pid)
         try:
             return papermill.execute_notebook(
                 nb,
                 str(partial),
-                kernel_name=kernel_name,
+                kernel_name=km.kernel_name,
+                engine_name=engine,
+                km=km,
+                late_env=late_env,
+                on_ready=on_ready,
                 progress_bar=False,
                 start_timeout=start_timeout,
                 execution_timeout=None,  # the run-wide watchdog ends it
                 request_save_on_cell_execute=True,
-                kernel_manager_class=km_class,
             )
         except RuntimeError as exc:
             if start == 2 or state.stopping or KERNEL_START_FAILED not in str(exc):

@@ -260,6 +260,8 @@ def run_batch(
                 flags=flags,
                 owner=owner,
                 check_attempts=executor_cls.reruns_lost_runs,
+                # the last `jobs` runs start no spare kernel: no run would take it
+                warm_next=index < len(param_sets) - jobs,
             )
         )
     report = BatchReport([], experiment, uri, warnings=warnings)

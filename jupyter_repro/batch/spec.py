@@ -53,6 +53,9 @@ class RunSpec:
     #: :mod:`jupyter_repro.tune.channel`); they travel with the spec, so a dask worker's
     #: kernel gets them too. The MLflow variables of the run win over them.
     kernel_env: dict[str, str] = field(default_factory=dict)
+    #: Start the next run's kernel while this one runs (:mod:`jupyter_repro.kernels`):
+    #: the batch sets it on all but the last runs, so no spare is started for nothing.
+    warm_next: bool = False
 
 
 @dataclass
@@ -71,6 +74,9 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     worker: str = ""  # host:pid of the process that ran it
     attempt: int = 1
+    #: kernels the run started: 1, or 2 when the first died before running anything
+    #: (0 when none started)
+    kernel_starts: int = 0
     #: the executed notebook as JSON text, when it was written on another machine and
     #: must be shipped back to the client (dask without a shared file system)
     notebook_text: str | None = field(default=None, repr=False)

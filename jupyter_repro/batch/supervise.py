@@ -24,7 +24,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..processes import create_time, host_key, kill_children, kill_tree, pid_alive
+from ..kernels import KernelFolder, KernelPool
+from ..processes import (
+    create_time,
+    host_key,
+    kill_children,
+    kill_tree,
+    pid_alive,
+    remove_stale_folders,
+)
 from .spec import RunSpec
 
 
@@ -36,6 +44,8 @@ class _WorkerState:
         self.stopped_batches: set[str] = set()  # batches whose client asked to stop
         self.runs: dict[int, RunState] = {}  # id(state) -> state, runs in flight
         self.lock = threading.Lock()
+        #: this worker's kernels (a spare started ahead), set by :func:`worker_init`
+        self.kernels: KernelPool | None = None
 
     @property
     def running(self) -> bool:
@@ -125,23 +135,47 @@ def stop_runs(batch_id: str | None = None, reason: str = "") -> int:
 
 def _on_stop_signal(signum: int, frame: Any) -> None:
     stop_runs(None, "batch interrupted (SIGTERM/SIGINT)")
-    kill_children()
+    kill_children()  # the runs' kernels and the spare; the spare's files go at exit
 
 
-def worker_init(batch_pid: int | None = None) -> None:
-    """Run once in each worker process: signal handlers, batch-death watch, warm imports.
+def worker_kernels() -> KernelPool | None:
+    """This worker's :class:`~jupyter_repro.kernels.KernelPool` (None outside a local
+    pool worker: each run then starts its kernel in a folder of its own)."""
+    return _STATE.kernels
+
+
+def _close_kernels() -> None:
+    pool = _STATE.kernels
+    if pool is not None:
+        pool.close()
+        # the batch's folder too when the batch is gone (killed with -9): nobody else will
+        parent = os.path.dirname(pool.folder.path)
+        remove_stale_folders(os.path.basename(parent), os.path.dirname(parent))
+
+
+def worker_init(batch_pid: int | None = None, kernel_dir: str | None = None) -> None:
+    """Run once in each worker process: signal handlers, batch-death watch, warm imports,
+    and with ``kernel_dir`` (a private folder of the batch) this worker's kernel pool.
 
     SIGINT is ignored (Ctrl-C reaches the whole process group; the batch process decides);
     SIGTERM means "stop now, close runs as KILLED". A worker's parent is the forkserver,
     not the batch, so the parent-death signal cannot tell that the batch died: a daemon
     thread watches ``batch_pid`` every second and, once it is gone (SIGKILL, crash), stops
     the run in flight exactly as SIGTERM would, so it ends KILLED and its kernel is shut.
+    The pool's spare kernel is killed and its folder removed when the worker exits (a
+    ``multiprocessing`` finalizer, which runs when the pool shuts the worker down).
     """
+    from multiprocessing import util
+
     from ..provenance.store import quiet_mlflow
 
     quiet_mlflow()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_stop_signal)
+    if kernel_dir is not None:
+        # runs execute in this process's main thread: its kernels die with it
+        _STATE.kernels = KernelPool(KernelFolder(parent=kernel_dir), die_with_owner=True)
+        util.Finalize(None, _close_kernels, exitpriority=50)
     if batch_pid is not None:
         threading.Thread(target=_watch_batch, args=(batch_pid,), daemon=True).start()
     warm_imports()
@@ -163,6 +197,7 @@ def _watch_batch(batch_pid: int) -> None:
             deadline = time.monotonic() + 120
             while _STATE.running and time.monotonic() < deadline:
                 time.sleep(0.2)  # the run closes itself as KILLED
+            _close_kernels()  # os._exit runs no finalizer
             os._exit(0)  # nobody will send this worker another run
 
 

@@ -385,42 +385,21 @@ def _run_repeats(
 
 #: Prefix of nb-smoke's private temporary folders (in :func:`tempfile.gettempdir`).
 TMP_PREFIX = "nb-smoke-"
-_OWNER = "owner.json"
 
 
 def _write_owner(tmp: Path) -> None:
     """Record which nb-smoke process owns ``tmp`` (pid and start time, for pid reuse)."""
-    import psutil
+    from ..processes import write_owner
 
-    me = psutil.Process()
-    (tmp / _OWNER).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time()}))
+    write_owner(tmp)
 
 
 def remove_stale_folders(root: str | Path | None = None) -> list[Path]:
-    """Delete nb-smoke temporary folders whose nb-smoke process is gone (killed with -9).
+    """Delete nb-smoke temporary folders whose nb-smoke process is gone (killed with -9):
+    :func:`jupyter_repro.processes.remove_stale_folders` for ``nb-smoke-*``."""
+    from ..processes import remove_stale_folders as remove
 
-    Only folders with an owner record whose process no longer runs (same pid and start
-    time) are removed; a folder being set up (no record yet) and other users' folders are
-    left alone. Returns the folders removed.
-    """
-    import shutil
-
-    from ..processes import pid_alive
-
-    removed = []
-    base = Path(root or tempfile.gettempdir())
-    for folder in base.glob(TMP_PREFIX + "*"):
-        try:
-            if folder.stat().st_uid != os.getuid() or not folder.is_dir():
-                continue
-            owner = json.loads((folder / _OWNER).read_text())
-            if pid_alive(int(owner["pid"]), owner.get("create_time")):
-                continue
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    return removed
+    return remove(TMP_PREFIX, root)
 
 
 def _run_worker(

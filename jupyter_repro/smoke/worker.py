@@ -508,9 +508,8 @@ def _offset(fd: int) -> int | None:
 # -- kernel mode ----------------------------------------------------------------------
 
 
-def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
+def run_kernel_mode(spec: dict[str, Any], events: _Events, spec_path: str) -> None:
     import nbformat
-    from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook()
@@ -523,8 +522,16 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
     def on_cell_executed(cell, cell_index, execute_reply):
         replies[cell_index] = execute_reply
 
+    # IPC sockets in a folder inside this run's private temporary folder (which nb-smoke
+    # removes even after a kill): no port race between notebooks checked in parallel.
+    from jupyter_client import AsyncKernelManager
+
+    from jupyter_repro.kernels import KernelFolder, transport_options
+
+    folder = KernelFolder(parent=os.path.dirname(os.path.abspath(spec_path)))
     client = NotebookClient(
         nb,
+        km=AsyncKernelManager(kernel_name=spec["kernel_name"], **transport_options(folder)),
         kernel_name=spec["kernel_name"],
         timeout=None,
         allow_errors=True,
@@ -532,6 +539,16 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
         resources={"metadata": {"path": os.getcwd()}},
         on_cell_executed=on_cell_executed,
     )
+    client.owns_km = True  # shut down and cleaned up at the end, as a manager it made
+    try:
+        _run_in_kernel(client, nb, spec, events, replies)
+    finally:
+        folder.remove()
+
+
+def _run_in_kernel(client, nb, spec: dict[str, Any], events: _Events, replies: dict) -> None:
+    from jupyter_core.utils import run_sync
+
     with client.setup_kernel():
         pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
         events.emit(event="start", mode="kernel", pid=os.getpid())
@@ -710,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     watch_parent()
     try:
         if spec["mode"] == "kernel":
-            run_kernel_mode(spec, events)
+            run_kernel_mode(spec, events, spec_path)
         else:
             run_script_mode(spec, events, spec_path)
     except BaseException as exc:  # report anything, then let the parent decide

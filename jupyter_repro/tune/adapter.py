@@ -92,6 +92,9 @@ class TrialRuns:
             owner=self.owner,
             check_attempts=self.check_attempts,
             kernel_env=dict(kernel_env or {}),
+            # trials keep coming until the study ends: start the next trial's kernel
+            # while this one runs (the spare left at the end dies with its worker)
+            warm_next=True,
         )
 
     def submit(self, spec: RunSpec) -> Any:

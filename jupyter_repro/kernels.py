@@ -1,0 +1,336 @@
+"""Kernels for runs: a fresh kernel for every run, started before the run needs it, and
+reached over Unix sockets in a private folder where the platform has them.
+
+Used by ``batch`` and ``tune`` (one :class:`KernelPool` per worker process) and by
+``nb-smoke --mode kernel`` (:func:`new_manager` for its kernel). Three rules:
+
+- **Fresh, never reused.** A kernel runs one notebook, then it is shut down. The pool
+  keeps at most one *spare*: a kernel started ahead for the next run of the same
+  kernelspec, working directory and environment, which has run no code of anyone's. A
+  spare that does not fit the next run, or is not needed, is killed (it ran nothing).
+- **No port races.** Kernels listen on IPC sockets (ZeroMQ ``ipc://``, Unix domain
+  sockets) named after their connection file, in a folder only this user can enter
+  (``tempfile.mkdtemp``, mode 0700): two kernels never compete for a name, unlike TCP
+  ports picked free and bound later by another process (papermill issue #511, nbmake
+  issue #129: "address already in use" at high parallelism). Where ZeroMQ has no IPC
+  (Windows) or the socket path would be too long, kernels use TCP as before.
+- **Nothing left behind.** Connection files and sockets are removed with the kernel
+  (``KernelManager.cleanup_resources``), the folder with its owner (:meth:`KernelPool.close`).
+  Every kernel is a child subreaper of what the notebook starts, and what the notebook
+  left running is killed before the kernel shuts down (field case G12).
+
+A pre-started kernel cannot have the run's own environment variables at launch (the
+MLflow run id exists only once the run is opened): :data:`LATE_ENV_CODE` sets them with one
+silent request (``silent=True, store_history=False``: no execution count, no history, no
+output) before the first cell, for Python kernels only; other kernels are never pre-started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .processes import die_with_parent, kill_children, subreaper_preexec
+
+#: nbclient (papermill, nbconvert, nbmake) starts IPython kernels with this argument.
+HISTORY_ARGS = ["--HistoryManager.hist_file=:memory:"]
+
+#: A Unix socket path holds at most 108 bytes on Linux and 104 on macOS (``sun_path``).
+MAX_SOCKET_PATH = 100
+
+#: The silent request that gives a pre-started Python kernel the run's own variables.
+LATE_ENV_CODE = "import os as _jr_os\n_jr_os.environ.update({env})\ndel _jr_os\n"
+
+
+def ipc_supported(folder: str) -> bool:
+    """Whether kernels with connection files in ``folder`` can use IPC sockets: not on
+    Windows, ZeroMQ built with ``ipc``, and the longest socket path fits ``sun_path``."""
+    if sys.platform == "win32":
+        return False
+    import zmq
+
+    if not zmq.has("ipc"):
+        return False
+    longest = os.path.join(folder, f"kernel-{uuid.uuid4()}-ipc-65535")
+    return len(longest.encode()) <= MAX_SOCKET_PATH
+
+
+class KernelFolder:
+    """A private folder (mode 0700) for kernels' connection files, IPC sockets and stderr.
+
+    Attributes:
+        path: the folder, created at once under ``parent`` (the temp dir when None).
+        ipc: whether kernels here use IPC transport (:func:`ipc_supported`), else TCP.
+    """
+
+    def __init__(self, parent: str | None = None) -> None:
+        self.path = tempfile.mkdtemp(prefix="jrepro-kernels-", dir=parent)
+        self.ipc = ipc_supported(self.path)
+
+    def remove(self) -> None:
+        """Delete the folder and whatever is left in it; never raises."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@functools.cache
+def manager_class() -> type:
+    """``RunKernelManager``: an ``AsyncKernelManager`` whose kernel starts with the
+    ``launch_cwd``, ``launch_env`` and ``stderr_path`` set on the instance (nothing
+    process-wide changes, so runs can share a process), as a child subreaper, and whose
+    shutdown first kills what the notebook left running (field case G12)."""
+    from jupyter_client import AsyncKernelManager
+
+    class RunKernelManager(AsyncKernelManager):
+        launch_cwd: str | None = None
+        launch_env: dict[str, str] = {}  # noqa: RUF012 - replaced per instance
+        stderr_path: str | None = None
+        die_with_parent = False  # SIGKILL when the process that launched it dies
+
+        @property
+        def pid(self) -> int | None:
+            """The kernel's process id once launched, else None."""
+            pid = getattr(self.provisioner, "pid", None)
+            return pid if isinstance(pid, int) else None
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["env"] = {**(kw.get("env") or os.environ), **self.launch_env}
+            if self.launch_cwd is not None:
+                kw["cwd"] = self.launch_cwd
+            # The kernel inherits the orphans of everything the notebook starts (a
+            # process in its own session whose parent exited, field case G12), so they
+            # stay in its tree: shutdown_kernel and kill_kernel kill them with it.
+            kw["preexec_fn"] = _preexec(self.die_with_parent)
+            if self.stderr_path is None:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            else:
+                with open(self.stderr_path, "ab") as err:
+                    kw["stderr"] = err
+                    await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            # The notebook is done: what it left running (children, detached grandchildren
+            # re-parented to the kernel) goes first, then the kernel shuts down as usual.
+            if self.pid is not None and not restart:
+                kill_children(self.pid)
+            await super()._async_shutdown_kernel(now=now, restart=restart)
+
+    return RunKernelManager
+
+
+def transport_options(folder: KernelFolder) -> dict[str, str]:
+    """``KernelManager`` options for a kernel whose connection file (and IPC sockets,
+    named after it, ``<file>-ipc-<n>``) go in ``folder``: IPC where the folder allows it
+    (:attr:`KernelFolder.ipc`), else TCP on ports jupyter_client picks."""
+    return {
+        "transport": "ipc" if folder.ipc else "tcp",
+        "connection_file": os.path.join(folder.path, f"kernel-{uuid.uuid4()}.json"),
+    }
+
+
+def _preexec(die: bool) -> Callable[[], None] | None:
+    """The kernel's ``preexec_fn``: a child subreaper, and with ``die`` killed when its
+    launcher dies (``PR_SET_PDEATHSIG``; Linux, else nothing)."""
+    steps = [
+        f for f in (subreaper_preexec(), die_with_parent(signal.SIGKILL) if die else None) if f
+    ]
+    if not steps:
+        return None
+
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
+
+
+def new_manager(
+    kernel_name: str,
+    folder: KernelFolder,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    stderr: bool = True,
+) -> Any:
+    """A ``RunKernelManager`` (not started) for kernelspec ``kernel_name`` whose
+    connection file (and IPC sockets, when ``folder.ipc``) go in ``folder``, started in
+    ``cwd`` with ``env`` added to this process's environment, its stderr in a file of
+    the folder when ``stderr`` (``.stderr_path``).
+
+    Raises:
+        jupyter_client.kernelspec.NoSuchKernel: no kernelspec ``kernel_name``.
+    """
+    options = transport_options(folder)
+    km = manager_class()(kernel_name=kernel_name, **options)
+    name = os.path.splitext(options["connection_file"])[0]
+    km.launch_cwd = cwd
+    km.launch_env = dict(env or {})
+    km.stderr_path = f"{name}.stderr" if stderr else None
+    return km
+
+
+def start(km: Any) -> None:
+    """Launch ``km``'s kernel (returns once the process exists, not once it is ready),
+    with the arguments nbclient would give it."""
+    from jupyter_core.utils import run_sync
+
+    run_sync(km.start_kernel)(extra_arguments=list(HISTORY_ARGS) if km.ipykernel else [])
+
+
+def discard(km: Any) -> None:
+    """Kill a kernel that will run nothing (and what it started), remove its connection
+    file, sockets and stderr file; never raises."""
+    from jupyter_core.utils import run_sync
+
+    with contextlib.suppress(Exception):
+        if km.has_kernel and _alive(km):  # a dead one (nbclient's, killed) only has files
+            run_sync(km.shutdown_kernel)(now=True)
+    with contextlib.suppress(Exception):
+        run_sync(km.cleanup_resources)()
+    if km.stderr_path:
+        with contextlib.suppress(OSError):
+            os.unlink(km.stderr_path)
+
+
+def is_python_ipykernel(km: Any) -> bool:
+    """Whether ``km``'s kernelspec is a Python kernel run by ipykernel (only those are
+    pre-started: :data:`LATE_ENV_CODE` is Python)."""
+    try:
+        spec = km.kernel_spec
+    except Exception:
+        return False
+    argv = " ".join(getattr(spec, "argv", None) or [])
+    return (getattr(spec, "language", "") or "").lower() == "python" and "ipykernel" in argv
+
+
+def late_env_code(env: dict[str, str]) -> str:
+    """The code of the silent request that adds ``env`` to a running Python kernel's
+    ``os.environ`` (so to what it starts, too)."""
+    return LATE_ENV_CODE.format(env=json.dumps({str(k): str(v) for k, v in env.items()}))
+
+
+class KernelPool:
+    """Started kernels for the runs of one process, each used for one run only.
+
+    :meth:`take` gives a run its kernel: the spare when it was started for the same
+    kernelspec, working directory and launch environment (and is alive), else a new one
+    started now. :meth:`prestart` starts the spare for the next run. At most one spare
+    exists; :meth:`close` kills it and removes the folder. Thread-safe.
+
+    Args:
+        folder: where connection files, sockets and stderr files go.
+        warm: whether :meth:`prestart` starts spares at all.
+        die_with_owner: kernels get ``PR_SET_PDEATHSIG`` (SIGKILL when the thread that
+            started them ends): for a process whose runs all start in its main thread,
+            so its kernels, the spare included, die with it even when it is SIGKILLed.
+    """
+
+    def __init__(
+        self, folder: KernelFolder, warm: bool = True, die_with_owner: bool = False
+    ) -> None:
+        self.folder = folder
+        self.warm = warm
+        self.die_with_owner = die_with_owner
+        self.closed = False
+        self._spare: tuple[tuple[Any, ...], Any] | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(kernel_name: str, cwd: str, env: dict[str, str]) -> tuple[Any, ...]:
+        return (kernel_name, cwd, tuple(sorted(env.items())))
+
+    def take(
+        self, kernel_name: str, cwd: str, env: dict[str, str], late_env: dict[str, str]
+    ) -> tuple[Any, dict[str, str]]:
+        """A started kernel for one run, and the variables still to set in it.
+
+        Args:
+            env: variables every run with this key shares (given at launch).
+            late_env: this run's own variables: given at launch to a kernel started now;
+                returned for a spare, which gets them by :func:`late_env_code` before the
+                first cell.
+
+        Returns:
+            (the started ``RunKernelManager``, variables still to set: empty or ``late_env``)
+
+        Raises:
+            RuntimeError: the pool is closed. Whatever ``start_kernel`` raises.
+        """
+        key = self._key(kernel_name, cwd, env)
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("kernel pool closed")
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            if spare[0] == key and _alive(spare[1]):
+                return spare[1], dict(late_env)
+            discard(spare[1])
+        km = new_manager(kernel_name, self.folder, cwd, {**env, **late_env})
+        km.die_with_parent = self.die_with_owner
+        try:
+            start(km)
+        except BaseException:
+            discard(km)  # its connection file was written before the launch failed
+            raise
+        return km, {}
+
+    async def prestart(self, kernel_name: str, cwd: str, env: dict[str, str]) -> None:
+        """Start the spare for the next run of this key (no-op when not :attr:`warm`,
+        closed, a spare exists, or the kernel is not a Python ipykernel). Never raises:
+        a kernel that cannot start now is started again by the run that needs it.
+
+        A coroutine of the event loop the runs' kernels use (nbclient's, in the thread
+        that runs them: ``jupyter_core.utils.run_sync`` from outside it).
+        """
+        if not self.warm:
+            return
+        with self._lock:
+            if self.closed or self._spare is not None:
+                return
+            try:
+                km = new_manager(kernel_name, self.folder, cwd, env)
+            except Exception:
+                return
+            if not is_python_ipykernel(km):
+                return
+            km.die_with_parent = self.die_with_owner
+            self._spare = (self._key(kernel_name, cwd, env), km)
+        try:
+            await km.start_kernel(extra_arguments=list(HISTORY_ARGS) if km.ipykernel else [])
+        except Exception:
+            with self._lock:
+                if self._spare is not None and self._spare[1] is km:
+                    self._spare = None
+            discard(km)
+
+    def drop_spare(self) -> None:
+        """Kill the spare, if any (a stop was requested: no further run needs it)."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            discard(spare[1])
+
+    def close(self) -> None:
+        """Kill the spare and remove the folder; later :meth:`take` calls raise."""
+        with self._lock:
+            self.closed = True
+        self.drop_spare()
+        self.folder.remove()
+
+
+def _alive(km: Any) -> bool:
+    from jupyter_core.utils import run_sync
+
+    try:
+        return bool(run_sync(km.is_alive)())
+    except Exception:
+        return False

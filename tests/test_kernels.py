@@ -1,0 +1,240 @@
+"""Kernels for runs (jupyter_repro.kernels, issue 19): a fresh kernel per run, the next
+one started while a run executes, IPC sockets in a private folder, nothing left behind.
+
+Real kernels, the real ``jupyter-repro batch`` CLI, a real sqlite MLflow store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+from batch_support import batch, ready_store, runs_of
+from helpers import make_notebook
+from jupyter_core.utils import run_sync
+
+from jupyter_repro import kernels
+
+#: A cell that prints the kernel's transport, connection file and pid.
+WHOAMI = (
+    "import json, os, ipykernel.connect\n"
+    "_cf = ipykernel.connect.get_connection_file()\n"
+    "print(json.dumps({'transport': json.load(open(_cf))['transport'], 'file': _cf,\n"
+    "                  'pid': os.getpid(), 'run': os.environ.get('MLFLOW_RUN_ID'),\n"
+    "                  'i': i}))"
+)
+
+
+def _kernel_processes(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line mentions ``marker`` (a test's own folder)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if marker in " ".join(proc.info["cmdline"] or []) and proc.status() != "zombie":
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _whoami(output: Path) -> dict:
+    import nbformat
+
+    nb = nbformat.read(output, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def _isolated_env(tmp_path: Path) -> dict[str, str]:
+    """Temp dir and Jupyter runtime dir inside the test's folder, so what is left behind
+    can be listed."""
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "runtime").mkdir()
+    return {"TMPDIR": str(tmp_path / "tmp"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+
+
+@pytest.mark.slow
+def test_64_kernels_through_batch_j8_start_without_failure_over_ipc_and_leave_nothing(tmp_path):
+    nb = make_notebook(tmp_path / "tiny.ipynb", ("i = 0", ["parameters"]), WHOAMI)
+    (tmp_path / "grid.yaml").write_text(f"i: {list(range(64))}\n")
+    uri = ready_store(tmp_path / "store")
+    report = tmp_path / "report.json"
+    env = _isolated_env(tmp_path)
+    proc = batch(
+        nb,
+        "--grid",
+        tmp_path / "grid.yaml",
+        "-j",
+        "8",
+        "--json",
+        report,
+        "--output-dir",
+        tmp_path / "out",
+        cwd=tmp_path,
+        uri=uri,
+        timeout=1200,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(report.read_text())["runs"]
+    assert len(results) == 64
+    assert [r["status"] for r in results] == ["FINISHED"] * 64, [
+        r["reason"] for r in results if r["status"] != "FINISHED"
+    ]
+    # zero launch failures: no run needed a second kernel
+    assert [r["kernel_starts"] for r in results] == [1] * 64
+    runs = runs_of(uri, "tiny")
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 64
+
+    seen = [_whoami(Path(r["output_path"])) for r in results]
+    if kernels.ipc_supported(str(tmp_path / "tmp")):
+        assert {s["transport"] for s in seen} == {"ipc"}
+    assert all(s["file"].startswith(str(tmp_path / "tmp")) for s in seen)
+    # every run in a kernel of its own, which knew its own MLflow run
+    assert len({s["pid"] for s in seen}) == 64
+    assert len({s["file"] for s in seen}) == 64
+    assert sorted(s["i"] for s in seen) == list(range(64))
+    assert {s["run"] for s in seen} == {r["run_id"] for r in results}
+
+    # nothing left: no kernel process, connection file, socket or folder
+    for s in seen:
+        assert not psutil.pid_exists(s["pid"]) or psutil.Process(s["pid"]).status() == "zombie"
+    assert _kernel_processes(str(tmp_path / "tmp")) == []
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list((tmp_path / "runtime").rglob("kernel-*")) == []
+
+
+def test_spare_kernel_is_fresh_and_unused_kernels_are_removed(tmp_path):
+    """In one process: the spare fits only its own kernelspec, cwd and launch variables,
+    is handed out once, and closing the pool kills an unused spare and removes its files."""
+    folder = kernels.KernelFolder(parent=str(tmp_path))
+    pool = kernels.KernelPool(folder)
+    cwd = str(tmp_path)
+    first, late = pool.take("python3", cwd, {"A": "1"}, {"RUN": "r1"})
+    assert late == {}  # started now: the run's variables were given at launch
+    assert first.launch_env == {"A": "1", "RUN": "r1"}
+    run_sync(pool.prestart)("python3", cwd, {"A": "1"})
+    second, late = pool.take("python3", cwd, {"A": "1"}, {"RUN": "r2"})
+    assert late == {"RUN": "r2"}  # the spare: set before the first cell
+    assert second is not first and second.pid != first.pid
+    assert second.launch_env == {"A": "1"}
+    run_sync(pool.prestart)("python3", cwd, {"A": "1"})
+    # another working directory: the spare does not fit, it is killed, a fresh one starts
+    spare_pid = pool._spare[1].pid
+    (tmp_path / "other").mkdir()
+    third, late = pool.take("python3", str(tmp_path / "other"), {"A": "1"}, {"RUN": "r3"})
+    assert late == {} and third.pid not in (first.pid, second.pid, spare_pid)
+    assert not _alive(spare_pid)
+    run_sync(pool.prestart)("python3", cwd, {"A": "1"})
+    spare_pid = pool._spare[1].pid
+    for km in (first, second, third):
+        kernels.discard(km)
+        assert not _alive(km.pid)
+    pool.close()
+    assert not _alive(spare_pid)
+    assert not os.path.exists(folder.path)
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.take("python3", cwd, {}, {})
+
+
+def test_late_env_code_round_trips_any_value():
+    code = kernels.late_env_code({"X": "a'b\"c\\d\n€", "Y": ""})
+    scope: dict = {}
+    saved = dict(os.environ)
+    try:
+        exec(code, scope)
+        assert os.environ["X"] == "a'b\"c\\d\n€" and os.environ["Y"] == ""
+        assert "_jr_os" not in scope
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_ipc_falls_back_to_tcp_when_the_socket_path_is_too_long(tmp_path):
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    assert not kernels.ipc_supported(str(deep))
+    folder = kernels.KernelFolder(parent=str(deep))
+    km = kernels.new_manager("python3", folder)
+    assert km.transport == "tcp"
+    folder.remove()
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "kill -9 of the process group"])
+def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
+    """While run 0 sleeps, its worker's spare for run 1 is up: stopping the batch (or
+    SIGKILLing it with its forkserver and workers) leaves neither kernel running."""
+    import signal
+    import time
+
+    from batch_support import pid_running, start_batch, wait_for
+
+    nb = make_notebook(
+        tmp_path / "sleeper.ipynb", ("i = 0", ["parameters"]), "import time\ntime.sleep(300)"
+    )
+    (tmp_path / "grid.yaml").write_text("i: [0, 1, 2]\n")
+    uri = ready_store(tmp_path / "store")
+    env = _isolated_env(tmp_path)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # start_batch passes this process's environment on
+    try:
+        proc = start_batch(
+            nb,
+            "--grid",
+            tmp_path / "grid.yaml",
+            "-j",
+            "1",
+            cwd=tmp_path,
+            uri=uri,
+            log=tmp_path / "batch.log",
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    marker = str(tmp_path / "tmp")
+    try:
+        kernels_up = wait_for(
+            lambda: (lambda ps: ps if len(ps) == 2 else None)(_kernel_processes(marker)),
+            300,
+            "the run's kernel and the spare",
+        )
+        pids = [p.pid for p in kernels_up]
+        time.sleep(1)
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        wait_for(lambda: not any(pid_running(p) for p in pids), 60, "both kernels to be gone")
+        assert _kernel_processes(marker) == []
+        if how == "SIGTERM":
+            assert list((tmp_path / "tmp").iterdir()) == []
+        else:  # nobody was left to remove the folder: the next batch does
+            from jupyter_repro.processes import remove_stale_folders
+
+            left = list((tmp_path / "tmp").glob("jrepro-*"))
+            assert len(left) == 1 and left[0].name.startswith("jrepro-batch-"), left
+            assert remove_stale_folders("jrepro-batch-", tmp_path / "tmp") == left
+            assert list((tmp_path / "tmp").glob("jrepro-*")) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in _kernel_processes(marker):
+            p.kill()
