@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..processes import host_key
 from ..provenance.attempts import Attempt, attempt_number, close_orphans, resolve_attempt
-from ..provenance.env import kernel_environment
+from ..provenance.env import adopt_fingerprint, kernel_environment
 from ..provenance.gc import Heartbeat, heartbeat_tags
 from ..provenance.mlflow_log import FinishedRun, Provenance, close_run, end_run, open_run
 from ..provenance.names import (
@@ -81,9 +82,12 @@ def _execute_run(spec: RunSpec, state: RunState) -> RunResult:
     run = _open(spec, attempt, worker)
     run.timings["open_run"] = time.time() - t0
     _run_notebook(spec, state, run)
+    if state.launched_at is not None:
+        run.timings["kernel_start"] = state.launched_at - t0
     _classify_outcome(spec, state, run)
     result = _finish(spec, run)
     result.duration, result.worker, result.attempt = time.time() - t0, worker, attempt.number
+    result.started_at = t0
     return result
 
 
@@ -141,6 +145,9 @@ def _open(spec: RunSpec, attempt: Attempt, worker: str) -> _OpenRun:
     # The environment coordinate is the one the run executes in: the kernel's interpreter
     # (a kernelspec may name another venv's python; this worker's when it is the same),
     # which on a dask cluster may differ from the client's (cached per process).
+    if spec.owner is not None and spec.owner[0] == host_key():
+        # this machine's interpreter, fingerprinted by the batch process moments ago
+        adopt_fingerprint(spec.provenance.environment)
     provenance = dataclasses.replace(
         spec.provenance, environment=kernel_environment(spec.kernel_name)
     )

@@ -67,6 +67,8 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     worker: str = ""  # host:pid of the process that ran it
     attempt: int = 1
+    #: when the run began on its worker (``time.time()``, the worker's clock); 0 if never
+    started_at: float = 0.0
     #: the executed notebook as JSON text, when it was written on another machine and
     #: must be shipped back to the client (dask without a shared file system)
     notebook_text: str | None = field(default=None, repr=False)
