@@ -789,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
         for o in missed:
             print(f"  {o.pair_id}  must {o.must_rerun}  flagged {o.flagged[t]}")
         for o in broken[:5]:
-            print(f"  {o.pair_id}  ERROR {o.errors[t]}")
+            print(f"  {o.pair_id}  ERROR {o.errors.get(t) or next(iter(o.errors.values()), '')}")
     elapsed = time.monotonic() - started
     print(f"\n{len(pairs)} pairs in {elapsed:.0f} s")
     out = RESULTS / f"track_accuracy-{stamp}.json"

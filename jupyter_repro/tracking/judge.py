@@ -16,10 +16,13 @@ above ``c`` whose current source writes ``n`` (binds, deletes or mutates it):
   cell does write it but no tracked run did (set before ``%track on``), there is no
   verdict, and the summary says the state cannot be vouched for.
 - ``stale``: a run after ``e`` wrote ``n`` again; or ``W``'s cell is itself flagged
-  (transitively: stale through that cell). When every run that wrote ``n`` after ``e``
-  came from a cell *below* ``c`` (and ``n`` is a variable, not a file, which outlives the
-  kernel), the finding is *information*: a top-to-bottom run also runs ``c`` first, so
-  ``c`` shows what it would show; only re-running ``c`` alone would differ (scenarios 2,
+  (transitively: stale through that cell). The finding is *information* when ``n`` is a
+  variable (a file outlives the kernel) and no run that wrote ``n`` after ``e`` can change
+  what a top-to-bottom run feeds ``c``: each came from a cell *below* ``c`` (a clean run
+  runs ``c`` first), or from a cell above ``R`` while ``c`` read ``n`` from ``R``'s run
+  (a clean run takes ``n`` from ``R``, which did not run again; had its own inputs
+  changed, ``R`` would be flagged and ``c`` stale through it). ``c`` then shows what it
+  would show in a clean run; only re-running ``c`` alone would differ (scenarios 2,
   12-14, 16 keep their ``stale``, at that level). Staleness through such a cell is
   information too.
 - ``out_of_order``: ``W`` is a cell below ``c``; or ``c``'s own earlier run (a cell re-run
@@ -489,32 +492,52 @@ class _Judge:
 
     def check_changed_after(self, i: int, e: ExecutionEvent, name: str, shown: object,
                             is_file: bool) -> None:  # fmt: skip
-        """``stale``: runs after ``e`` wrote ``name``. Information when all of them came
-        from placed cells below position ``i`` and ``name`` is not a file (see the rules
-        in the module docs)."""
+        """``stale``: runs after ``e`` wrote ``name``. Information when none of them can
+        change what a top-to-bottom run feeds this cell (see the rules in the module
+        docs): every one came from a placed cell below position ``i``, or above the cell
+        ``R`` that a top-to-bottom run takes ``name`` from — and this cell read it from
+        ``R``'s run, which has not run again since; and ``name`` is not a file."""
         log = self.state.write_log.get(name, ())
         k = bisect.bisect_right(log, (e.seq, "\uffff"))
         later = [cid for _, cid in log[k:]] or [
             self.state.events[self.state.last_write[name]].cell_id
         ]
-        below = (
-            not is_file
-            and self.order.cells[i].placed
-            and all(
-                (p := self.pos.get(cid)) is not None and p > i and self.order.cells[p].placed
-                for cid in later
-            )
-        )
         last = later[-1]
-        if below:
-            self.add(
-                Verdict.STALE, i,
-                f"reads {shown}, changed afterwards by {self.label(last)} below; a "
-                "top-to-bottom run also runs this cell first, so its output stands, but "
-                "re-running it alone would not give it",
-                [name], dict.fromkeys(later), information=True,
-            )  # fmt: skip
-            return
+        cells = self.order.cells
+        if not is_file and cells[i].placed:
+            r = self.reaching(i, name)
+            w_seq = e.seen.get(name)
+            r_event = self.state.latest.get(cells[r].id) if r is not None else None
+            # c read n as R left it: from R's run, or from a run above R that R ran after
+            # (R then bound an equal value, which is not counted as a write)
+            from_r = (
+                r is not None
+                and cells[r].placed
+                and w_seq is not None
+                and r_event is not None
+                and (self.state.events[w_seq].cell_id == cells[r].id or r_event.seq > w_seq)
+            )
+            positions = [self.pos.get(cid) for cid in later]
+            if all(p is not None and cells[p].placed for p in positions):
+                if all(p > i for p in positions):  # type: ignore[operator]
+                    self.add(
+                        Verdict.STALE, i,
+                        f"reads {shown}, changed afterwards by {self.label(last)} below; a "
+                        "top-to-bottom run also runs this cell first, so its output stands, "
+                        "but re-running it alone would not give it",
+                        [name], dict.fromkeys(later), information=True,
+                    )  # fmt: skip
+                    return
+                if from_r and all(p > i or p < r for p in positions):  # type: ignore[operator]
+                    self.add(
+                        Verdict.STALE, i,
+                        f"reads {shown}, changed afterwards by {self.label(last)}; a "
+                        f"top-to-bottom run takes it from {self.label(cells[r].id)}, as this "
+                        "cell did, so its output stands, but re-running it alone would not "
+                        "give it",
+                        [name], dict.fromkeys(later), information=True,
+                    )  # fmt: skip
+                    return
         self.add(
             Verdict.STALE, i,
             f"reads {shown}, changed by {self.label(last)} after this cell ran",
@@ -678,11 +701,12 @@ def judge_cell(state: TrackState, order: NotebookOrder, cell_id: str) -> list[Fi
 def made_stale(
     state: TrackState, order: NotebookOrder, event: ExecutionEvent
 ) -> list[NotebookCell]:
-    """The cells whose latest run read something ``event`` wrote afterwards: the cells
-    this run has just made stale, in notebook order. Found through the readers index, in
-    time proportional to what the run wrote. Readers above the cell that ran are left
-    out (their ``stale`` is information: a top-to-bottom run shows what they show) unless
-    they read a file this run wrote."""
+    """The cells whose latest run read something ``event`` wrote afterwards and whose
+    ``stale`` is not information: the cells this run has just made stale, in notebook
+    order. Candidates come from the readers index (time proportional to what the run
+    wrote); each is judged by the same rule as the report (:meth:`_Judge.
+    check_changed_after`): a reader above the cell that ran, or one that a cell between
+    them feeds, shows what a top-to-bottom run shows, unless it read a file."""
     ids: set[str] = set()
     for name in event.writes:
         for cid in state.readers.get(name, ()):
@@ -690,18 +714,21 @@ def made_stale(
                 ids.add(cid)
     if not ids:
         return []
-    pos = {cell.id: i for i, cell in enumerate(order.cells)}
-    me = pos.get(event.cell_id)
-    if me is not None and order.cells[me].placed:
-        # a reader above this cell shows what a top-to-bottom run shows (information),
-        # unless what it read from this run is a file, which outlives the kernel
-        files = {n for n in event.writes if n.startswith(FILE_PREFIX)}
-        ids = {
-            cid for cid in ids
-            if (p := pos.get(cid)) is None or p > me or not order.cells[p].placed
-            or files.intersection(state.latest[cid].reads)
-        }  # fmt: skip
-    return [cell for cell in order.cells if cell.id in ids]
+    judge = _Judge(state, order)
+    flagged: set[str] = set()
+    for cid in ids:
+        i = judge.pos.get(cid)
+        if i is None:
+            continue
+        reader = state.latest[cid]
+        for name in sorted(set(event.writes).intersection(reader.reads)):
+            judge.findings.clear()
+            shown = _Shown(judge, name) if name.startswith(FILE_PREFIX) else f"`{name}`"
+            judge.check_changed_after(i, reader, name, shown, name.startswith(FILE_PREFIX))
+            if any(not f.information for f in judge.findings):
+                flagged.add(cid)
+                break
+    return [cell for cell in order.cells if cell.id in flagged]
 
 
 def execution_order(state: TrackState) -> NotebookOrder:

@@ -64,9 +64,9 @@ export function decorateCell(
   if (!view || !view.badges.length) {
     return;
   }
-  if (view.badges.some(b => !b.information)) {
-    cellNode.classList.add(FLAGGED_CLASS);
-  }
+  // Room for the badges (style/base.css); the coloured edge comes from the verdict
+  // classes, which only badges that are not information add.
+  cellNode.classList.add(FLAGGED_CLASS);
   // The input area grows to hold the badges (style/base.css), so that they never
   // spill over the next cell of a one-line cell.
   cellNode.style.setProperty(BADGE_COUNT_VAR, String(view.badges.length));

@@ -93,7 +93,7 @@ describe('information badges', () => {
     decorateCell(node, anchor, view);
     const badge = anchor.querySelector(`.${BADGE_CLASS}`)!;
     expect(badge.classList.contains(`${BADGE_CLASS}-information`)).toBe(true);
-    expect(node.classList.contains('jp-repro-flagged')).toBe(false);
+    expect(node.classList.contains('jp-repro-verdict-stale')).toBe(false);
     expect(metadataFor(view)).toBeNull();
   });
 });
