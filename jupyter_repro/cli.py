@@ -13,7 +13,7 @@ import sys
 
 from . import (
     __version__,
-    _fast_import,  # noqa: F401 - first: skips a slow import
+    _fast_import,  # first: skips a slow import
 )
 from .errors import run_command
 
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jupyter-repro``; returns the exit code (0 ok, 1 failed, 2 usage)."""
+    _fast_import.skip_unused_formats()  # this process runs no user code
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

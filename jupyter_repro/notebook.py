@@ -12,11 +12,12 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import nbformat
-from nbformat import NotebookNode
+from typing import TYPE_CHECKING
 
 from .errors import NotebookReadError
+
+if TYPE_CHECKING:  # nbformat (and jsonschema under it) is imported on first read, so
+    from nbformat import NotebookNode  # a command's parser stays fast (docs/batch.md)
 
 #: Extensions jupytext reads as notebooks when named explicitly or with ``--jupytext``.
 TEXT_NOTEBOOK_SUFFIXES = (".py", ".md")
@@ -74,6 +75,8 @@ def _read_ipynb(p: Path, text: str) -> NotebookNode:
     if isinstance(data.get("cells"), list):
         for index, cell in enumerate(data["cells"]):
             _check_cell(p, index, cell)
+    import nbformat
+
     try:
         with warnings.catch_warnings():
             # e.g. MissingIDFieldWarning: ids are added in memory; the file is not touched

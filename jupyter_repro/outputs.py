@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from .metrics import METRIC_MIMETYPE
 
 #: Sanitizers applied before every comparison (nbval's file format, built in).
@@ -156,6 +154,7 @@ def _sanitize(text: str, sanitizers: Sequence[tuple[str, str]]) -> str:
 
 
 def _nodes(outputs: Iterable[Mapping[str, Any]]) -> list:
+    import nbformat  # on first use: command parsers stay fast
     from nbval.plugin import coalesce_streams
 
     nodes = [nbformat.from_dict(dict(o)) for o in outputs]

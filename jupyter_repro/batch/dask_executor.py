@@ -395,8 +395,13 @@ class DaskExecutor:
         return []
 
     @classmethod
-    def prepare(cls) -> None:
+    def prepare(cls) -> bool:
         """Nothing to start early."""
+        return False
+
+    @classmethod
+    def unprepare(cls) -> None:
+        """Nothing to undo."""
 
     @classmethod
     def default_jobs(cls) -> int:

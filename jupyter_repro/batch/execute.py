@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..processes import host_key
 from ..provenance.attempts import Attempt, attempt_number, close_orphans, resolve_attempt
-from ..provenance.env import kernel_environment
+from ..provenance.env import adopt_fingerprint, kernel_environment
 from ..provenance.gc import Heartbeat, heartbeat_tags
 from ..provenance.mlflow_log import FinishedRun, Provenance, close_run, end_run, open_run
 from ..provenance.names import (
@@ -80,9 +81,12 @@ def _execute_run(spec: RunSpec, state: RunState) -> RunResult:
     run = _open(spec, attempt, worker)
     run.timings["open_run"] = time.time() - t0
     _run_notebook(spec, state, run)
+    if run.kernel_ready_at is not None:  # from the run's start on its worker
+        run.timings["until_kernel"] = run.kernel_ready_at - t0
     _classify_outcome(spec, state, run)
     result = _finish(spec, run)
     result.duration, result.worker, result.attempt = time.time() - t0, worker, attempt.number
+    result.started_at = t0
     return result
 
 
@@ -129,6 +133,7 @@ class _OpenRun:
     executed: Any = None
     kernel_stderr: str = ""
     kernel_starts: int = 0
+    kernel_ready_at: float | None = None  # time.time() when its kernel first answered
     failure: BaseException | None = None
     status: str = RunStatus.FINISHED
     reason: str = ""
@@ -141,6 +146,9 @@ def _open(spec: RunSpec, attempt: Attempt, worker: str) -> _OpenRun:
     # The environment coordinate is the one the run executes in: the kernel's interpreter
     # (a kernelspec may name another venv's python; this worker's when it is the same),
     # which on a dask cluster may differ from the client's (cached per process).
+    if spec.owner is not None and spec.owner[0] == host_key():
+        # this machine's interpreter, fingerprinted by the batch process moments ago
+        adopt_fingerprint(spec.provenance.environment)
     provenance = dataclasses.replace(
         spec.provenance, environment=kernel_environment(spec.kernel_name)
     )
@@ -227,7 +235,8 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
 
     async def kernel_ready() -> None:
         # what the run waited for its kernel (the spare, or one started now)
-        run.timings["kernel_start"] = time.time() - asked[-1]
+        run.kernel_ready_at = time.time()
+        run.timings["kernel_start"] = run.kernel_ready_at - asked[-1]
         if spec.warm_next and not warm["started"] and not state.stopping:
             # a kernel started cold for this run: the spare waits until it answered,
             # so the two do not compete for the CPU while the run waits

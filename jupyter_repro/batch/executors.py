@@ -56,9 +56,16 @@ class Executor(Protocol):
         ...
 
     @classmethod
-    def prepare(cls) -> None:
+    def prepare(cls) -> bool:
         """Start cheap background preparation early (it overlaps with the batch's own
-        set-up); must not wait."""
+        validation and set-up); must not wait. Returns whether it started something
+        that :meth:`unprepare` should undo when the batch does not start (bad input)."""
+        ...
+
+    @classmethod
+    def unprepare(cls) -> None:
+        """Undo what :meth:`prepare` started, for a batch that never starts (bad input:
+        no process may be left behind)."""
         ...
 
     @classmethod
@@ -134,8 +141,13 @@ class BaseExecutor:
         return []
 
     @classmethod
-    def prepare(cls) -> None:
+    def prepare(cls) -> bool:
         """Nothing to start early."""
+        return False
+
+    @classmethod
+    def unprepare(cls) -> None:
+        """Nothing to undo."""
 
     @classmethod
     def default_jobs(cls) -> int:
@@ -171,16 +183,42 @@ def _context() -> Any:
     return multiprocessing.get_context("spawn")  # pragma: no cover - non-POSIX
 
 
-def prestart() -> None:
-    """Start the forkserver now: its imports then overlap with the batch's own set-up.
+def prestart() -> bool:
+    """Start the forkserver now: its imports then overlap with the batch's own
+    validation and set-up. Returns whether this call started it (False: it was already
+    running, or this platform has no forkserver).
 
-    Cheap and safe to call early (it does not wait); the forkserver exits with this
-    process if no executor is ever made.
+    Cheap and safe to call early (it does not wait); :func:`stop_prestarted` ends it
+    at once when no pool will use it.
     """
-    if _context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    if _context().get_start_method() != "forkserver":
+        return False  # pragma: no cover - non-POSIX
+    from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+    server = forkserver._forkserver
+    before = getattr(server, "_forkserver_pid", None)
+    forkserver.ensure_running()
+    return getattr(server, "_forkserver_pid", None) != before
+
+
+def stop_prestarted() -> None:
+    """End the forkserver :func:`prestart` started, now (SIGKILL: it may be in the middle
+    of its preload imports, seconds before it would notice this process's exit).
+
+    Only for a batch that never made a pool (bad input). Uses the private state of
+    ``multiprocessing.forkserver`` (CPython 3.8+); does nothing if that is absent.
+    """
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None or not hasattr(server, "_stop"):
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    server._stop()  # closes its pipe, reaps it, removes its socket; the next pool restarts it
 
 
 #: Prefix of the batch's private folder for its workers' kernels, in the temp dir.
@@ -212,9 +250,14 @@ class LocalProcessExecutor(BaseExecutor):
         )
 
     @classmethod
-    def prepare(cls) -> None:
+    def prepare(cls) -> bool:
         """Start the forkserver (:func:`prestart`)."""
-        prestart()
+        return prestart()
+
+    @classmethod
+    def unprepare(cls) -> None:
+        """End the forkserver :meth:`prepare` started (:func:`stop_prestarted`)."""
+        stop_prestarted()
 
     @classmethod
     def create(

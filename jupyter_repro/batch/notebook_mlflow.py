@@ -53,9 +53,9 @@ def link_notebook_runs(uri: str, run_id: str) -> list[str]:
 
     Returns ``experiment_id/run_id`` strings; an empty list when there are none.
     """
-    from mlflow.tracking import MlflowClient
+    from ..provenance.store import client as mlflow_client
 
-    client = MlflowClient(uri)
+    client = mlflow_client(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     found: list[str] = []
     for start in range(0, len(experiments), 100):

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import sys
 
-# jsonschema (imported by nbformat and MLflow) imports rfc3987_syntax when present, which
-# builds a parser grammar for about 2 s at import time, only to check the "iri" string
-# format that no notebook or MLflow schema uses. A worker skips it: jsonschema treats the
-# module as absent (it imports it under ``suppress(ImportError)``).
-if "rfc3987_syntax" not in sys.modules:
-    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+from .. import _fast_import
+
+# jsonschema (imported by nbformat and MLflow) imports rfc3987_syntax and isoduration when
+# present, only to check string formats no notebook or MLflow schema uses (about 2 s for
+# rfc3987_syntax's grammar): a worker skips them as the commands do (see _fast_import).
+_fast_import.skip_unused_formats()
+
+#: Modules a worker never needs that MLflow imports only when present: ``pandas`` (about
+#: a quarter of the CPU time of a worker's imports, measured with time.process_time) comes
+#: in through MLflow's dataset registry, which registers ``from_pandas`` under
+#: ``suppress(ImportError)`` (mlflow/data/dataset_registry.py), as mlflow-skinny runs
+#: without pandas. A worker only talks to the tracking store (runs, params, tags,
+#: artifacts, datasets given as plain entities); notebooks run in their own kernels,
+#: which never see this.
+WORKER_SKIPPED = ("pandas",)
+
+for _name in WORKER_SKIPPED:
+    sys.modules.setdefault(_name, None)  # type: ignore[assignment]
 
 
 def warm() -> None:

@@ -180,15 +180,22 @@ def run_batch(
 
     quiet_mlflow()
     path = Path(notebook)
-    nb, kernel, warnings = plan_batch(path, param_sets, options)
-    # before any worker starts: an unreachable server is one line now, not a minute of
-    # MLflow's retries in every run
-    check_reachable(resolve_tracking_uri(options.tracking_uri, path.parent))
     executor_cls = executor_class(options.executor)
-    executor_cls.prepare()  # e.g. workers' imports overlap with the provenance below
-    for line in warnings:
-        say(f"warning: {line}")
-    data = [digest_input(p) for p in options.data]
+    # first: the workers' imports (the local pool's forkserver) overlap with everything
+    # below; undone if the batch never starts (bad input)
+    started_early = executor_cls.prepare()
+    try:
+        nb, kernel, warnings = plan_batch(path, param_sets, options)
+        # before any worker starts: an unreachable server is one line now, not a minute
+        # of MLflow's retries in every run
+        check_reachable(resolve_tracking_uri(options.tracking_uri, path.parent))
+        for line in warnings:
+            say(f"warning: {line}")
+        data = [digest_input(p) for p in options.data]
+    except BaseException:
+        if started_early:
+            executor_cls.unprepare()
+        raise
     known = notebook_parameters(nb)
     flags: dict[str, str] = {}
     if find_parameters_cell(nb) is None and any(param_sets):

@@ -77,6 +77,8 @@ class RunResult:
     #: kernels the run started: 1, or 2 when the first died before running anything
     #: (0 when none started)
     kernel_starts: int = 0
+    #: when the run began on its worker (``time.time()``, the worker's clock); 0 if never
+    started_at: float = 0.0
     #: the executed notebook as JSON text, when it was written on another machine and
     #: must be shipped back to the client (dask without a shared file system)
     notebook_text: str | None = field(default=None, repr=False)

@@ -63,6 +63,7 @@ class RunState:
         self.timed_out = False
         self.kernel_pid: int | None = None
         self.kernel_started: float | None = None  # create time, against pid reuse
+        self.launched_at: float | None = None  # time.time() when the kernel was launched
 
     @property
     def stopping(self) -> bool:
@@ -78,6 +79,7 @@ class RunState:
     def kernel_launched(self, pid: int) -> None:
         """Record the kernel's pid (with its start time, against pid reuse); kill it at
         once when a stop or the deadline arrived while it was starting."""
+        self.launched_at = time.time()
         self.kernel_started = create_time(pid)
         self.kernel_pid = pid if self.kernel_started is not None else None
         if self.stopping or self.timed_out:

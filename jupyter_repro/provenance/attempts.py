@@ -50,10 +50,10 @@ class Attempt:
 
 def earlier_attempts(uri: str, experiment_id: str, batch_id: str, index: int) -> list[Any]:
     """MLflow runs of batch ``batch_id``'s run ``index`` (attempts whose worker died)."""
-    from mlflow.tracking import MlflowClient
+    from .store import client
 
     return retry_locked(
-        MlflowClient(uri).search_runs,
+        client(uri).search_runs,
         [experiment_id],
         filter_string=f"tags.`{BATCH_ID}` = '{batch_id}' and tags.`{BATCH_INDEX}` = '{index}'",
     )
@@ -106,10 +106,10 @@ def close_orphans(uri: str, experiment_id: str, batch_id: str, status: str) -> i
 
     Returns how many runs were closed.
     """
-    from mlflow.tracking import MlflowClient
+    from .store import client
 
     runs = retry_locked(
-        MlflowClient(uri).search_runs,
+        client(uri).search_runs,
         [experiment_id],
         filter_string=f"tags.`{BATCH_ID}` = '{batch_id}' and attributes.status = 'RUNNING'",
     )

@@ -129,7 +129,9 @@ def _fingerprint() -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=1)
+_FINGERPRINT: dict[str, Any] = {}
+
+
 def environment_fingerprint() -> dict[str, Any]:
     """This interpreter's environment: python, platform, packages and their origins.
 
@@ -138,9 +140,34 @@ def environment_fingerprint() -> dict[str, Any]:
     (``{lower-case name: version}``, the layout of ``lock_format`` 1, kept for older
     readers) and ``distributions`` (see :func:`distributions`).
 
-    Cached per process: a batch worker computes it once for all of its runs.
+    Cached per process: a batch worker computes it once for all of its runs, or not at
+    all when the batch process gave it its own (:func:`adopt_fingerprint`).
     """
-    return _fingerprint()
+    if "self" not in _FINGERPRINT:
+        _FINGERPRINT["self"] = _fingerprint()
+    return _FINGERPRINT["self"]
+
+
+def adopt_fingerprint(fingerprint: dict[str, Any]) -> bool:
+    """Use ``fingerprint`` as this process's :func:`environment_fingerprint` when it was
+    taken of this very interpreter (same ``python_executable``, same ``lock_format``)
+    and none is cached yet. Returns whether it was adopted (False: one is cached
+    already, or ``fingerprint`` is of another interpreter or layout).
+
+    For a batch worker on the batch process's own machine (the caller checks the host):
+    the batch process computed it moments before, from the same interpreter and
+    ``sys.path``, so computing it again (0.3-1 s of reading every distribution's
+    metadata) could only give the same answer.
+    """
+    if (
+        "self" in _FINGERPRINT
+        or fingerprint.get("python_executable") != sys.executable
+        or fingerprint.get("lock_format") != LOCK_FORMAT
+        or not isinstance(fingerprint.get("distributions"), list)
+    ):
+        return False
+    _FINGERPRINT["self"] = fingerprint
+    return True
 
 
 @functools.lru_cache(maxsize=16)

@@ -211,10 +211,10 @@ def format_param(value: Any) -> str:
         return repr(value)
 
 
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
+def _client(uri: str) -> Any:
+    from .store import client
 
-    return MlflowClient(uri)
+    return client(uri)
 
 
 def open_run(

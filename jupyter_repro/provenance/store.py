@@ -207,6 +207,21 @@ def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 60, **kwargs:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_CLIENTS: dict[str, Any] = {}
+
+
+def client(uri: str) -> Any:
+    """The ``mlflow.tracking.MlflowClient`` of ``uri``, one per process (a batch worker
+    reuses it for every run: MLflow caches the store behind it per URI anyway, and the
+    client is safe to share between a run's threads, as its heartbeat does)."""
+    found = _CLIENTS.get(uri)
+    if found is None:
+        from mlflow.tracking import MlflowClient
+
+        found = _CLIENTS.setdefault(uri, MlflowClient(uri))
+    return found
+
+
 def prepare_store(uri: str) -> None:
     """Create the store once (sqlite: under a file lock) so workers only ever open it."""
     db = sqlite_path(uri)
@@ -216,23 +231,19 @@ def prepare_store(uri: str) -> None:
 
     db.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(db) + ".lock", timeout=300):
-        from mlflow.tracking import MlflowClient
-
-        retry_locked(MlflowClient(uri).search_experiments, max_results=1)
+        retry_locked(client(uri).search_experiments, max_results=1)
 
 
 def ensure_experiment(uri: str, name: str) -> str:
     """The id of experiment ``name``, created (with artifacts beside an sqlite db) if new."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
+    mlflow = client(uri)
     db = sqlite_path(uri)
 
     def get_or_create() -> str:
-        exp = client.get_experiment_by_name(name)
+        exp = mlflow.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
-        return client.create_experiment(
+        return mlflow.create_experiment(
             name, artifact_location=default_artifact_location(uri, name)
         )
 

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .. import _fast_import  # noqa: F401 - first: skips a slow import
+from .. import _fast_import  # first: skips a slow import
 from ..errors import ReproError, run_command
 from ..fileio import atomic_write_text, check_report_path, check_writable
 from ..parameters import add_override_arguments, overrides
@@ -321,6 +321,7 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``nb-smoke`` console script."""
+    _fast_import.skip_unused_formats()  # this process runs no user code (its workers do)
     parser = argparse.ArgumentParser(
         prog="nb-smoke",
         description="Run notebooks top to bottom in a clean process and report the failing cell.",
