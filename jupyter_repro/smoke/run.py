@@ -184,6 +184,13 @@ def check_notebook(
         nb, pair_note = inputs_as_jupyter_opens(path, read_notebook(path))
         if pair_note:
             result.notices.append(Notice("jupytext_pair", pair_note, strict=False))
+        if options.lint_only and options.parameters:
+            # -p/-f are checked as the run path checks them (same one-line error, exit 2):
+            # a pre-commit lint must not pass a command line that the run would refuse.
+            for warning in validate_parameters(
+                path, nb, dict(options.parameters), options.allow_unknown
+            ):
+                result.notices.append(Notice("parameter", warning, strict=False))
         if options.lint or options.lint_only:
             outcome = lint_cells(nb, options.rules)
             result.findings = outcome.findings
