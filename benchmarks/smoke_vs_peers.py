@@ -20,6 +20,7 @@ Usage::
     python benchmarks/smoke_vs_peers.py --corpus installed   # notebooks installed packages ship
     python benchmarks/smoke_vs_peers.py --corpus lectures    # jrjohansson/scientific-python-lectures
     python benchmarks/smoke_vs_peers.py --corpus async       # two asyncio notebook repositories
+    python benchmarks/smoke_vs_peers.py --corpus timeit      # PythonDataScienceHandbook, %timeit
 
 Results go to ``benchmarks/results/<corpus>-<UTC time>.json`` (git-ignored).
 """
@@ -205,6 +206,68 @@ def gather_async(into: Path, mirrors: Path = Path("/work/.mirror")) -> dict[str,
         "corpus": "async",
         "source": ", ".join(f"{s['source']} @ {s['commit'][:12]}" for s in sources),
         "repositories": sources,
+    }
+
+
+#: Notebooks with ``%timeit`` cells (issue 13: script mode vs nbmake where timing loops
+#: are part of the run): every notebook of the Python Data Science Handbook with a code
+#: cell that starts a line with ``%timeit``/``%%timeit``, with the ``data/`` folder they
+#: read.
+TIMEIT_REPO = "jakevdp/PythonDataScienceHandbook"
+_TIMEIT_LINE = re.compile(r"^\s*%%?timeit\b", re.M)
+
+
+def has_timeit_cell(path: Path) -> bool:
+    """Whether a code cell of the notebook at ``path`` has a ``%timeit``/``%%timeit`` line."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return False
+    for cell in cells:
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if cell.get("cell_type") == "code" and _TIMEIT_LINE.search(source):
+            return True
+    return False
+
+
+def gather_timeit(into: Path, mirrors: Path = Path("/work/.mirror")) -> dict[str, Any] | None:
+    """Export the notebooks of :data:`TIMEIT_REPO` that have ``%timeit`` cells (and its
+    ``notebooks/data``) into ``into``; None without the bare mirror ``owner+name/repo``.
+    Cached under ``benchmarks/.corpus/timeit``."""
+    mirror = mirrors / TIMEIT_REPO.replace("/", "+") / "repo"
+    if not mirror.exists():
+        print(
+            f"smoke_vs_peers: no git mirror of {TIMEIT_REPO} at {mirror}; get it with\n"
+            f"  git clone --bare https://github.com/{TIMEIT_REPO} {mirror}",
+            file=sys.stderr,
+        )
+        return None
+    git = ["git", f"--git-dir={mirror}"]
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    cache = HERE / ".corpus" / "timeit" / f"{TIMEIT_REPO.split('/')[1]}-{commit[:12]}"
+    if not cache.exists():
+        part = cache.with_name(cache.name + ".partial")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        archive = subprocess.Popen([*git, "archive", "HEAD", "notebooks"], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(part)], stdin=archive.stdout, check=True)
+        archive.stdout.close()  # type: ignore[union-attr]
+        if archive.wait() != 0:
+            raise SystemExit("smoke_vs_peers: git archive failed")
+        for nb in (part / "notebooks").glob("*.ipynb"):
+            if not has_timeit_cell(nb):
+                nb.unlink()
+        shutil.rmtree(part / "notebooks" / "figures", ignore_errors=True)
+        part.rename(cache)
+    shutil.copytree(cache / "notebooks", into, dirs_exist_ok=True)
+    return {
+        "corpus": "timeit",
+        "source": f"https://github.com/{TIMEIT_REPO}",
+        "commit": commit,
+        "selection": "notebooks/*.ipynb with a %timeit or %%timeit line in a code cell",
     }
 
 
@@ -594,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", help="a folder of notebooks")
     parser.add_argument(
-        "--corpus", choices=("installed", "lectures", "async"), help="a ready-made corpus"
+        "--corpus", choices=("installed", "lectures", "async", "timeit"), help="a ready-made corpus"
     )
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallelism for every tool")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per notebook")
@@ -659,6 +722,11 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
         corpus = gather_installed(src)
     elif args.corpus == "async":
         found = gather_async(src)
+        if found is None:
+            return 0
+        corpus = found
+    elif args.corpus == "timeit":
+        found = gather_timeit(src)
         if found is None:
             return 0
         corpus = found
