@@ -663,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds per notebook")
     parser.add_argument(
         "--kernel",
-        help="force this kernelspec on the kernel-based tools (default: each notebook's)",
+        help="force this kernelspec on every tool (default: each notebook's)",
     )
     parser.add_argument(
         "--tools", help="comma-separated subset: fast,script,kernel,nbmake,nbconvert"
@@ -756,14 +756,17 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
     def w(key: str) -> Path:
         return tmp / f"w-{key}-{work['round']}"
 
+    # --kernel is given to every tool alike: in script mode its language decides how the
+    # code runs (an R-declared notebook under --kernel python3 is Python code everywhere).
+    forced = ["--kernel", args.kernel] if args.kernel else []
     tools: dict[str, Callable[[], ToolRun]] = {
         "fast": lambda: run_nb_smoke(
-            "nb-smoke --fast", ["--fast"], src, w("fast"), notebooks, args
+            "nb-smoke --fast", ["--fast", *forced], src, w("fast"), notebooks, args
         ),
-        "script": lambda: run_nb_smoke("nb-smoke", [], src, w("script"), notebooks, args),
+        "script": lambda: run_nb_smoke("nb-smoke", forced, src, w("script"), notebooks, args),
         "kernel": lambda: run_nb_smoke(
             "nb-smoke --mode kernel",
-            ["--mode", "kernel", *(["--kernel", args.kernel] if args.kernel else [])],
+            ["--mode", "kernel", *forced],
             src,
             w("kernel"),
             notebooks,

@@ -140,6 +140,28 @@ def test_f08_missing_kernelspec(tmp_path, nb):
     assert run_cli("nb-smoke", path, "--mode", "kernel", "--kernel", "python3").returncode == 0
 
 
+def test_forced_kernel_decides_the_language_in_script_mode_as_in_a_kernel(tmp_path, nb):
+    """A notebook that declares an R kernel but holds Python code (papermill's own
+    ``notimplemented_translator.ipynb`` is one): ``--kernel python3`` makes nbclient,
+    nbconvert and nbmake run it as Python; script mode gives the same verdict, in script
+    mode (found by benchmarks/smoke_vs_peers.py --corpus installed --kernel python3)."""
+    spec = {"name": "ir", "display_name": "R", "language": "R"}
+    good = nb("r_py.ipynb", "msg = None\nprint('ran as', type(msg).__name__)", kernelspec=spec)
+    bad = nb("r_bad.ipynb", "msg <- NULL", kernelspec=spec)
+    without = run_cli("nb-smoke", good)
+    assert without.returncode == 2 and "r notebook cannot run in script mode" in without.stdout
+    assert "pass --kernel NAME" in without.stdout
+    for mode in MODES:
+        proc, report = smoke_json(tmp_path, good, bad, "--mode", mode, "--kernel", "python3")
+        entries = by_name(report)
+        assert entries["r_py.ipynb"]["status"] == "passed", (mode, proc.stdout)
+        assert entries["r_py.ipynb"]["mode"] == mode, "no detour through another mode"
+        assert "ran as NoneType" in entries["r_py.ipynb"]["output"]["0"]
+        assert not entries["r_py.ipynb"]["notices"], entries["r_py.ipynb"]["notices"]
+        assert entries["r_bad.ipynb"]["status"] == "failed"
+        assert entries["r_bad.ipynb"]["failure"]["cell_index"] == 0
+
+
 # -- F09 / F10: parameters keep their types; unknown names stop the run ----------------------
 PARAMS_CELL = 'lr = 0.1\nlayers = [8, 8]\nopts = {"seed": 0}\noffset = 0\ntag = None'
 SHOW = "for k in ['lr', 'layers', 'opts', 'offset', 'tag']:\n    print(k, repr(globals()[k]), type(globals()[k]).__name__)"

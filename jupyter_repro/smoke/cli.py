@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kernel",
         dest="kernel_name",
         metavar="NAME",
-        help="kernelspec for --mode kernel (default: the notebook's)",
+        help="kernelspec to run instead of the notebook's: --mode kernel starts it; in script "
+        "mode its language decides how the code runs, and auto-routed notebooks start it",
     )
     parser.add_argument(
         "-j",

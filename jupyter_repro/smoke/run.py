@@ -222,6 +222,11 @@ def _resolve_mode(
         # nbconvert, nbclient, nbmake, papermill); a notebook saved so is not kernel-less.
         wanted = "python3"
     language = notebook_language(nb)
+    if options.kernel_name and options.kernel_name in kernels:
+        # A kernelspec forced with --kernel decides the language, as nbclient's and
+        # nbconvert's kernel_name do: an R-declared notebook run with --kernel python3 is
+        # Python code, and script mode runs it as such.
+        language = kernels[options.kernel_name]
     if options.mode == "kernel":
         name = wanted or "python3"
         if name not in kernels:
@@ -239,7 +244,7 @@ def _resolve_mode(
             return "kernel", wanted
         raise ReproError(
             f"{path}: a {language} notebook cannot run in script mode and its kernelspec "
-            f"'{wanted}' is not installed; install it or pass --mode kernel --kernel NAME"
+            f"'{wanted}' is not installed; install it or pass --kernel NAME"
         )
     if wanted and wanted not in kernels:
         result.notices.append(
@@ -267,7 +272,7 @@ def _execute(
     cells = build_cells(nb, params)
     if mode == "script":
         reasons = kernel_only_reasons(cells)
-        wanted = kernelspec_name(nb)
+        wanted = options.kernel_name or kernelspec_name(nb)
         wanted = "python3" if wanted in (None, "python") else wanted
         fallback = wanted if wanted in kernels else "python3" if "python3" in kernels else None
         for index, reason in reasons:
