@@ -573,6 +573,14 @@ def print_report(
     )
     if meta["corpus"].get("commit"):
         print(f"   {meta['corpus']['source']} @ {meta['corpus']['commit']}", file=out)
+    m = meta["machine"]
+    print(
+        f"   {meta['started_utc']} to {meta['finished_utc']}, nb-smoke {meta['jupyter_repro_git']},"
+        f" load average (1, 5, 15 min) {' '.join(f'{x:.1f}' for x in m['load_avg_start'])}"
+        f" at the start, {' '.join(f'{x:.1f}' for x in m['load_avg'])} at the end,"
+        f" {m['cpus']} CPUs",
+        file=out,
+    )
     smoke = runs.get("nb-smoke --fast")
     header = f"{'tool':<24} {'wall s':>8} {'passed':>7} {'agree':>9} {'other cell':>10}"
     peers = [p for p in PEERS if p in runs]
@@ -716,6 +724,8 @@ def _git_state() -> str:
 
 
 def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
+    started_utc = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    load_start = os.getloadavg()
     src = tmp / "corpus"
     src.mkdir()
     if args.corpus == "installed":
@@ -826,12 +836,14 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
         "kernel": args.kernel,
         "sandbox_env": SANDBOX_ENV if args.sandbox else {},
         "inputs_unchanged": digest_ok,
-        "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_utc": started_utc,
+        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "load_avg": os.getloadavg(),
+            "load_avg_start": load_start,  # 1, 5, 15 min, before the first tool
+            "load_avg": os.getloadavg(),  # at the end
         },
         "versions": {
             p: _package_version(p)
