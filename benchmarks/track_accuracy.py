@@ -27,8 +27,10 @@ read which cells below are flagged:
 
 * ``%track``: ``%load_ext jupyter_repro`` and ``%track on``, the ``jupyter_repro.track``
   comm opened and told the notebook's cells (as the extension does), then the JSON of
-  ``%track report --json``; a cell is flagged when it carries any verdict other than the
-  information-only ``multiple_definitions``;
+  ``%track report --json``; a cell is flagged when its ``flagged`` list (protocol 1.1: the
+  verdicts that are not information) is not empty — what the JupyterLab extension shows as
+  "needs attention"; the cells whose only verdict is information (a ``stale`` from a cell
+  below, ``multiple_definitions``) are counted apart, as ``%track info``;
 * ipyflow: its kernel, through its ``ipyflow`` comm; flagged = ``waiting_cells`` ∪
   ``ready_cells`` of the ``compute_exec_schedule`` reply after the re-run;
 * ``rerun-below``: every code cell below the edit.
@@ -437,8 +439,14 @@ def _run_fresh(nb: Notebook, timeout: int = 60) -> list[str]:
 INFO_VERDICTS = {"multiple_definitions"}
 
 
-def track_flags(pair: Pair) -> set[int]:
-    """Indices of the cells ``%track`` flags after the user's edit-and-re-run."""
+#: The extra column ``track_flags`` fills: every cell with a verdict, information included.
+TRACK_WITH_INFO = "%track +info"
+
+
+def track_flags(pair: Pair) -> dict[str, set[int]]:
+    """Indices of the cells ``%track`` flags after the user's edit-and-re-run (its
+    ``flagged`` lists), and under :data:`TRACK_WITH_INFO` the cells with any verdict but
+    ``multiple_definitions`` (information-level ``stale`` included)."""
     with Frontend("python3") as fe:
         for line in ("%load_ext jupyter_repro", "%track on"):
             r = fe.execute(line, store_history=False)
@@ -447,10 +455,10 @@ def track_flags(pair: Pair) -> set[int]:
         cells = pair.original.cells
 
         def tell(cells: list[tuple[str, str]]) -> None:
-            fe.send({"type": "notebook", "protocol": "1.0",
+            fe.send({"type": "notebook", "protocol": "1.1",
                      "cells": [{"id": i, "cell_type": "code", "source": s} for i, s in cells]})  # fmt: skip
 
-        fe.open_comm("jupyter_repro.track", {"type": "hello", "protocol": "1.0"})
+        fe.open_comm("jupyter_repro.track", {"type": "hello", "protocol": "1.1"})
         tell(cells)
         for cid, src in cells:
             fe.execute(src, cid)
@@ -460,10 +468,10 @@ def track_flags(pair: Pair) -> set[int]:
         r = fe.execute("%track report --json", store_history=False)
         report = json.loads(r.stdout)
     index = {cid: i for i, (cid, _) in enumerate(cells)}
+    known = [c for c in report["cells"] if c["cell_id"] in index]
     return {
-        index[c["cell_id"]]
-        for c in report["cells"]
-        if c["cell_id"] in index and set(c["verdicts"]) - INFO_VERDICTS
+        "%track": {index[c["cell_id"]] for c in known if c["flagged"]},
+        TRACK_WITH_INFO: {index[c["cell_id"]] for c in known if set(c["verdicts"]) - INFO_VERDICTS},
     }
 
 
@@ -508,7 +516,7 @@ def rerun_below(pair: Pair) -> set[int]:
     return set(range(pair.index + 1, len(pair.original.cells)))
 
 
-TOOLS: dict[str, Callable[[Pair], set[int]]] = {
+TOOLS: dict[str, Callable[[Pair], set[int] | dict[str, set[int]]]] = {
     "%track": track_flags,
     "ipyflow": ipyflow_flags,
     "rerun-below": rerun_below,
@@ -553,20 +561,23 @@ def must_rerun(pair: Pair, original_out: list[str], edited_out: list[str],
 
 
 def judge(pair: Pair, truth: set[int], noisy: set[int],
-          tools: dict[str, Callable[[Pair], set[int]]]) -> Outcome:  # fmt: skip
-    """Run every tool on ``pair`` and compare with ``truth``."""
+          tools: dict[str, Callable[[Pair], set[int] | dict[str, set[int]]]]) -> Outcome:  # fmt: skip
+    """Run every tool on ``pair`` and compare with ``truth``. A tool may answer for
+    several columns at once (a dict of column name to cells)."""
     outcome = Outcome(pair.pair_id, pair.kind, pair.index, len(pair.original.cells),
                       sorted(truth), sorted(noisy))  # fmt: skip
     for name, tool in tools.items():
         try:
-            flagged = {i for i in tool(pair) if i > pair.index and i not in noisy}
+            answer = tool(pair)
         except Exception as exc:  # a tool that breaks on a pair: recorded, not fatal
             outcome.flagged[name] = None
             outcome.safe[name] = None
             outcome.errors[name] = f"{type(exc).__name__}: {exc}"[:300]
             continue
-        outcome.flagged[name] = sorted(flagged)
-        outcome.safe[name] = truth <= flagged
+        for column, cells in (answer if isinstance(answer, dict) else {name: answer}).items():
+            flagged = {i for i in cells if i > pair.index and i not in noisy}
+            outcome.flagged[column] = sorted(flagged)
+            outcome.safe[column] = truth <= flagged
     return outcome
 
 
@@ -764,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     outcomes = [fresh_outcomes.get(p.pair_id) or done[p.pair_id] for p in pairs]
 
-    names = list(tools)
+    names = [n for n in [*tools, TRACK_WITH_INFO]
+             if n in tools or any(n in o.flagged for o in outcomes)]  # fmt: skip
     print()
     print(table(outcomes, names))
     for t in names:
@@ -777,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
         for o in missed:
             print(f"  {o.pair_id}  must {o.must_rerun}  flagged {o.flagged[t]}")
         for o in broken[:5]:
-            print(f"  {o.pair_id}  ERROR {o.errors[t]}")
+            print(f"  {o.pair_id}  ERROR {o.errors.get(t) or next(iter(o.errors.values()), '')}")
     elapsed = time.monotonic() - started
     print(f"\n{len(pairs)} pairs in {elapsed:.0f} s")
     out = RESULTS / f"track_accuracy-{stamp}.json"

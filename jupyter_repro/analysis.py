@@ -35,9 +35,12 @@ import builtins
 import os
 import re
 import symtable
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, ClassVar
 
 #: Names the IPython shell puts in every user namespace, besides builtins.
 IPYTHON_NAMES = frozenset(
@@ -577,20 +580,52 @@ def _transformer():
     return TransformerManager()
 
 
-def analyze_cell(source: str, transformed: bool = False) -> CellAnalysis:
+#: Analyses by (source, transformed), least recently used first; at most _ANALYSES_MAX.
+_ANALYSES: OrderedDict[tuple[str, bool], CellAnalysis] = OrderedDict()
+_ANALYSES_MAX = 4096
+_ANALYSES_LOCK = threading.Lock()
+
+
+def analyze_cell(
+    source: str, transformed: bool = False, tree: ast.Module | None = None
+) -> CellAnalysis:
     """Analyse one cell's source. ``transformed=True`` skips IPython's transformation.
 
-    Never raises for bad code: a cell that does not parse gives ``syntax_error`` set.
+    ``tree``: the syntax tree IPython itself parsed from this very source (``%track``
+    gets it from the shell's ``ast_transformers``, saving a second parse on the path of
+    every execution). It is used only for plain Python (no ``%``, ``!``, ``?``, no
+    leading blank line), where IPython's transformation leaves the code and its line
+    numbers unchanged; otherwise the source is parsed here. Results are cached by source
+    (4,096 cells). Never raises for bad code: a cell that does not parse gives
+    ``syntax_error`` set.
     """
-    return _analyze_cached(source, transformed)
+    key = (source, transformed)
+    found = _ANALYSES.get(key)
+    if found is not None:
+        return found
+    if tree is None or transformed or not _plain_python(source):
+        parsed = parse_cell(source, transformed)
+        if isinstance(parsed, SyntaxError):
+            result = CellAnalysis(syntax_error=parsed)
+        else:
+            result = _analyze_tree(source if transformed else _safe_transform(source), parsed)
+    else:
+        result = _analyze_tree(source, tree)
+    with _ANALYSES_LOCK:
+        _ANALYSES[key] = result
+        if len(_ANALYSES) > _ANALYSES_MAX:
+            _ANALYSES.popitem(last=False)
+    return result
 
 
-@lru_cache(maxsize=4096)
-def _analyze_cached(source: str, transformed: bool) -> CellAnalysis:
-    tree = parse_cell(source, transformed)
-    if isinstance(tree, SyntaxError):
-        return CellAnalysis(syntax_error=tree)
-    code = source if transformed else _safe_transform(source)
+def _plain_python(source: str) -> bool:
+    """Whether IPython's transformation returns ``source`` line for line (see
+    :func:`transform_cell`): no IPython syntax, and no leading blank line (IPython drops
+    those, which would shift every line number)."""
+    return bool(source) and source[0] not in " \t\r\n" and transform_cell(source) == source
+
+
+def _analyze_tree(code: str, tree: ast.Module) -> CellAnalysis:
     visitor = _CellVisitor(code)
     for stmt in tree.body:
         visitor.visit(stmt)
@@ -711,9 +746,33 @@ class _CellVisitor(ast.NodeVisitor):
             classes=dict(self.classes),
         )
 
+    # -- dispatch ----------------------------------------------------------------------
+    # ``ast.NodeVisitor`` looks the method up by name for every node; a cell is analysed
+    # before it runs, on the path of every execution (docs/tracking.md, "Overhead"), so the
+    # lookup is cached per node class and the contexts (Load/Store/Del) are not visited.
+    _dispatch: ClassVar[dict[type, Callable[[Any, Any], Any]]] = {}
+
+    def visit(self, node: ast.AST) -> Any:
+        method = self._dispatch.get(node.__class__)
+        if method is None:
+            cls = type(self)
+            method = getattr(cls, "visit_" + node.__class__.__name__, cls.generic_visit)
+            self._dispatch[node.__class__] = method
+        return method(self, node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for attr in node._fields:
+            value = getattr(node, attr, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        self.visit(item)
+            elif isinstance(value, ast.AST) and not isinstance(value, ast.expr_context):
+                self.visit(value)
+
     # -- names -------------------------------------------------------------------------
     def _load(self, name: str) -> None:
-        if any(name in scope for scope in self.shadows):
+        if self.shadows and any(name in scope for scope in self.shadows):
             return
         if name not in self.bound and not is_builtin_name(name):
             self.reads.add(name)

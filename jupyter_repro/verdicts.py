@@ -145,6 +145,12 @@ class Finding:
         cell_id: the nbformat 4.5 cell id, when the notebook has one.
         names: the variables involved.
         related_cells: 0-based indices of the other cells involved.
+        information: True when the finding says nothing is wrong with a shown result: its
+            verdict is information by kind (:data:`INFORMATION`), or this one finding is
+            (a ``stale`` whose value was changed only by cells *below* the reader, so a
+            top-to-bottom run shows what the cell shows; see docs/tracking.md, "stale from
+            a cell below"). Information never makes a report inconsistent and is not a
+            "needs attention" badge.
     """
 
     verdict: Verdict
@@ -153,6 +159,11 @@ class Finding:
     cell_id: str | None = None
     names: tuple[str, ...] = ()
     related_cells: tuple[int, ...] = field(default=())
+    information: bool = False
+
+    def __post_init__(self) -> None:
+        if self.verdict.information and not self.information:
+            object.__setattr__(self, "information", True)
 
     def to_json(self) -> dict[str, Any]:
         """The finding as in the JSON report (see docs/report-schema.md)."""

@@ -329,12 +329,19 @@ def test_badges_tooltips_status_and_run_stale_in_real_jupyterlab(server, browser
     ui.status().click()
     expect(ui.status()).to_have_text("%track: in order")
 
-    # 2. Out of order: cell #2 re-run after cell #3 rebound x below it.
+    # 2. Run top to bottom: cell #2 read x before cell #3 below rebound it. A clean run
+    #    shows the same, so its stale is information: a muted badge, nothing to attend to.
     ui.run(0, 1)
     ui.run(1, 2)
     ui.run(2, 3)
-    expect(ui.badge(1, "stale")).to_have_count(1)
-    expect(ui.status()).to_have_text("%track: 1 cell needs attention")
+    stale = ui.badge(1, "stale")
+    expect(stale).to_have_count(1)
+    expect(stale).to_have_class(re.compile(r"\bjp-repro-badge-information\b"))
+    assert stale.get_attribute("data-tooltip").startswith("Stale (information): ")
+    assert "jp-repro-verdict-stale" not in (ui.cell(1).get_attribute("class") or "")
+    expect(ui.status()).to_have_text("%track: in order")
+    ui.shot("information-badge")
+    # Out of order: cell #2 re-run after cell #3 rebound x below it.
     ui.run(1, 4)
     order = ui.badge(1, "out_of_order")
     expect(order).to_have_text("order")
@@ -382,7 +389,7 @@ def test_badges_tooltips_status_and_run_stale_in_real_jupyterlab(server, browser
     ui.shot("badges-cleared")
 
     assert ui.console_errors == [], ui.console_errors
-    assert len(ui.saved) == 5 and all(p.stat().st_size > 10_000 for p in ui.saved)
+    assert len(ui.saved) == 6 and all(p.stat().st_size > 10_000 for p in ui.saved)
 
 
 def test_edits_saved_verdicts_restart_and_run_all_and_what_ran(server, browser_page):

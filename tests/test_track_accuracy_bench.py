@@ -74,7 +74,8 @@ def test_a_changed_value_must_rerun_its_reader_and_track_flags_it():
     )
     truth, outcome = _outcome(pair)
     assert truth == {1}  # the reader's output changed; the unrelated cell's did not
-    assert outcome.safe == {"%track": True, "nothing": False, "rerun-below": True}
+    assert outcome.safe == {"%track": True, ta.TRACK_WITH_INFO: True, "nothing": False,
+                            "rerun-below": True}  # fmt: skip
     assert 1 in outcome.flagged["%track"]
     assert outcome.flagged["rerun-below"] == [1, 2]
     assert outcome.errors == {}
@@ -103,3 +104,15 @@ def test_a_change_no_tool_can_see_is_a_miss_for_a_tool_that_flags_nothing():
     assert outcome.safe["nothing"] is False and outcome.safe["rerun-below"] is True
     # %track's verdict is read, not assumed: safe exactly when it flagged the reader
     assert outcome.safe["%track"] == (2 in outcome.flagged["%track"])
+
+
+@pytest.mark.slow
+def test_a_stale_from_a_cell_below_is_counted_apart_as_information():
+    # print(a) ran before `a = 3` below rebound `a`: a top-to-bottom run shows the same, so
+    # %track's `flagged` leaves it out; the +info column (every verdict) still has it
+    cells = [("c0", "n = 1"), ("c1", "a = 1"), ("c2", "print(a)"), ("c3", "a = 3")]
+    truth, outcome = _outcome(_pair(cells, 0, "n = 2"))
+    assert truth == set()
+    assert outcome.flagged["%track"] == []
+    assert outcome.flagged[ta.TRACK_WITH_INFO] == [2]
+    assert outcome.safe["%track"] is True

@@ -85,3 +85,63 @@ def test_tracking_stopped_inside_a_cell_stops_recording_file_accesses(shell, tmp
     assert not session.enabled
     shell.run_cell("open('b.txt', 'w').close()", store_history=True, cell_id="b")
     assert files._current is None
+
+
+def test_the_tree_ipython_parsed_is_analysed_once_and_gives_the_same_analysis(shell):
+    """%track takes the cell's syntax tree from IPython (``ast_transformers``) instead of
+    parsing it again; the analysis must be the one a parse of the source gives, for plain
+    cells, cells IPython rewrites (magics, a leading blank line) and cells that never
+    parse; and tracking must leave the shell's own transformers working."""
+    import ast
+
+    from jupyter_repro import analysis
+
+    class Double(ast.NodeTransformer):  # a user's transformer, after ours: 2 -> 4
+        def visit_Constant(self, node):
+            return ast.Constant(node.value * 2) if node.value == 2 else node
+
+    shell.ast_transformers.append(Double())
+    shell.run_cell("%track on")
+    session = session_for(shell)
+    assert shell.ast_transformers[0] is session._tree_hook
+    cells = {
+        "a": "base = 1\ndef f(k):\n    return [base + i for i in range(k)]\nout = f(2)",
+        "b": "\n\nv = out[0] + base  # a leading blank line: IPython strips it",
+        "c": "%time w = v * 2",
+        "d": "z = (",  # never parses: no tree, the snapshot is taken in post_run_cell
+        "e": "print(2)",
+    }
+    seen: dict[str, object] = {}
+    real = analysis.analyze_cell
+
+    def spy(source, transformed=False, tree=None):
+        seen[source] = tree
+        return real(source, transformed, tree)
+
+    import jupyter_repro.tracking.tracker as tracker_module
+
+    tracker_module.analyze_cell = spy
+    try:
+        for cid, src in cells.items():
+            shell.run_cell(src, store_history=True, cell_id=cid)
+    finally:
+        tracker_module.analyze_cell = real
+    assert isinstance(seen[cells["a"]], ast.Module)
+    assert seen[cells["d"]] is None
+    assert shell.user_ns["w"] == 4 * shell.user_ns["v"]  # Double ran inside %time too
+    assert session.enabled and len(session.tracker.state.events) == 5
+    assert not session.tracker.state.latest["a"].reads
+    assert "base" in session.tracker.state.latest["b"].reads
+    assert shell.user_ns["out"] == [1, 2, 3, 4]  # Double ran: range(2) became range(4)
+    for src in cells.values():  # what the tree gave equals what a fresh parse gives
+        given = real(src)
+        analysis._ANALYSES.pop((src, False), None)
+        fresh = real(src)
+        assert real(src) is fresh  # cached
+        if fresh.syntax_error is None:
+            assert given == fresh, src
+        else:
+            assert given.syntax_error is not None
+    shell.run_cell("%track off")
+    assert session._tree_hook not in shell.ast_transformers
+    assert isinstance(shell.ast_transformers[-1], Double)

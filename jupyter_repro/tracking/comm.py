@@ -31,7 +31,7 @@ __all__ = [
 TARGET = "jupyter_repro.track"
 #: Protocol version, ``MAJOR.MINOR``: a client must refuse a different MAJOR and must
 #: ignore fields and message types it does not know within the same MAJOR.
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 #: How the ``message`` of an ``error`` reply starts when the kernel side failed (a bug),
 #: as opposed to a message that does not follow the protocol.
 INTERNAL_ERROR = "internal error in the kernel's %track"

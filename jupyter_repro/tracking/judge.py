@@ -16,7 +16,15 @@ above ``c`` whose current source writes ``n`` (binds, deletes or mutates it):
   cell does write it but no tracked run did (set before ``%track on``), there is no
   verdict, and the summary says the state cannot be vouched for.
 - ``stale``: a run after ``e`` wrote ``n`` again; or ``W``'s cell is itself flagged
-  (transitively: stale through that cell).
+  (transitively: stale through that cell). The finding is *information* when ``n`` is a
+  variable (a file outlives the kernel) and no run that wrote ``n`` after ``e`` can change
+  what a top-to-bottom run feeds ``c``: each came from a cell *below* ``c`` (a clean run
+  runs ``c`` first), or from a cell above ``R`` while ``c`` read ``n`` from ``R``'s run
+  (a clean run takes ``n`` from ``R``, which did not run again; had its own inputs
+  changed, ``R`` would be flagged and ``c`` stale through it). ``c`` then shows what it
+  would show in a clean run; only re-running ``c`` alone would differ (scenarios 2,
+  12-14, 16 keep their ``stale``, at that level). Staleness through such a cell is
+  information too.
 - ``out_of_order``: ``W`` is a cell below ``c``; or ``c``'s own earlier run (a cell re-run
   on its own result); or a cell ``R`` between ``W``'s cell and ``c`` also writes ``n`` and
   did not run between them — in each case a top-to-bottom run gives ``c`` another value.
@@ -91,6 +99,9 @@ class TrackState:
         self.latest: dict[str, ExecutionEvent] = {}
         self.first_seq: dict[str, int] = {}
         self.last_write: dict[str, int] = {}
+        # name -> (seq, cell id) of the runs that wrote it, oldest first; pruned to what a
+        # current reader's "changed after this cell ran" can still refer to
+        self.write_log: dict[str, list[tuple[int, str]]] = {}
         self.function_reads: dict[str, frozenset[str]] = {}
         self.function_mutates: dict[str, frozenset[int]] = {}
         self.function_global_writes: dict[str, frozenset[str]] = {}
@@ -119,6 +130,7 @@ class TrackState:
         self.first_seq.setdefault(event.cell_id, event.seq)
         for name in event.writes:
             self.last_write[name] = event.seq
+            self.write_log.setdefault(name, []).append((event.seq, event.cell_id))
         self.next_seq = max(self.next_seq, event.seq + 1)
         if len(self.events) > self._prune_at:
             self._prune()
@@ -132,6 +144,15 @@ class TrackState:
             keep.add(event.seq)
             keep.update(s for s in event.seen.values() if s is not None)
         self.events = {seq: e for seq, e in self.events.items() if seq in keep}
+        for name, log in list(self.write_log.items()):
+            readers = self.readers.get(name)
+            if not readers:  # no current reader can ask what changed it: the last write will do
+                self.write_log[name] = log[-1:]
+                continue
+            oldest = min(self.latest[c].seq for c in readers)
+            k = bisect.bisect_right(log, (oldest, "\uffff"))
+            if k:
+                self.write_log[name] = log[k - 1 :]
         self._prune_at = max(2 * len(self.events), 1000)
 
     @classmethod
@@ -191,6 +212,9 @@ class TrackReport:
                     "raised": event.error if event else None,
                     "placed": cell.placed,
                     "verdicts": sorted({f.verdict.value for f in self.for_cell(cell.id)}),
+                    "flagged": sorted(
+                        {f.verdict.value for f in self.for_cell(cell.id) if not f.information}
+                    ),
                 }
             )
         return {
@@ -261,6 +285,7 @@ class _Judge:
         self._writers: dict[str, list[int]] | None = None
         self.findings: list[Finding] = []
         self.flagged: set[str] = set()  # cells with stale / out_of_order / hidden_state
+        self.noted: set[str] = set()  # cells whose only such finding is information
         self.untracked: set[str] = set()  # read, set by some cell, but not by a tracked run
 
     def _cell(self, i: int) -> tuple[str, frozenset[str]]:
@@ -341,16 +366,17 @@ class _Judge:
         return ws[k - 1] if k else None
 
     def add(self, verdict: Verdict, i: int, message: str, names: Iterable[str] = (),
-            related: Iterable[str] = ()) -> None:  # fmt: skip
+            related: Iterable[str] = (), information: bool = False) -> None:  # fmt: skip
         cell = self.order.cells[i]
         rel: list[int] = []
         for cid in related:
             rel.extend(self.index_of(cid))
+        related_cells = tuple(sorted(set(rel)))
         self.findings.append(
-            Finding(verdict, cell.index, message, cell.id, tuple(names), tuple(sorted(set(rel))))
+            Finding(verdict, cell.index, message, cell.id, tuple(names), related_cells, information)
         )
         if verdict in (Verdict.STALE, Verdict.OUT_OF_ORDER, Verdict.HIDDEN_STATE):
-            self.flagged.add(cell.id)
+            (self.noted if information else self.flagged).add(cell.id)
 
     # -- rules ---------------------------------------------------------------------------
     def run(self) -> TrackReport:
@@ -398,12 +424,7 @@ class _Judge:
             w_seq = e.seen.get(name)
             last = self.state.last_write.get(name)
             if last is not None and last > e.seq:
-                later = self.state.events[last]
-                self.add(
-                    Verdict.STALE, i,
-                    f"reads {shown}, changed by {self.label(later.cell_id)} after this cell ran",
-                    [name], [later.cell_id],
-                )  # fmt: skip
+                self.check_changed_after(i, e, name, shown, is_file)
             if w_seq is None:  # no tracked run set it: before %track on, or a console
                 if is_file or e.error:
                     continue
@@ -469,6 +490,56 @@ class _Judge:
                         [name], [w.cell_id, r_id],
                     )  # fmt: skip
 
+    def check_changed_after(self, i: int, e: ExecutionEvent, name: str, shown: object,
+                            is_file: bool) -> None:  # fmt: skip
+        """``stale``: runs after ``e`` wrote ``name``. Information when none of them can
+        change what a top-to-bottom run feeds this cell (see the rules in the module
+        docs): every one came from a placed cell below position ``i``, or above the cell
+        ``R`` that a top-to-bottom run takes ``name`` from — and this cell read it from
+        ``R``'s run, which has not run again since; and ``name`` is not a file."""
+        log = self.state.write_log.get(name, ())
+        k = bisect.bisect_right(log, (e.seq, "\uffff"))
+        later = [cid for _, cid in log[k:]] or [
+            self.state.events[self.state.last_write[name]].cell_id
+        ]
+        last = later[-1]
+        cells = self.order.cells
+        if not is_file and cells[i].placed:
+            r = self.reaching(i, name)
+            w_seq = e.seen.get(name)
+            from_r = (
+                r is not None
+                and cells[r].placed
+                and w_seq is not None
+                and self.state.events[w_seq].cell_id == cells[r].id
+            )
+            positions = [self.pos.get(cid) for cid in later]
+            if all(p is not None and cells[p].placed for p in positions):
+                if all(p > i for p in positions):  # type: ignore[operator]
+                    self.add(
+                        Verdict.STALE, i,
+                        f"reads {shown}, changed afterwards by {self.label(last)} below; a "
+                        "top-to-bottom run also runs this cell first, so its output stands, "
+                        "but re-running it alone would not give it",
+                        [name], dict.fromkeys(later), information=True,
+                    )  # fmt: skip
+                    return
+                if from_r and all(p > i or p < r for p in positions):  # type: ignore[operator]
+                    self.add(
+                        Verdict.STALE, i,
+                        f"reads {shown}, changed afterwards by {self.label(last)}; a "
+                        f"top-to-bottom run takes it from {self.label(cells[r].id)}, as this "
+                        "cell did, so its output stands, but re-running it alone would not "
+                        "give it",
+                        [name], dict.fromkeys(later), information=True,
+                    )  # fmt: skip
+                    return
+        self.add(
+            Verdict.STALE, i,
+            f"reads {shown}, changed by {self.label(last)} after this cell ran",
+            [name], dict.fromkeys(later),
+        )  # fmt: skip
+
     def propagate(self) -> None:
         """Stale through a flagged cell: reading a value a flagged cell produced.
 
@@ -489,19 +560,26 @@ class _Judge:
                     w_cell = self.state.events[w_seq].cell_id
                     if w_cell != cell.id:
                         readers.setdefault(w_cell, []).append((i, name))
-        pending = deque(c.id for c in cells if c.id in self.flagged and c.id in readers)
-        while pending:  # breadth first, from the top: the same input gives the same report
-            w_cell = pending.popleft()
-            for i, name in readers.get(w_cell, ()):
-                reader = cells[i].id
-                if reader in self.flagged:
-                    continue
-                self.add(
-                    Verdict.STALE, i,
-                    f"reads `{name}` from {self.label(w_cell)}, which is itself flagged",
-                    [name], [w_cell],
-                )  # fmt: skip
-                pending.append(reader)
+        # first what is flagged, then what is only information (a reader of a cell whose
+        # value a cell below changed shows what a top-to-bottom run shows, too)
+        for information in (False, True):
+            done = self.flagged | self.noted if information else self.flagged
+            sources = self.noted - self.flagged if information else self.flagged
+            pending = deque(c.id for c in cells if c.id in sources and c.id in readers)
+            while pending:  # breadth first, from the top: the same input, the same report
+                w_cell = pending.popleft()
+                for i, name in readers.get(w_cell, ()):
+                    reader = cells[i].id
+                    if reader in done:
+                        continue
+                    self.add(
+                        Verdict.STALE, i,
+                        f"reads `{name}` from {self.label(w_cell)}, which is itself "
+                        + ("stale from a cell below (information)" if information else "flagged"),
+                        [name], [w_cell], information=information,
+                    )  # fmt: skip
+                    done.add(reader)
+                    pending.append(reader)
 
     def multiple_definitions(self) -> None:
         cells = self.order.cells
@@ -534,7 +612,7 @@ class _Judge:
         cells = self.order.cells
         latest = self.state.latest
         reasons: list[str] = []
-        serious = [f for f in self.findings if not f.verdict.information]
+        serious = [f for f in self.findings if not f.information]
         if serious:
             kinds = sorted({f.verdict.value for f in serious})
             reasons.append(
@@ -619,15 +697,34 @@ def judge_cell(state: TrackState, order: NotebookOrder, cell_id: str) -> list[Fi
 def made_stale(
     state: TrackState, order: NotebookOrder, event: ExecutionEvent
 ) -> list[NotebookCell]:
-    """The cells whose latest run read something ``event`` wrote afterwards: the cells
-    this run has just made stale, in notebook order. Found through the readers index, in
-    time proportional to what the run wrote."""
+    """The cells whose latest run read something ``event`` wrote afterwards and whose
+    ``stale`` is not information: the cells this run has just made stale, in notebook
+    order. Candidates come from the readers index (time proportional to what the run
+    wrote); each is judged by the same rule as the report (:meth:`_Judge.
+    check_changed_after`): a reader above the cell that ran, or one that a cell between
+    them feeds, shows what a top-to-bottom run shows, unless it read a file."""
     ids: set[str] = set()
     for name in event.writes:
         for cid in state.readers.get(name, ()):
             if cid != event.cell_id and state.latest[cid].seq < event.seq:
                 ids.add(cid)
-    return [cell for cell in order.cells if cell.id in ids] if ids else []
+    if not ids:
+        return []
+    judge = _Judge(state, order)
+    flagged: set[str] = set()
+    for cid in ids:
+        i = judge.pos.get(cid)
+        if i is None:
+            continue
+        reader = state.latest[cid]
+        for name in sorted(set(event.writes).intersection(reader.reads)):
+            judge.findings.clear()
+            shown = _Shown(judge, name) if name.startswith(FILE_PREFIX) else f"`{name}`"
+            judge.check_changed_after(i, reader, name, shown, name.startswith(FILE_PREFIX))
+            if any(not f.information for f in judge.findings):
+                flagged.add(cid)
+                break
+    return [cell for cell in order.cells if cell.id in flagged]
 
 
 def execution_order(state: TrackState) -> NotebookOrder:

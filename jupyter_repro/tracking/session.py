@@ -6,6 +6,7 @@ nothing here imports IPython, so :mod:`.magic` stays a thin argument parser.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
@@ -76,6 +77,8 @@ class TrackSession:
             }
         )
         self.comm_registered = self.channel.register()
+        self._before: tuple[str, str | None, int | None, str | None] | None = None
+        self._tree_hook = _TreeHook(self)
 
     # -- switching ------------------------------------------------------------------------
     def enable(self) -> str:
@@ -85,6 +88,8 @@ class TrackSession:
         if not self.enabled:
             self.shell.events.register("pre_run_cell", self.pre_run_cell)
             self.shell.events.register("post_run_cell", self.post_run_cell)
+            # first, so it sees the tree as IPython parsed it from the cell's source
+            self.shell.ast_transformers.insert(0, self._tree_hook)
             self.enabled = True
             self._broadcast_status()
         return self.status_line()
@@ -94,6 +99,9 @@ class TrackSession:
         if self.enabled:
             self.shell.events.unregister("pre_run_cell", self.pre_run_cell)
             self.shell.events.unregister("post_run_cell", self.post_run_cell)
+            if self._tree_hook in self.shell.ast_transformers:
+                self.shell.ast_transformers.remove(self._tree_hook)
+            self._before = None
             self.enabled = False
             if self.tracker is not None:  # turned off inside a cell: no post_run_cell
                 self.tracker.cancel()
@@ -173,16 +181,33 @@ class TrackSession:
         if not cell_id:  # a console or an older frontend: the cell with this very source
             cell_id = self.order.cell_for_source(raw)
             id_source = "source_match" if cell_id else None
+        # the snapshot is taken when IPython hands over the cell's syntax tree (the
+        # ast_transformers, just before execution; see _TreeHook), or in post_run_cell
+        # when the cell never got that far (a syntax error)
+        self._before = (raw, cell_id, self.shell.execution_count, id_source)
+
+    def _start_run(self, tree: ast.Module | None) -> None:
+        """``Tracker.before`` for the cell noted by ``_pre_run_cell`` (once)."""
+        pending, self._before = self._before, None
+        if pending is None:
+            return
+        assert self.tracker is not None
+        raw, cell_id, execution_count, id_source = pending
         self.tracker.before(
             raw,
             self.shell.user_ns,
             cell_id=cell_id,
-            execution_count=self.shell.execution_count,
+            execution_count=execution_count,
             cell_id_source=id_source,
+            tree=tree,
         )
 
     def _post_run_cell(self, result: Any) -> None:
         assert self.tracker is not None
+        error, self._tree_hook.error = self._tree_hook.error, None
+        if error is not None:
+            raise error  # from the snapshot taken in the AST hook: reported by _guarded
+        self._start_run(None)  # the cell never reached execution (a syntax error)
         error = result.error_in_exec or result.error_before_exec
         event = self.tracker.after(self.shell.user_ns, error, result.execution_count)
         if event is None:
@@ -355,10 +380,34 @@ class TrackSession:
             self.channel.broadcast(self._status_message())
 
 
+class _TreeHook:
+    """In the shell's ``ast_transformers``: hands the syntax tree IPython parsed from the
+    cell to :meth:`TrackSession._start_run` (one parse per cell, not two) and returns it
+    unchanged. An error is kept for ``post_run_cell`` to report: IPython would drop a
+    failing transformer with a warning of its own, and tracking must stop as after any
+    internal error (``TrackSession._guarded``)."""
+
+    def __init__(self, session: TrackSession) -> None:
+        self.session = session
+        self.error: Exception | None = None
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        if self.session._before is not None:
+            try:
+                self.session._start_run(node if isinstance(node, ast.Module) else None)
+            except Exception as exc:  # reported by post_run_cell, which stops tracking
+                self.error = exc
+        return node
+
+
 def notice_lines(findings: list[Finding], stale_cells: list[NotebookCell]) -> list[str]:
     """The one-line notices under the cell that just ran: its own serious findings, and
     the cells this run has just made stale."""
-    lines = [f"%track: {f.message} [{f.verdict.value}]" for f in findings if f.verdict in _SERIOUS]
+    lines = [
+        f"%track: {f.message} [{f.verdict.value}]"
+        for f in findings
+        if f.verdict in _SERIOUS and not f.information
+    ]
     if stale_cells:
         cells = ", ".join(f"#{c.index + 1}" if c.placed else "a new cell" for c in stale_cells)
         lines.append(
@@ -382,10 +431,11 @@ def format_report(report: TrackReport) -> str:
     if report.findings:
         lines.append("")
         for f in report.findings:
-            lines.append(f"#{f.cell_index + 1} {f.verdict.value}: {f.message}")
+            level = " (information)" if f.information else ""
+            lines.append(f"#{f.cell_index + 1} {f.verdict.value}{level}: {f.message}")
     s = report.summary
     lines.append("")
-    flagged = [f for f in report.findings if not f.verdict.information]
+    flagged = [f for f in report.findings if not f.information]
     if s.consistent and not flagged:  # never "equals a clean run" next to a flagged cell
         lines.append(f"state equals a clean top-to-bottom run (order from {s.order_source})")
     else:

@@ -9,6 +9,7 @@ JSONL append, and nothing per statement, so loops inside a cell run at full spee
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 import time
@@ -161,13 +162,16 @@ class Tracker:
         cell_id: str | None = None,
         execution_count: int | None = None,
         cell_id_source: str | None = None,
+        tree: ast.Module | None = None,
     ) -> None:
         """Call just before a cell runs, with its raw source (magics included).
 
         ``cell_id_source`` says where a given ``cell_id`` came from (default
-        ``"frontend"``); without a ``cell_id`` the run gets a content-hash id.
+        ``"frontend"``); without a ``cell_id`` the run gets a content-hash id. ``tree``:
+        the syntax tree IPython parsed from ``source``, when known (saves a parse; see
+        :func:`~jupyter_repro.analysis.analyze_cell`).
         """
-        analysis = analyze_cell(source)
+        analysis = analyze_cell(source, tree=tree)
         state = self.state
         reads = set(analysis.reads) | analysis.deletes_existing
         if analysis.calls:  # globals read by the notebook functions it calls, transitively

@@ -25,7 +25,7 @@ export function renderBadges(view: ICellView, doc: Document = document): HTMLEle
   for (const badge of view.badges) {
     const el = doc.createElement('span');
     el.className = `${BADGE_CLASS} ${BADGE_CLASS}-${badge.verdict}`;
-    if (badge.info.information) {
+    if (badge.information) {
       el.classList.add(`${BADGE_CLASS}-information`);
     }
     el.dataset.verdict = badge.verdict;
@@ -64,12 +64,16 @@ export function decorateCell(
   if (!view || !view.badges.length) {
     return;
   }
+  // Room for the badges (style/base.css); the coloured edge comes from the verdict
+  // classes, which only badges that are not information add.
   cellNode.classList.add(FLAGGED_CLASS);
   // The input area grows to hold the badges (style/base.css), so that they never
   // spill over the next cell of a one-line cell.
   cellNode.style.setProperty(BADGE_COUNT_VAR, String(view.badges.length));
   for (const badge of view.badges) {
-    cellNode.classList.add(`${VERDICT_CLASS_PREFIX}${badge.verdict}`);
+    if (!badge.information) {
+      cellNode.classList.add(`${VERDICT_CLASS_PREFIX}${badge.verdict}`);
+    }
   }
   anchor.appendChild(renderBadges(view, anchor.ownerDocument));
 }
@@ -82,12 +86,13 @@ export interface ISavedVerdicts {
 
 /** The metadata value for a cell, or null when the cell has no verdict. */
 export function metadataFor(view: ICellView | null): ISavedVerdicts | null {
-  if (!view || !view.badges.length) {
-    return null;
+  const badges = view ? view.badges.filter(b => !b.information) : [];
+  if (!badges.length) {
+    return null; // information alone is not worth a change to the saved notebook
   }
   return {
-    verdicts: view.badges.map(b => b.verdict),
-    findings: view.badges.flatMap(b =>
+    verdicts: badges.map(b => b.verdict),
+    findings: badges.flatMap(b =>
       b.messages.map(message => ({ verdict: b.verdict, message }))
     )
   };

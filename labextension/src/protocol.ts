@@ -1,5 +1,5 @@
 /**
- * The frontend side of the `%track` comm protocol, version 1.0 (docs/protocol.md).
+ * The frontend side of the `%track` comm protocol, version 1.1 (docs/protocol.md).
  *
  * This module knows nothing about JupyterLab widgets: it talks to anything shaped like a
  * kernel connection (`createComm`), so the jest tests drive it with a scripted kernel and
@@ -10,7 +10,7 @@
 export const TARGET_NAME = 'jupyter_repro.track';
 
 /** The protocol version this client speaks. */
-export const PROTOCOL_VERSION = '1.0';
+export const PROTOCOL_VERSION = '1.1';
 
 /** How long cell edits are collected before the `notebook` message is sent. */
 export const NOTEBOOK_DEBOUNCE_MS = 300;
@@ -52,6 +52,9 @@ export interface ICellReport {
    * 1.0, later documents); its `index` is then not a notebook position. */
   placed?: boolean;
   verdicts: string[];
+  /** The verdicts that are not information: what needs attention (protocol 1.1; a 1.0
+   * kernel does not send it). */
+  flagged?: string[];
 }
 
 export interface IFinding {
@@ -61,6 +64,9 @@ export interface IFinding {
   message: string;
   names: string[];
   related_cells: number[];
+  /** True when nothing is wrong with what the cell shows (protocol 1.1): e.g. a `stale`
+   * whose value only cells below it changed. */
+  information?: boolean;
 }
 
 export interface IReport {

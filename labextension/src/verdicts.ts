@@ -43,6 +43,11 @@ export interface IBadge {
   messages: string[];
   /** The tooltip: label, then each reason on its own line. */
   tooltip: string;
+  /**
+   * Nothing is wrong with what the cell shows (a `stale` whose value only cells below it
+   * changed, protocol 1.1): a muted badge that never makes the cell "need attention".
+   */
+  information: boolean;
 }
 
 /** Everything to show on one cell. */
@@ -65,9 +70,11 @@ function findingsFor(
 }
 
 /**
- * The badges of one cell of a report, in the order the verdicts are listed. Information
- * verdicts (`multiple_definitions`) get no badge: a top-to-bottom run gives the same
- * results, and the kernel's JSON report still lists them.
+ * The badges of one cell of a report, in the order the verdicts are listed. Verdicts that
+ * are information by kind (`multiple_definitions`) get no badge: a top-to-bottom run gives
+ * the same results, and the kernel's JSON report still lists them. A verdict whose
+ * findings on this cell are all information (protocol 1.1: not in `flagged`, or
+ * `information: true`) gets a muted badge.
  */
 export function badgesFor(report: IReport, cell: ICellReport): IBadge[] {
   const findings = findingsFor(report, cell);
@@ -84,11 +91,16 @@ export function badgesFor(report: IReport, cell: ICellReport): IBadge[] {
       .map(f => f.message)
       .filter((m, i, all) => all.indexOf(m) === i);
     const reasons = messages.length ? messages : [info.description];
+    const mine = findings.filter(f => f.verdict === verdict);
+    const information = cell.flagged
+      ? !cell.flagged.includes(verdict)
+      : mine.length > 0 && mine.every(f => f.information === true);
     return {
       verdict,
       info,
       messages,
-      tooltip: `${info.label}: ${reasons.join('\n')}`
+      tooltip: `${info.label}${information ? ' (information)' : ''}: ${reasons.join('\n')}`,
+      information
     };
   });
 }
@@ -116,7 +128,7 @@ export function cellViews(report: IReport | null): Map<string, ICellView> {
 /** The cells that need attention: any verdict that is not information. */
 export function cellsNeedingAttention(report: IReport | null): ICellView[] {
   return [...cellViews(report).values()]
-    .filter(view => view.badges.some(b => !b.info.information))
+    .filter(view => view.badges.some(b => !b.information))
     .sort((a, b) => a.index - b.index);
 }
 

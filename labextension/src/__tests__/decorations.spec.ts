@@ -69,6 +69,35 @@ describe('cell decorations', () => {
   });
 });
 
+describe('information badges', () => {
+  it('are muted, do not mark the cell flagged, and are not saved', () => {
+    const r = report(
+      [['b', ['stale'], 2]],
+      [
+        {
+          verdict: 'stale',
+          cell_index: 0,
+          cell_id: 'b',
+          message: 'reads `a`, changed afterwards by cell #3 below',
+          names: ['a'],
+          related_cells: [2],
+          information: true
+        }
+      ]
+    );
+    (r.cells[0] as any).flagged = [];
+    const node = document.createElement('div');
+    const anchor = document.createElement('div');
+    node.appendChild(anchor);
+    const view = cellViews(r).get('b')!;
+    decorateCell(node, anchor, view);
+    const badge = anchor.querySelector(`.${BADGE_CLASS}`)!;
+    expect(badge.classList.contains(`${BADGE_CLASS}-information`)).toBe(true);
+    expect(node.classList.contains('jp-repro-verdict-stale')).toBe(false);
+    expect(metadataFor(view)).toBeNull();
+  });
+});
+
 describe('saved verdicts', () => {
   it('stores verdict names and the kernel messages', () => {
     expect(metadataFor(cellViews(EXAMPLE_REPORT).get('b2')!)).toEqual({

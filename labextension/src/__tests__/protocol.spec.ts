@@ -116,7 +116,7 @@ describe('messages', () => {
       ])
     ).toEqual({
       type: 'notebook',
-      protocol: '1.0',
+      protocol: '1.1',
       cells: [
         { id: 'a1', cell_type: 'markdown', source: '# Analysis' },
         { id: 'b2', cell_type: 'code', source: 'y = x + 1' }
@@ -134,7 +134,7 @@ describe('TrackClient', () => {
     const comm = kernel.last;
     expect(comm.target).toBe(TARGET_NAME);
     expect(comm.opened).toEqual([
-      expect.objectContaining({ type: 'hello', protocol: '1.0' })
+      expect.objectContaining({ type: 'hello', protocol: '1.1' })
     ]);
     expect(client.state).toBe('connecting');
     comm.push(WELCOME);

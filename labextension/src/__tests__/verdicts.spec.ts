@@ -95,6 +95,51 @@ describe('status-bar summary', () => {
   });
 });
 
+describe('information-level stale (protocol 1.1)', () => {
+  const below = (flagged: string[] | undefined, information: boolean | undefined) => {
+    const r = report(
+      [['b', ['stale'], 2]],
+      [
+        {
+          verdict: 'stale',
+          cell_index: 0,
+          cell_id: 'b',
+          message: 'reads `a`, changed afterwards by cell #3 below',
+          names: ['a'],
+          related_cells: [2],
+          ...(information === undefined ? {} : { information })
+        }
+      ]
+    );
+    if (flagged !== undefined) {
+      (r.cells[0] as any).flagged = flagged;
+    }
+    return r;
+  };
+
+  it('is a muted badge that needs no attention and is not re-run', () => {
+    for (const r of [below([], true), below(undefined, true), below([], undefined)]) {
+      const [badge] = badgesFor(r, r.cells[0]);
+      expect(badge.verdict).toBe('stale');
+      expect(badge.information).toBe(true);
+      expect(badge.tooltip).toBe(
+        'Stale (information): reads `a`, changed afterwards by cell #3 below'
+      );
+      expect(cellsNeedingAttention(r)).toEqual([]);
+      expect(summaryText(r)).toBe('in order');
+      expect(cellsToRerun(r)).toEqual([]);
+    }
+  });
+
+  it('stays a plain badge when the kernel flags it, or speaks 1.0', () => {
+    for (const r of [below(['stale'], false), below(undefined, undefined)]) {
+      const [badge] = badgesFor(r, r.cells[0]);
+      expect(badge.information).toBe(false);
+      expect(cellsNeedingAttention(r).map(v => v.cellId)).toEqual(['b']);
+    }
+  });
+});
+
 describe('run stale cells in order', () => {
   it('re-runs just the stale cells, top to bottom', () => {
     const r = report([
