@@ -288,7 +288,7 @@ def _execute(
         "path": str(path),
         "mode": mode,
         "kernel_name": kernel_name,
-        "fast": options.fast,
+        "timeit": "once" if options.fast else "full" if options.full_timeit else "auto",
         "metadata": dict(nb.get("metadata", {})),
         "cells": [c.to_json() for c in cells],
     }
@@ -608,6 +608,10 @@ def _interpret(
         key = str(cells[pos].index) if cells[pos].index is not None else "injected"
         result.output[key] = text[-20000:]
     result.cells_run = sum(1 for e in ends.values() if e.get("ok") or e.get("error"))
+    for event in events:
+        if event.get("event") == "timeit":
+            result.timeit_shortened = int(event.get("shortened", 0))
+            result.timeit_full = int(event.get("full", 0))
 
     for pos in sorted(ends):
         end, cell = ends[pos], cells[pos]
