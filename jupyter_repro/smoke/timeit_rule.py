@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import inspect
+import textwrap
 import types
 from typing import Any
 
@@ -299,6 +301,70 @@ def node_level(node: ast.Import | ast.ImportFrom) -> int:
     return getattr(node, "level", 0) or 0
 
 
+#: How deep calls into the notebook's own functions are followed.
+MAX_DEPTH = 3
+#: NumPy constructors whose result is a new array of numbers: a local bound only to one of
+#: these (or to a constant) is private to the timed code, whatever changes it.
+FRESH_ARRAYS = frozenset({"empty", "zeros", "ones", "full", "arange", "linspace"})
+
+
+def _fresh(value: ast.expr, namespace: dict) -> bool:
+    """A constant, or a new numeric NumPy array (``np.empty(n)``, not ``dtype=object``)."""
+    if isinstance(value, ast.Constant):
+        return True
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)):
+        return False
+    module = value.func.value
+    if not (
+        value.func.attr in FRESH_ARRAYS
+        and isinstance(module, ast.Name)
+        and getattr(namespace.get(module.id), "__name__", None) == "numpy"
+    ):
+        return False
+    for node in ast.walk(value):
+        if isinstance(node, ast.Name) and node.id == "object":
+            return False
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return False
+    return True
+
+
+class _ReturnToExpr(ast.NodeTransformer):
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        return ast.copy_location(ast.Expr(node.value or ast.Constant(None)), node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node  # a nested function keeps its own returns
+
+
+def _function_reason(function: types.FunctionType, depth: int) -> str | None:
+    """Why calling a notebook function could leave a trace, or ``None``.
+
+    Its body is checked as timed code whose parameters are the caller's objects; a
+    closure, a decorator, a default that is not a safe value, or source that cannot be
+    found keeps the full length.
+    """
+    if depth > MAX_DEPTH:
+        return "too deep"
+    if function.__closure__ or function.__kwdefaults__:
+        return "closure"
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError):
+        return "no source"
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, ast.FunctionDef) or definition.decorator_list:
+        return "decorated"
+    if any(not _safe_value(d) for d in function.__defaults__ or ()):
+        return "default"
+    args = definition.args
+    params = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+    params += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+    body = ast.Module(body=[_ReturnToExpr().visit(n) for n in definition.body], type_ignores=[])
+    return code_reason(ast.unparse(body), function.__globals__, depth, frozenset(params))
+
+
 def _module_chain(node: ast.expr, modules: set[str]) -> bool:
     """``np.linalg`` and the like: a pure attribute chain rooted at a safe module."""
     while isinstance(node, ast.Attribute):
@@ -328,13 +394,26 @@ def full_length_reason(line: str, cell: str | None, namespace: dict, magics, she
     opts, code = parsed
     if "o" in opts:
         return "-o"
+    return code_reason(code, namespace)
+
+
+def code_reason(
+    code: str, namespace: dict, depth: int = 0, params: frozenset[str] = frozenset()
+) -> str | None:
+    """Why ``code`` (plain Python) could leave a trace when run again, or ``None``.
+
+    ``namespace`` resolves its free names; ``params`` are names bound before it runs
+    (a function's parameters: local, but their objects come from the caller, so changing
+    them counts as a mutation). Notebook functions it calls are checked the same way, to
+    a depth of :data:`MAX_DEPTH`.
+    """
     tree = ast.parse(code)
     analysis = analyze_cell(code, transformed=True, tree=tree)
     if analysis.syntax_error is not None or analysis.star_import:
         return "unparsable"
     if analysis.file_writes:
         return "writes a file"
-    local: set[str] = set()
+    local: set[str] = set(params)
     constant_only: dict[str, bool] = {}
     defs: set[str] = set()
     imported_modules: set[str] = set()
@@ -373,8 +452,8 @@ def full_length_reason(line: str, cell: str | None, namespace: dict, magics, she
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 for name in ast.walk(target):
-                    if isinstance(name, ast.Name):
-                        ok = isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)
+                    if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store):
+                        ok = isinstance(target, ast.Name) and _fresh(node.value, namespace)
                         constant_only[name.id] = constant_only.get(name.id, True) and ok
         elif isinstance(
             node,
@@ -387,7 +466,11 @@ def full_length_reason(line: str, cell: str | None, namespace: dict, magics, she
                 if target is None:
                     continue
                 for name in ast.walk(target):
-                    if isinstance(name, ast.Name) and not isinstance(node, ast.AugAssign):
+                    if (
+                        isinstance(name, ast.Name)
+                        and isinstance(name.ctx, ast.Store)
+                        and not isinstance(node, ast.AugAssign)
+                    ):
                         constant_only[name.id] = False
                 if isinstance(node, ast.AugAssign) and not isinstance(target, ast.Name):
                     return "mutates " + ast.unparse(target)
@@ -406,6 +489,11 @@ def full_length_reason(line: str, cell: str | None, namespace: dict, magics, she
                 continue
             else:
                 return f"reads {node.id}"
+            if isinstance(value, types.FunctionType) and value.__module__ == "__main__":
+                reason = _function_reason(value, depth + 1)
+                if reason is not None:
+                    return f"calls {node.id} ({reason})"
+                continue
             if not _safe_value(value):
                 return f"reads {node.id} ({type(value).__name__})"
             if isinstance(value, types.ModuleType):
