@@ -5,7 +5,7 @@ timing loops are most of the run time. ``%time`` already runs once and is left a
 Policies (:func:`install`): ``"auto"`` (the default) runs a statement once when
 :func:`jupyter_repro.smoke.timeit_rule.full_length_reason` finds nothing a later cell
 could observe depends on how many times it ran, in full otherwise; ``"once"``
-(``--fast``) always runs it once; ``"full"`` (``--full-timeit``) installs nothing.
+(``--fast``) always runs it once; ``"full"`` (``--full-timeit``) always in full.
 :data:`COUNTS` counts the statements run once (``shortened``) and in full (``full``).
 This module is imported inside the fresh IPython process or kernel, never by the CLI.
 """
@@ -46,7 +46,8 @@ def install(shell, policy: str = "once") -> None:
 
     Args:
         shell: the IPython ``InteractiveShell`` of the kernel or script-mode process.
-        policy: ``"once"`` (every statement once) or ``"auto"`` (once only when
+        policy: ``"once"`` (every statement once), ``"full"`` (every one in full, only
+            counted) or ``"auto"`` (once only when
             :func:`~jupyter_repro.smoke.timeit_rule.full_length_reason` says so).
     """
     original = shell.find_magic("timeit")
@@ -57,7 +58,7 @@ def install(shell, policy: str = "once") -> None:
     def timeit_smoke(line: str = "", cell: str | None = None, local_ns=None):
         # IPython passes the caller's local namespace (%timeit inside a function).
         once = policy == "once"
-        if not once:
+        if policy == "auto":
             from jupyter_repro.smoke.timeit_rule import full_length_reason
 
             namespace = shell.user_ns if local_ns is None else {**shell.user_ns, **local_ns}

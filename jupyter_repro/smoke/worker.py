@@ -376,20 +376,16 @@ def run_script_mode(spec: dict[str, Any], events: _Events, spec_path: str = "") 
     sys.stderr = OutStream("stderr", 2)
     shell = _make_shell()
     shell.smoke_events = events
-    if spec.get("timeit", "auto") != "full":
-        from jupyter_repro.smoke import fast
+    from jupyter_repro.smoke import fast
 
-        fast.install(shell, spec.get("timeit", "auto"))
+    fast.install(shell, spec.get("timeit", "auto"))
     events.emit(event="start", mode="script", pid=os.getpid())
     # A kernel's cells run inside its running event loop; so do these. The loop is left
     # open at the end (a kernel never closes it while the notebook runs).
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(_run_cells(shell, spec, events))
-    if spec.get("timeit", "auto") != "full":
-        from jupyter_repro.smoke import fast
-
-        events.emit(event="timeit", **fast.COUNTS)
+    events.emit(event="timeit", **fast.COUNTS)
 
 
 async def _execute(shell, code: str):
@@ -542,19 +538,18 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events) -> None:
         events.emit(event="start", mode="kernel", pid=os.getpid())
         events.emit(event="kernel", pid=pid, create_time=_create_time(pid))
         policy = spec.get("timeit", "auto")
-        if policy != "full":
-            code = (
-                "try:\n import jupyter_repro.smoke.fast as _nbsmoke_fast\n"
-                f" _nbsmoke_fast.install(get_ipython(), {policy!r})\n del _nbsmoke_fast\n"
-                "except ImportError:\n pass\n"
-            )
-            run_sync(client.kc.execute_interactive)(
-                code, silent=True, store_history=False, timeout=60
-            )
+        # Every policy replaces %timeit, if only to count the calls (--full-timeit).
+        code = (
+            "try:\n import jupyter_repro.smoke.fast as _nbsmoke_fast\n"
+            f" _nbsmoke_fast.install(get_ipython(), {policy!r})\n del _nbsmoke_fast\n"
+            "except ImportError:\n pass\n"
+        )
+        run_sync(client.kc.execute_interactive)(
+            code, silent=True, store_history=False, timeout=60
+        )
         try:
             _kernel_cells(client, nb, spec, events, replies)
-            if policy != "full":
-                _kernel_timeit_counts(client, events)
+            _kernel_timeit_counts(client, events)
         finally:
             # nbclient applies update_display_data to the output with that display_id in
             # whichever cell it is; cells that ended before an update was sent get their
