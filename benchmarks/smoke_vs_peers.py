@@ -581,7 +581,6 @@ def print_report(
         f" {m['cpus']} CPUs",
         file=out,
     )
-    smoke = runs.get("nb-smoke --fast")
     header = f"{'tool':<24} {'wall s':>8} {'passed':>7} {'agree':>9} {'other cell':>10}"
     peers = [p for p in PEERS if p in runs]
     for p in peers:
@@ -596,13 +595,12 @@ def print_report(
         for p in peers:
             line += f" {run.seconds / runs[p].seconds:>11.2f}" if runs[p].seconds else " " * 12
         print(line, file=out)
-    if smoke is not None:
+    for label in ("nb-smoke", "nb-smoke --fast"):
+        mine = runs.get(label)
+        if mine is None or not mine.seconds:
+            continue
         for p in peers:
-            if smoke.seconds:
-                print(
-                    f"nb-smoke --fast is {runs[p].seconds / smoke.seconds:.1f}x faster than {p}",
-                    file=out,
-                )
+            print(f"{label} is {runs[p].seconds / mine.seconds:.1f}x faster than {p}", file=out)
     print(
         "(agree: same pass/fail verdict as a fresh kernel (nbconvert); other cell: both fail,"
         " at another cell;\n ratio columns: this tool's wall time / the peer's, below 1 is"
