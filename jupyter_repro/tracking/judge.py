@@ -507,11 +507,15 @@ class _Judge:
         if not is_file and cells[i].placed:
             r = self.reaching(i, name)
             w_seq = e.seen.get(name)
+            r_event = self.state.latest.get(cells[r].id) if r is not None else None
+            # c read n as R left it: from R's run, or from a run above R that R ran after
+            # (R then bound an equal value, which is not counted as a write)
             from_r = (
                 r is not None
                 and cells[r].placed
                 and w_seq is not None
-                and self.state.events[w_seq].cell_id == cells[r].id
+                and r_event is not None
+                and (self.state.events[w_seq].cell_id == cells[r].id or r_event.seq > w_seq)
             )
             positions = [self.pos.get(cid) for cid in later]
             if all(p is not None and cells[p].placed for p in positions):
