@@ -20,6 +20,7 @@ Usage::
     python benchmarks/smoke_vs_peers.py --corpus installed   # notebooks installed packages ship
     python benchmarks/smoke_vs_peers.py --corpus lectures    # jrjohansson/scientific-python-lectures
     python benchmarks/smoke_vs_peers.py --corpus async       # two asyncio notebook repositories
+    python benchmarks/smoke_vs_peers.py --corpus timeit      # PythonDataScienceHandbook, %timeit
 
 Results go to ``benchmarks/results/<corpus>-<UTC time>.json`` (git-ignored).
 """
@@ -205,6 +206,68 @@ def gather_async(into: Path, mirrors: Path = Path("/work/.mirror")) -> dict[str,
         "corpus": "async",
         "source": ", ".join(f"{s['source']} @ {s['commit'][:12]}" for s in sources),
         "repositories": sources,
+    }
+
+
+#: Notebooks with ``%timeit`` cells (issue 13: script mode vs nbmake where timing loops
+#: are part of the run): every notebook of the Python Data Science Handbook with a code
+#: cell that starts a line with ``%timeit``/``%%timeit``, with the ``data/`` folder they
+#: read.
+TIMEIT_REPO = "jakevdp/PythonDataScienceHandbook"
+_TIMEIT_LINE = re.compile(r"^\s*%%?timeit\b", re.M)
+
+
+def has_timeit_cell(path: Path) -> bool:
+    """Whether a code cell of the notebook at ``path`` has a ``%timeit``/``%%timeit`` line."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return False
+    for cell in cells:
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if cell.get("cell_type") == "code" and _TIMEIT_LINE.search(source):
+            return True
+    return False
+
+
+def gather_timeit(into: Path, mirrors: Path = Path("/work/.mirror")) -> dict[str, Any] | None:
+    """Export the notebooks of :data:`TIMEIT_REPO` that have ``%timeit`` cells (and its
+    ``notebooks/data``) into ``into``; None without the bare mirror ``owner+name/repo``.
+    Cached under ``benchmarks/.corpus/timeit``."""
+    mirror = mirrors / TIMEIT_REPO.replace("/", "+") / "repo"
+    if not mirror.exists():
+        print(
+            f"smoke_vs_peers: no git mirror of {TIMEIT_REPO} at {mirror}; get it with\n"
+            f"  git clone --bare https://github.com/{TIMEIT_REPO} {mirror}",
+            file=sys.stderr,
+        )
+        return None
+    git = ["git", f"--git-dir={mirror}"]
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    cache = HERE / ".corpus" / "timeit" / f"{TIMEIT_REPO.split('/')[1]}-{commit[:12]}"
+    if not cache.exists():
+        part = cache.with_name(cache.name + ".partial")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        archive = subprocess.Popen([*git, "archive", "HEAD", "notebooks"], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(part)], stdin=archive.stdout, check=True)
+        archive.stdout.close()  # type: ignore[union-attr]
+        if archive.wait() != 0:
+            raise SystemExit("smoke_vs_peers: git archive failed")
+        for nb in (part / "notebooks").glob("*.ipynb"):
+            if not has_timeit_cell(nb):
+                nb.unlink()
+        shutil.rmtree(part / "notebooks" / "figures", ignore_errors=True)
+        part.rename(cache)
+    shutil.copytree(cache / "notebooks", into, dirs_exist_ok=True)
+    return {
+        "corpus": "timeit",
+        "source": f"https://github.com/{TIMEIT_REPO}",
+        "commit": commit,
+        "selection": "notebooks/*.ipynb with a %timeit or %%timeit line in a code cell",
     }
 
 
@@ -510,7 +573,14 @@ def print_report(
     )
     if meta["corpus"].get("commit"):
         print(f"   {meta['corpus']['source']} @ {meta['corpus']['commit']}", file=out)
-    smoke = runs.get("nb-smoke --fast")
+    m = meta["machine"]
+    print(
+        f"   {meta['started_utc']} to {meta['finished_utc']}, nb-smoke {meta['jupyter_repro_git']},"
+        f" load average (1, 5, 15 min) {' '.join(f'{x:.1f}' for x in m['load_avg_start'])}"
+        f" at the start, {' '.join(f'{x:.1f}' for x in m['load_avg'])} at the end,"
+        f" {m['cpus']} CPUs",
+        file=out,
+    )
     header = f"{'tool':<24} {'wall s':>8} {'passed':>7} {'agree':>9} {'other cell':>10}"
     peers = [p for p in PEERS if p in runs]
     for p in peers:
@@ -525,13 +595,12 @@ def print_report(
         for p in peers:
             line += f" {run.seconds / runs[p].seconds:>11.2f}" if runs[p].seconds else " " * 12
         print(line, file=out)
-    if smoke is not None:
+    for label in ("nb-smoke", "nb-smoke --fast"):
+        mine = runs.get(label)
+        if mine is None or not mine.seconds:
+            continue
         for p in peers:
-            if smoke.seconds:
-                print(
-                    f"nb-smoke --fast is {runs[p].seconds / smoke.seconds:.1f}x faster than {p}",
-                    file=out,
-                )
+            print(f"{label} is {runs[p].seconds / mine.seconds:.1f}x faster than {p}", file=out)
     print(
         "(agree: same pass/fail verdict as a fresh kernel (nbconvert); other cell: both fail,"
         " at another cell;\n ratio columns: this tool's wall time / the peer's, below 1 is"
@@ -594,13 +663,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", help="a folder of notebooks")
     parser.add_argument(
-        "--corpus", choices=("installed", "lectures", "async"), help="a ready-made corpus"
+        "--corpus", choices=("installed", "lectures", "async", "timeit"), help="a ready-made corpus"
     )
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallelism for every tool")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per notebook")
     parser.add_argument(
         "--kernel",
-        help="force this kernelspec on the kernel-based tools (default: each notebook's)",
+        help="force this kernelspec on every tool (default: each notebook's)",
     )
     parser.add_argument(
         "--tools", help="comma-separated subset: fast,script,kernel,nbmake,nbconvert"
@@ -653,12 +722,19 @@ def _git_state() -> str:
 
 
 def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
+    started_utc = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    load_start = os.getloadavg()
     src = tmp / "corpus"
     src.mkdir()
     if args.corpus == "installed":
         corpus = gather_installed(src)
     elif args.corpus == "async":
         found = gather_async(src)
+        if found is None:
+            return 0
+        corpus = found
+    elif args.corpus == "timeit":
+        found = gather_timeit(src)
         if found is None:
             return 0
         corpus = found
@@ -688,14 +764,17 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
     def w(key: str) -> Path:
         return tmp / f"w-{key}-{work['round']}"
 
+    # --kernel is given to every tool alike: in script mode its language decides how the
+    # code runs (an R-declared notebook under --kernel python3 is Python code everywhere).
+    forced = ["--kernel", args.kernel] if args.kernel else []
     tools: dict[str, Callable[[], ToolRun]] = {
         "fast": lambda: run_nb_smoke(
-            "nb-smoke --fast", ["--fast"], src, w("fast"), notebooks, args
+            "nb-smoke --fast", ["--fast", *forced], src, w("fast"), notebooks, args
         ),
-        "script": lambda: run_nb_smoke("nb-smoke", [], src, w("script"), notebooks, args),
+        "script": lambda: run_nb_smoke("nb-smoke", forced, src, w("script"), notebooks, args),
         "kernel": lambda: run_nb_smoke(
             "nb-smoke --mode kernel",
-            ["--mode", "kernel", *(["--kernel", args.kernel] if args.kernel else [])],
+            ["--mode", "kernel", *forced],
             src,
             w("kernel"),
             notebooks,
@@ -755,12 +834,14 @@ def _bench(args, tmp: Path, argv: list[str] | None = None) -> int:
         "kernel": args.kernel,
         "sandbox_env": SANDBOX_ENV if args.sandbox else {},
         "inputs_unchanged": digest_ok,
-        "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_utc": started_utc,
+        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "load_avg": os.getloadavg(),
+            "load_avg_start": load_start,  # 1, 5, 15 min, before the first tool
+            "load_avg": os.getloadavg(),  # at the end
         },
         "versions": {
             p: _package_version(p)

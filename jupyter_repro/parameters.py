@@ -180,12 +180,34 @@ def load_yaml_file(path: str | Path) -> Any:
     try:
         data = _yaml().load(text)
     except Exception as exc:
-        first = str(exc).strip().splitlines()
-        raise ReproError(f"{p}: invalid YAML: {first[0] if first else exc}") from None
+        raise ReproError(yaml_error_line(p, exc)) from None
     try:
         return _plain(data)
     except _Cycle as exc:
         raise ReproError(f"{p}: invalid YAML: {exc}") from None
+
+
+def yaml_error_line(path: str | Path, exc: BaseException) -> str:
+    """One line for a YAML error: ``FILE:LINE:COL: invalid YAML: PROBLEM (CONTEXT at L:C)``.
+
+    ``LINE``/``COL`` (1-based, as editors count) are where ruamel.yaml found the problem
+    (its ``MarkedYAMLError.problem_mark``, 0-based); the context (for example "while
+    parsing a flow sequence") is where the construct it belongs to started. An error with
+    no position (not a ``MarkedYAMLError``) gives ``FILE: invalid YAML: MESSAGE``.
+    """
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+        text = " ".join(str(problem).split())
+        context = getattr(exc, "context", None)
+        if context:
+            cmark = getattr(exc, "context_mark", None)
+            at = f" started at {cmark.line + 1}:{cmark.column + 1}" if cmark is not None else ""
+            text += f" ({' '.join(str(context).split())}{at})"
+        return f"{where}: invalid YAML: {text}"
+    first = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return f"{path}: invalid YAML: {first[0] if first else type(exc).__name__}"
 
 
 def load_parameters_file(path: str | Path) -> dict[str, Any]:

@@ -205,7 +205,7 @@ def test_json_report_has_every_run_with_status_and_reason(fault_batch):
         (["NB", "-j", "0"], "-j must be at least 1, not 0"),
         (["NB", "--data", "nope.csv"], "nope.csv: --data path does not exist"),
         (["NB", "--timeout", "0"], "--timeout must be positive"),
-        (["NB", "--grid", "BAD"], "bad.yaml: invalid YAML"),
+        (["NB", "--grid", "BAD"], "bad.yaml:2:1: invalid YAML"),
         (["NB", "-f", "nofile.yaml"], "nofile.yaml: no such file"),
     ],
 )

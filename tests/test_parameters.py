@@ -53,7 +53,7 @@ def test_parameters_file_is_yaml_1_2(tmp_path):
     }
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: [1, 2\n")
-    with pytest.raises(ReproError, match=r"bad\.yaml: invalid YAML"):
+    with pytest.raises(ReproError, match=r"bad\.yaml:2:1: invalid YAML: expected .,. or .\]., but got .<stream end>. \(while parsing a flow sequence started at 1:5\)"):
         load_parameters_file(bad)
     with pytest.raises(ReproError, match="no such file"):
         load_parameters_file(tmp_path / "missing.yaml")

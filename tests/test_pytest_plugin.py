@@ -125,3 +125,28 @@ def test_a_bad_config_value_is_one_line_not_a_traceback(tmp_path):
     assert proc.returncode == 1, proc.stdout
     assert "pyproject.toml" in proc.stdout and "timeout" in proc.stdout
     assert "Traceback" not in proc.stdout and "argparse" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_timeit_runs_once_only_where_safe_and_full_timeit_forces_full_length(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\n')
+    # In full: 50 x 10**6 sums, minutes; the default runs it once (nothing outlives it).
+    make_notebook(tmp_path / "timed.ipynb", "%timeit -n 1000000 -r 50 sum(range(100))")
+    # A later cell counts the appends: full length by default, as in a fresh kernel.
+    make_notebook(
+        tmp_path / "grows.ipynb", "L = []", "%timeit L.append(1)", "assert len(L) > 1000"
+    )
+    proc = pytest_run(tmp_path, "--nb-smoke", "--nb-smoke-timeout", "60", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"2 passed", proc.stdout), proc.stdout
+    full = pytest_run(
+        tmp_path, "--nb-smoke", "--nb-smoke-full-timeit", "--nb-smoke-timeout", "5",
+        "timed.ipynb", "-q",
+    )  # fmt: skip
+    assert full.returncode == 1 and "Timeout: notebook exceeded 5 s" in full.stdout, full.stdout
+    # The same from [tool.nb-smoke] on the command line.
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "p"\n\n[tool.nb-smoke]\nfull-timeit = true\n'
+    )
+    cli_run = run_cli("nb-smoke", tmp_path / "timed.ipynb", "--timeout", "5", cwd=tmp_path)
+    assert cli_run.returncode == 1 and "Timeout" in cli_run.stdout, cli_run.stdout

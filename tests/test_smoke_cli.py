@@ -140,6 +140,28 @@ def test_f08_missing_kernelspec(tmp_path, nb):
     assert run_cli("nb-smoke", path, "--mode", "kernel", "--kernel", "python3").returncode == 0
 
 
+def test_forced_kernel_decides_the_language_in_script_mode_as_in_a_kernel(tmp_path, nb):
+    """A notebook that declares an R kernel but holds Python code (papermill's own
+    ``notimplemented_translator.ipynb`` is one): ``--kernel python3`` makes nbclient,
+    nbconvert and nbmake run it as Python; script mode gives the same verdict, in script
+    mode (found by benchmarks/smoke_vs_peers.py --corpus installed --kernel python3)."""
+    spec = {"name": "ir", "display_name": "R", "language": "R"}
+    good = nb("r_py.ipynb", "msg = None\nprint('ran as', type(msg).__name__)", kernelspec=spec)
+    bad = nb("r_bad.ipynb", "msg <- NULL", kernelspec=spec)
+    without = run_cli("nb-smoke", good)
+    assert without.returncode == 2 and "r notebook cannot run in script mode" in without.stdout
+    assert "pass --kernel NAME" in without.stdout
+    for mode in MODES:
+        proc, report = smoke_json(tmp_path, good, bad, "--mode", mode, "--kernel", "python3")
+        entries = by_name(report)
+        assert entries["r_py.ipynb"]["status"] == "passed", (mode, proc.stdout)
+        assert entries["r_py.ipynb"]["mode"] == mode, "no detour through another mode"
+        assert "ran as NoneType" in entries["r_py.ipynb"]["output"]["0"]
+        assert not entries["r_py.ipynb"]["notices"], entries["r_py.ipynb"]["notices"]
+        assert entries["r_bad.ipynb"]["status"] == "failed"
+        assert entries["r_bad.ipynb"]["failure"]["cell_index"] == 0
+
+
 # -- F09 / F10: parameters keep their types; unknown names stop the run ----------------------
 PARAMS_CELL = 'lr = 0.1\nlayers = [8, 8]\nopts = {"seed": 0}\noffset = 0\ntag = None'
 SHOW = "for k in ['lr', 'layers', 'opts', 'offset', 'tag']:\n    print(k, repr(globals()[k]), type(globals()[k]).__name__)"
@@ -214,6 +236,63 @@ def test_f10_misspelt_parameter_lists_the_known_names(tmp_path, nb):
     assert "'alpah'" in proc.stdout and "alpha" in proc.stdout.split("'alpah'")[1]
     allowed, _report = smoke_json(tmp_path, path, "-p", "alpah", "0.1", "--allow-unknown")
     assert allowed.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "cause"),
+    [
+        (["-p", "alpah", "0.1"], "unknown parameter 'alpah'; the parameters cell defines: alpha"),
+        (["-f", "typo.yaml"], "unknown parameter 'alpah'"),
+        (["-p", "beta", "1", "-p", "gamma", "2"], "unknown parameters 'beta', 'gamma'"),
+    ],
+)
+def test_lint_only_validates_parameters_as_the_run_does(tmp_path, nb, args, cause):
+    """``--lint-only -p/-f``: a value the run would refuse is refused by the lint too (one
+    line naming the notebook and the cause, exit 2); other notebooks are still linted."""
+    bad = nb("f_typo.ipynb", ("alpha = 0.5", ["parameters"]), "print('alpha =', alpha)")
+    (tmp_path / "typo.yaml").write_text("alpah: 0.1\n")
+    argv = [str(tmp_path / a) if a.endswith(".yaml") else a for a in args]
+    before = digest(bad)
+    for extra in ([], ["--lint-only"]):
+        proc = run_cli("nb-smoke", *extra, bad, *argv)
+        assert proc.returncode == 2, (extra, proc.stdout, proc.stderr)
+        lines = [ln for ln in proc.stdout.splitlines() if "f_typo.ipynb" in ln]
+        assert len(lines) == 1 and cause in lines[0], (extra, proc.stdout)
+    assert digest(bad) == before
+    # A notebook whose parameters cell defines the names is linted and passes beside it.
+    good = nb("f_ok.ipynb", ("alpah = 0.5\nbeta = 0\ngamma = 0", ["parameters"]), "x = 1")
+    proc, report = smoke_json(tmp_path, "--lint-only", bad, good, *argv)
+    assert proc.returncode == 2
+    status = {Path(n["path"]).name: n["status"] for n in report["notebooks"]}
+    assert status == {"f_typo.ipynb": "error", "f_ok.ipynb": "passed"}
+    # A value of another type than the default is a warning there, as on the run path.
+    proc = run_cli("nb-smoke", "--lint-only", bad, "-p", "alpha", '"fast"')
+    assert proc.returncode == 0 and "parameter 'alpha' gets a str" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "cause"),
+    [
+        ("lr: 0.2\nn: [1, 2\nx: 3\n", "3:2", "expected ',' or ']', but got ':'"),
+        ("lr: 0.2\nlr: 0.3\n", "2:1", 'found duplicate key "lr"'),
+        ("a: b: c\n", "1:5", "mapping values are not allowed here"),
+        ('lr: "0.2\n', "2:1", "found unexpected end of stream"),
+        ("lr: *x\n", "1:5", "found undefined alias 'x'"),
+    ],
+)
+@pytest.mark.parametrize("lint", [False, True])
+def test_yaml_syntax_error_in_parameters_file_names_file_line_and_column(
+    tmp_path, nb, text, where, cause, lint
+):
+    path = nb("f_pm.ipynb", ("lr = 0.1", ["parameters"]), "print(lr)")
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    proc = run_cli("nb-smoke", *(["--lint-only"] if lint else []), path, "-f", params)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert "\n" not in err, err
+    assert f"{params}:{where}: invalid YAML: {cause}" in err, err
+    assert "f_pm.ipynb" not in proc.stdout, "nothing ran or was linted with a bad -f file"
 
 
 # -- failures point at the cell ---------------------------------------------------------

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kernel",
         dest="kernel_name",
         metavar="NAME",
-        help="kernelspec for --mode kernel (default: the notebook's)",
+        help="kernelspec to run instead of the notebook's: --mode kernel starts it; in script "
+        "mode its language decides how the code runs, and auto-routed notebooks start it",
     )
     parser.add_argument(
         "-j",
@@ -64,7 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"per notebook; killed with its children after it (default {d.timeout:g})",
     )
-    parser.add_argument("--fast", action="store_true", help="%%timeit and %%%%timeit run once")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="%%timeit and %%%%timeit always run once (default: once only where nothing "
+        "a later cell sees depends on the repeats)",
+    )
+    parser.add_argument(
+        "--full-timeit", action="store_true", help="%%timeit and %%%%timeit always run in full"
+    )
     parser.add_argument("--strict", action="store_true", help="warnings are failures")
     parser.add_argument("--lint-only", action="store_true", help="static checks only, run nothing")
     parser.add_argument("--no-lint", dest="lint", action="store_false", help="skip static checks")
@@ -140,6 +149,8 @@ def options_from_args(args: argparse.Namespace) -> SmokeOptions:
         raise ReproError("--timeout must be positive")
     if args.repeat < 1:
         raise ReproError("--repeat must be at least 1")
+    if args.fast and args.full_timeit:
+        raise ReproError("--fast and --full-timeit contradict each other: give one")
     if args.save_images and not args.json:
         raise ReproError("--save-images needs --json FILE (images go beside the report)")
     try:
@@ -163,6 +174,7 @@ def options_from_args(args: argparse.Namespace) -> SmokeOptions:
         jobs=args.jobs,
         timeout=args.timeout,
         fast=args.fast,
+        full_timeit=args.full_timeit,
         strict=args.strict,
         lint=args.lint,
         lint_only=args.lint_only,

@@ -1,7 +1,12 @@
-"""``--fast``: ``%timeit`` and ``%%timeit`` run their statement once.
+"""How nb-smoke runs ``%timeit`` and ``%%timeit``: once where that is safe, or always.
 
 A smoke test checks that code runs, not how fast it runs; on tutorial notebooks the
 timing loops are most of the run time. ``%time`` already runs once and is left alone.
+Policies (:func:`install`): ``"auto"`` (the default) runs a statement once when
+:func:`jupyter_repro.smoke.timeit_rule.full_length_reason` finds nothing a later cell
+could observe depends on how many times it ran, in full otherwise; ``"once"``
+(``--fast``) always runs it once; ``"full"`` (``--full-timeit``) always in full.
+:data:`COUNTS` counts the statements run once (``shortened``) and in full (``full``).
 This module is imported inside the fresh IPython process or kernel, never by the CLI.
 """
 
@@ -32,20 +37,43 @@ def _once(line: str) -> str:
     return " ".join(["-n1", "-r1", *kept, rest]).strip()
 
 
-def install(shell) -> None:
-    """Replace the ``timeit`` line and cell magics of ``shell`` with run-once versions."""
+#: ``%timeit`` calls run once and in full in this process, for the report.
+COUNTS = {"shortened": 0, "full": 0}
+
+
+def install(shell, policy: str = "once") -> None:
+    """Replace the ``timeit`` line and cell magics of ``shell`` by the policy's versions.
+
+    Args:
+        shell: the IPython ``InteractiveShell`` of the kernel or script-mode process.
+        policy: ``"once"`` (every statement once), ``"full"`` (every one in full, only
+            counted) or ``"auto"`` (once only when
+            :func:`~jupyter_repro.smoke.timeit_rule.full_length_reason` says so).
+    """
     original = shell.find_magic("timeit")
     if original is None:
         return
     magics = original.__self__  # IPython's ExecutionMagics
 
-    def timeit_once(line: str = "", cell: str | None = None, local_ns=None):
+    def timeit_smoke(line: str = "", cell: str | None = None, local_ns=None):
         # IPython passes the caller's local namespace (%timeit inside a function).
-        return magics.timeit(_once(line), cell, local_ns)
+        once = policy == "once"
+        if policy == "auto":
+            from jupyter_repro.smoke.timeit_rule import full_length_reason
 
-    timeit_once.needs_local_scope = True
-    timeit_once.__doc__ = "nb-smoke --fast: run the statement once.\n\n" + (original.__doc__ or "")
-    shell.register_magic_function(timeit_once, "line_cell", "timeit")
+            namespace = shell.user_ns if local_ns is None else {**shell.user_ns, **local_ns}
+            try:
+                once = full_length_reason(line, cell, namespace, magics, shell) is None
+            except Exception:  # the rule must never break a run: keep the full length
+                once = False
+        COUNTS["shortened" if once else "full"] += 1
+        return magics.timeit(_once(line) if once else line, cell, local_ns)
+
+    timeit_smoke.needs_local_scope = True
+    timeit_smoke.__doc__ = f"nb-smoke ({policy}): run the statement once.\n\n" + (
+        original.__doc__ or ""
+    )
+    shell.register_magic_function(timeit_smoke, "line_cell", "timeit")
 
 
-__all__ = ["install"]
+__all__ = ["COUNTS", "install"]

@@ -24,7 +24,10 @@ class SmokeOptions:
         kernel_name: kernelspec for kernel mode; None means the notebook's own.
         jobs: notebooks run at once (default: the CPU count).
         timeout: seconds per notebook before it is killed with its children (None: none).
-        fast: run ``%timeit``/``%%timeit`` statements once.
+        fast: run every ``%timeit``/``%%timeit`` statement once (``--fast``).
+        full_timeit: run every one in full (``--full-timeit``). Without either, a
+            statement runs once only where :mod:`jupyter_repro.smoke.timeit_rule` finds
+            that nothing a later cell can observe depends on how many times it ran.
         strict: lint findings and tag warnings are failures, not warnings.
         lint: run the static checks before executing.
         lint_only: run only the static checks, execute nothing.
@@ -47,6 +50,7 @@ class SmokeOptions:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     timeout: float | None = 600.0
     fast: bool = False
+    full_timeit: bool = False
     strict: bool = False
     lint: bool = True
     lint_only: bool = False

@@ -10,7 +10,7 @@ same cell tags (``skip-execution``, ``raises-exception``...), same failure text 
 ``FAIL`` line and the failing cell's details). Lint findings become pytest warnings; under
 ``strict = true`` they fail the item, as on the command line.
 
-Options: ``--nb-smoke-mode script|kernel``, ``--nb-smoke-fast``, ``--nb-smoke-timeout
+Options: ``--nb-smoke-mode script|kernel``, ``--nb-smoke-fast``, ``--nb-smoke-full-timeit``, ``--nb-smoke-timeout
 SECONDS`` override the configuration. Works with ``-n`` (pytest-xdist: one notebook per
 item, distributed like any test), ``--junitxml``, ``-k`` and ``-m nb_smoke``.
 """
@@ -54,7 +54,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--nb-smoke-fast",
         action="store_true",
         default=None,
-        help="%%timeit and %%%%timeit run once",
+        help="%%timeit and %%%%timeit always run once",
+    )
+    group.addoption(
+        "--nb-smoke-full-timeit",
+        action="store_true",
+        default=None,
+        help="%%timeit and %%%%timeit always run in full",
     )
     group.addoption(
         "--nb-smoke-timeout",
@@ -105,6 +111,8 @@ class NotebookItem(pytest.Item):
             args.mode = get("nb_smoke_mode")
         if get("nb_smoke_fast"):
             args.fast = True
+        if get("nb_smoke_full_timeit"):
+            args.full_timeit = True
         if get("nb_smoke_timeout") is not None:
             args.timeout = get("nb_smoke_timeout")
         return options_from_args(args)

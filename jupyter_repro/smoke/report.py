@@ -27,7 +27,8 @@ def result_line(result: NotebookResult) -> str:
         if error.startswith(result.path + ": "):
             error = error[len(result.path) + 2 :]
         return f"{head}: {error}"
-    tail = f" ({result.seconds:.1f} s, {result.mode})"
+    shortened = f", {result.timeit_shortened} %timeit run once" if result.timeit_shortened else ""
+    tail = f" ({result.seconds:.1f} s, {result.mode}{shortened})"
     if result.failure is not None:
         f = result.failure
         where = f.label + (f", line {f.line}" if f.line else "")
@@ -132,6 +133,10 @@ def to_junit_xml(report: SmokeReport) -> str:
         case = ET.SubElement(
             suite, "testcase", classname="nb-smoke", name=r.path, time=f"{r.seconds:.3f}"
         )
+        if r.timeit_shortened or r.timeit_full:
+            props = ET.SubElement(case, "properties")
+            for name in ("timeit_shortened", "timeit_full"):
+                ET.SubElement(props, "property", name=name, value=str(getattr(r, name)))
         status = r.final_status
         if status == ERROR:
             ET.SubElement(

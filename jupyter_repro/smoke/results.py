@@ -109,6 +109,9 @@ class NotebookResult:
         nondeterministic: with ``--repeat N``, cells whose outputs differ between runs,
             first in notebook order first, each with its probable cause.
         mlflow_run_id: with ``--mlflow``, the MLflow run this check was logged as.
+        timeit_shortened: ``%timeit``/``%%timeit`` calls run once (by default only where
+            :mod:`jupyter_repro.smoke.timeit_rule` finds it safe; every one with ``--fast``).
+        timeit_full: ``%timeit``/``%%timeit`` calls run in full, as a kernel runs them.
     """
 
     path: str
@@ -125,6 +128,8 @@ class NotebookResult:
     output_differences: list[OutputDifference] = field(default_factory=list)
     nondeterministic: list[dict[str, Any]] = field(default_factory=list)
     mlflow_run_id: str | None = None
+    timeit_shortened: int = 0
+    timeit_full: int = 0
     #: Fresh outputs per spec position (nbformat shape); not part of the JSON report.
     cell_outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     #: ``(name, mimetype, saved value, fresh value)`` of differing images.
@@ -154,6 +159,8 @@ class NotebookResult:
             "output_differences": [d.to_json() for d in self.output_differences],
             "nondeterministic": self.nondeterministic,
             "mlflow_run_id": self.mlflow_run_id,
+            "timeit_shortened": self.timeit_shortened,
+            "timeit_full": self.timeit_full,
         }
 
 

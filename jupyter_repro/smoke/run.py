@@ -184,6 +184,13 @@ def check_notebook(
         nb, pair_note = inputs_as_jupyter_opens(path, read_notebook(path))
         if pair_note:
             result.notices.append(Notice("jupytext_pair", pair_note, strict=False))
+        if options.lint_only and options.parameters:
+            # -p/-f are checked as the run path checks them (same one-line error, exit 2):
+            # a pre-commit lint must not pass a command line that the run would refuse.
+            for warning in validate_parameters(
+                path, nb, dict(options.parameters), options.allow_unknown
+            ):
+                result.notices.append(Notice("parameter", warning, strict=False))
         if options.lint or options.lint_only:
             outcome = lint_cells(nb, options.rules)
             result.findings = outcome.findings
@@ -215,6 +222,11 @@ def _resolve_mode(
         # nbconvert, nbclient, nbmake, papermill); a notebook saved so is not kernel-less.
         wanted = "python3"
     language = notebook_language(nb)
+    if options.kernel_name and options.kernel_name in kernels:
+        # A kernelspec forced with --kernel decides the language, as nbclient's and
+        # nbconvert's kernel_name do: an R-declared notebook run with --kernel python3 is
+        # Python code, and script mode runs it as such.
+        language = kernels[options.kernel_name]
     if options.mode == "kernel":
         name = wanted or "python3"
         if name not in kernels:
@@ -232,7 +244,7 @@ def _resolve_mode(
             return "kernel", wanted
         raise ReproError(
             f"{path}: a {language} notebook cannot run in script mode and its kernelspec "
-            f"'{wanted}' is not installed; install it or pass --mode kernel --kernel NAME"
+            f"'{wanted}' is not installed; install it or pass --kernel NAME"
         )
     if wanted and wanted not in kernels:
         result.notices.append(
@@ -260,7 +272,7 @@ def _execute(
     cells = build_cells(nb, params)
     if mode == "script":
         reasons = kernel_only_reasons(cells)
-        wanted = kernelspec_name(nb)
+        wanted = options.kernel_name or kernelspec_name(nb)
         wanted = "python3" if wanted in (None, "python") else wanted
         fallback = wanted if wanted in kernels else "python3" if "python3" in kernels else None
         for index, reason in reasons:
@@ -276,7 +288,7 @@ def _execute(
         "path": str(path),
         "mode": mode,
         "kernel_name": kernel_name,
-        "fast": options.fast,
+        "timeit": "once" if options.fast else "full" if options.full_timeit else "auto",
         "metadata": dict(nb.get("metadata", {})),
         "cells": [c.to_json() for c in cells],
     }
@@ -575,6 +587,10 @@ def _interpret(
         key = str(cells[pos].index) if cells[pos].index is not None else "injected"
         result.output[key] = text[-20000:]
     result.cells_run = sum(1 for e in ends.values() if e.get("ok") or e.get("error"))
+    for event in events:
+        if event.get("event") == "timeit":
+            result.timeit_shortened = int(event.get("shortened", 0))
+            result.timeit_full = int(event.get("full", 0))
 
     for pos in sorted(ends):
         end, cell = ends[pos], cells[pos]

@@ -31,6 +31,7 @@ Kernel mode: nbclient runs the cells in a fresh Jupyter kernel.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
 import json
@@ -375,16 +376,16 @@ def run_script_mode(spec: dict[str, Any], events: _Events, spec_path: str = "") 
     sys.stderr = OutStream("stderr", 2)
     shell = _make_shell()
     shell.smoke_events = events
-    if spec.get("fast"):
-        from jupyter_repro.smoke import fast
+    from jupyter_repro.smoke import fast
 
-        fast.install(shell)
+    fast.install(shell, spec.get("timeit", "auto"))
     events.emit(event="start", mode="script", pid=os.getpid())
     # A kernel's cells run inside its running event loop; so do these. The loop is left
     # open at the end (a kernel never closes it while the notebook runs).
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(_run_cells(shell, spec, events))
+    events.emit(event="timeit", **fast.COUNTS)
 
 
 async def _execute(shell, code: str):
@@ -553,17 +554,19 @@ def _run_in_kernel(client, nb, spec: dict[str, Any], events: _Events, replies: d
         pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
         events.emit(event="start", mode="kernel", pid=os.getpid())
         events.emit(event="kernel", pid=pid, create_time=_create_time(pid))
-        if spec.get("fast"):
-            code = (
-                "try:\n import jupyter_repro.smoke.fast as _nbsmoke_fast\n"
-                " _nbsmoke_fast.install(get_ipython())\n del _nbsmoke_fast\n"
-                "except ImportError:\n pass\n"
-            )
-            run_sync(client.kc.execute_interactive)(
-                code, silent=True, store_history=False, timeout=60
-            )
+        policy = spec.get("timeit", "auto")
+        # Every policy replaces %timeit, if only to count the calls (--full-timeit).
+        code = (
+            "try:\n import jupyter_repro.smoke.fast as _nbsmoke_fast\n"
+            f" _nbsmoke_fast.install(get_ipython(), {policy!r})\n del _nbsmoke_fast\n"
+            "except ImportError:\n pass\n"
+        )
+        run_sync(client.kc.execute_interactive)(
+            code, silent=True, store_history=False, timeout=60
+        )
         try:
             _kernel_cells(client, nb, spec, events, replies)
+            _kernel_timeit_counts(client, events)
         finally:
             # nbclient applies update_display_data to the output with that display_id in
             # whichever cell it is; cells that ended before an update was sent get their
@@ -576,6 +579,23 @@ def _run_in_kernel(client, nb, spec: dict[str, Any], events: _Events, replies: d
                     if spec["cells"][position]["action"] == "run"
                 },
             )
+
+
+def _kernel_timeit_counts(client, events: _Events) -> None:
+    """Ask the kernel how many ``%timeit`` calls ran once and in full (a ``timeit`` event)."""
+    from jupyter_core.utils import run_sync
+
+    expression = "__import__('jupyter_repro.smoke.fast', fromlist=['COUNTS']).COUNTS"
+    try:
+        reply = run_sync(client.kc.execute_interactive)(
+            "", silent=True, store_history=False, timeout=30, user_expressions={"c": expression}
+        )
+        found = reply["content"]["user_expressions"]["c"]
+        counts = ast.literal_eval(found["data"]["text/plain"])
+        events.emit(event="timeit", shortened=int(counts["shortened"]), full=int(counts["full"]))
+    except Exception:  # a dead kernel, or one without jupyter_repro: nothing to report
+        pass
+        pass
 
 
 def _kernel_cells(client, nb, spec: dict[str, Any], events: _Events, replies: dict) -> None:
