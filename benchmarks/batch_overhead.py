@@ -186,7 +186,7 @@ def main() -> None:
     for name, r in (("-j 1", j1), ("-j 2", j2)):
         print(
             f"  jupyter-repro batch {name}           {r['per_run']:6.2f} s/run wall  "
-            f"({r['wall']:.1f} s total; first kernel launched {r['first_kernel']:.1f} s "
+            f"({r['wall']:.1f} s total; first kernel ready {r['first_kernel']:.1f} s "
             f"after CLI start; median run {r['median_run']:.2f} s)"
         )
     ph = j1["phases"]
