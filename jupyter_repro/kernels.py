@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
+import secrets
 import shutil
 import signal
 import sys
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .processes import die_with_parent, kill_children, subreaper_preexec
 
@@ -47,6 +46,15 @@ HISTORY_ARGS = ["--HistoryManager.hist_file=:memory:"]
 
 #: A Unix socket path holds at most 108 bytes on Linux and 104 on macOS (``sun_path``).
 MAX_SOCKET_PATH = 100
+
+#: Prefix of a :class:`KernelFolder` (short: the IPC socket paths in it must fit
+#: :data:`MAX_SOCKET_PATH`, also nested in a batch's own temp folder).
+FOLDER_PREFIX = "jrk-"
+
+#: IPC sockets a kernel opens (shell, iopub, stdin, control, hb): jupyter_client's
+#: ``write_connection_file`` numbers them ``<connection file stem>-ipc-1`` .. ``-ipc-5``
+#: (skipping names that exist; a connection file's stem is unique in its folder).
+IPC_CHANNELS = 5
 
 #: The silent request that gives a pre-started Python kernel the run's own variables.
 LATE_ENV_CODE = "import os as _jr_os\n_jr_os.environ.update({env})\ndel _jr_os\n"
@@ -61,8 +69,14 @@ def ipc_supported(folder: str) -> bool:
 
     if not zmq.has("ipc"):
         return False
-    longest = os.path.join(folder, f"kernel-{uuid.uuid4()}-ipc-65535")
+    longest = os.path.join(folder, f"{_stem('0' * 8)}-ipc-{IPC_CHANNELS}")
     return len(longest.encode()) <= MAX_SOCKET_PATH
+
+
+def _stem(tag: str) -> str:
+    """A kernel's file name stem in its folder: ``k-<8 hex>`` (connection file
+    ``k-<8 hex>.json``, sockets ``k-<8 hex>-ipc-<n>``, stderr ``k-<8 hex>.stderr``)."""
+    return f"k-{tag}"
 
 
 class KernelFolder:
@@ -74,8 +88,20 @@ class KernelFolder:
     """
 
     def __init__(self, parent: str | None = None) -> None:
-        self.path = tempfile.mkdtemp(prefix="jrepro-kernels-", dir=parent)
+        self.path = tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent)
         self.ipc = ipc_supported(self.path)
+        self._issued: set[str] = set()
+        self._lock = threading.Lock()
+
+    def new_connection_file(self) -> str:
+        """A connection file path in the folder no other kernel of it was given:
+        ``<path>/k-<8 hex>.json`` (short, so IPC socket paths fit ``sun_path``)."""
+        with self._lock:
+            while True:
+                stem = _stem(secrets.token_hex(4))
+                if stem not in self._issued:
+                    self._issued.add(stem)
+                    return os.path.join(self.path, f"{stem}.json")
 
     def remove(self) -> None:
         """Delete the folder and whatever is left in it; never raises."""
@@ -133,7 +159,7 @@ def transport_options(folder: KernelFolder) -> dict[str, str]:
     (:attr:`KernelFolder.ipc`), else TCP on ports jupyter_client picks."""
     return {
         "transport": "ipc" if folder.ipc else "tcp",
-        "connection_file": os.path.join(folder.path, f"kernel-{uuid.uuid4()}.json"),
+        "connection_file": folder.new_connection_file(),
     }
 
 
@@ -215,7 +241,26 @@ def is_python_ipykernel(km: Any) -> bool:
 def late_env_code(env: dict[str, str]) -> str:
     """The code of the silent request that adds ``env`` to a running Python kernel's
     ``os.environ`` (so to what it starts, too)."""
-    return LATE_ENV_CODE.format(env=json.dumps({str(k): str(v) for k, v in env.items()}))
+    # repr, not json.dumps: JSON writes a character outside the BMP (an emoji) as two
+    # \\u escapes, which Python reads as two lone surrogates that os.environ cannot
+    # encode (UnicodeEncodeError in the kernel); repr round-trips every str, and escapes
+    # the lone surrogates of undecodable bytes (surrogateescape) so the request is UTF-8
+    return LATE_ENV_CODE.format(env=repr({str(k): str(v) for k, v in env.items()}))
+
+
+class Taken(NamedTuple):
+    """A kernel :meth:`KernelPool.take` gave a run.
+
+    Attributes:
+        km: the started ``RunKernelManager``.
+        late_env: variables still to set in it (:func:`late_env_code`): empty for a
+            kernel started now (it had them at launch), the run's own for the spare.
+        spare: whether it is the pre-started spare (so the next run's is not started yet).
+    """
+
+    km: Any
+    late_env: dict[str, str]
+    spare: bool
 
 
 class KernelPool:
@@ -249,8 +294,13 @@ class KernelPool:
         return (kernel_name, cwd, tuple(sorted(env.items())))
 
     def take(
-        self, kernel_name: str, cwd: str, env: dict[str, str], late_env: dict[str, str]
-    ) -> tuple[Any, dict[str, str]]:
+        self,
+        kernel_name: str,
+        cwd: str,
+        env: dict[str, str],
+        late_env: dict[str, str],
+        cold: bool = False,
+    ) -> Taken:
         """A started kernel for one run, and the variables still to set in it.
 
         Args:
@@ -258,9 +308,12 @@ class KernelPool:
             late_env: this run's own variables: given at launch to a kernel started now;
                 returned for a spare, which gets them by :func:`late_env_code` before the
                 first cell.
+            cold: start a kernel now even when the spare fits (a retry after the spare
+                failed: the spare stays for the next run).
 
         Returns:
-            (the started ``RunKernelManager``, variables still to set: empty or ``late_env``)
+            :class:`Taken`: the kernel, variables still to set (empty or ``late_env``),
+            and whether it is the spare.
 
         Raises:
             RuntimeError: the pool is closed. Whatever ``start_kernel`` raises.
@@ -269,10 +322,12 @@ class KernelPool:
         with self._lock:
             if self.closed:
                 raise RuntimeError("kernel pool closed")
-            spare, self._spare = self._spare, None
+            spare = None
+            if not cold:
+                spare, self._spare = self._spare, None
         if spare is not None:
             if spare[0] == key and _alive(spare[1]):
-                return spare[1], dict(late_env)
+                return Taken(spare[1], dict(late_env), True)
             discard(spare[1])
         km = new_manager(kernel_name, self.folder, cwd, {**env, **late_env})
         km.die_with_parent = self.die_with_owner
@@ -281,7 +336,7 @@ class KernelPool:
         except BaseException:
             discard(km)  # its connection file was written before the launch failed
             raise
-        return km, {}
+        return Taken(km, {}, False)
 
     async def prestart(self, kernel_name: str, cwd: str, env: dict[str, str]) -> None:
         """Start the spare for the next run of this key (no-op when not :attr:`warm`,

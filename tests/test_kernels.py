@@ -56,13 +56,36 @@ def _isolated_env(tmp_path: Path) -> dict[str, str]:
     return {"TMPDIR": str(tmp_path / "tmp"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
 
 
+@pytest.fixture
+def short_tmp():
+    """A folder directly in /tmp (a short path, like a user's ``$TMPDIR``), removed after."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="jrt-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _ipc_available() -> bool:
+    import sys
+
+    import zmq
+
+    return sys.platform != "win32" and zmq.has("ipc")
+
+
 @pytest.mark.slow
-def test_64_kernels_through_batch_j8_start_without_failure_over_ipc_and_leave_nothing(tmp_path):
+def test_64_kernels_through_batch_j8_start_without_failure_over_ipc_and_leave_nothing(
+    tmp_path, short_tmp
+):
     nb = make_notebook(tmp_path / "tiny.ipynb", ("i = 0", ["parameters"]), WHOAMI)
     (tmp_path / "grid.yaml").write_text(f"i: {list(range(64))}\n")
     uri = ready_store(tmp_path / "store")
     report = tmp_path / "report.json"
-    env = _isolated_env(tmp_path)
+    # $TMPDIR as short as /tmp/<8 chars>: the workers' nested kernel folders must still
+    # allow IPC sockets (they did not with 36-character names, review of kernels.py)
+    env = _isolated_env(short_tmp)
     proc = batch(
         nb,
         "--grid",
@@ -90,9 +113,9 @@ def test_64_kernels_through_batch_j8_start_without_failure_over_ipc_and_leave_no
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 64
 
     seen = [_whoami(Path(r["output_path"])) for r in results]
-    if kernels.ipc_supported(str(tmp_path / "tmp")):
+    if _ipc_available():
         assert {s["transport"] for s in seen} == {"ipc"}
-    assert all(s["file"].startswith(str(tmp_path / "tmp")) for s in seen)
+    assert all(s["file"].startswith(str(short_tmp / "tmp")) for s in seen)
     # every run in a kernel of its own, which knew its own MLflow run
     assert len({s["pid"] for s in seen}) == 64
     assert len({s["file"] for s in seen}) == 64
@@ -102,9 +125,45 @@ def test_64_kernels_through_batch_j8_start_without_failure_over_ipc_and_leave_no
     # nothing left: no kernel process, connection file, socket or folder
     for s in seen:
         assert not psutil.pid_exists(s["pid"]) or psutil.Process(s["pid"]).status() == "zombie"
-    assert _kernel_processes(str(tmp_path / "tmp")) == []
-    assert list((tmp_path / "tmp").iterdir()) == []
-    assert list((tmp_path / "runtime").rglob("kernel-*")) == []
+    assert _kernel_processes(str(short_tmp / "tmp")) == []
+    assert list((short_tmp / "tmp").iterdir()) == []
+    assert list((short_tmp / "runtime").rglob("k*-*")) == []
+
+
+@pytest.mark.skipif(not _ipc_available(), reason="ZeroMQ without ipc transport")
+def test_a_batch_workers_kernels_use_ipc_under_tmp():
+    """The kernel folder a ``batch``/``tune`` worker makes inside the batch's own temp
+    folder under /tmp: its kernels listen on IPC sockets, each path within ``sun_path``."""
+    import shutil
+    import tempfile
+
+    from jupyter_repro.batch.executors import KERNEL_DIR_PREFIX
+
+    batch_dir = tempfile.mkdtemp(prefix=KERNEL_DIR_PREFIX, dir="/tmp")
+    try:
+        folder = kernels.KernelFolder(parent=batch_dir)
+        assert folder.ipc
+        pool = kernels.KernelPool(folder)
+        km = pool.take("python3", batch_dir, {}, {}).km
+        try:
+            assert km.transport == "ipc"
+            info = json.loads(Path(km.connection_file).read_text())
+            assert info["transport"] == "ipc"
+            import time
+
+            deadline = time.monotonic() + 120  # the kernel binds its sockets once up
+            while len(sockets := sorted(Path(folder.path).glob("k-*-ipc-*"))) < 5:
+                assert time.monotonic() < deadline, sockets
+                time.sleep(0.1)
+            assert len(sockets) == kernels.IPC_CHANNELS, sockets
+            assert all(len(str(p).encode()) <= kernels.MAX_SOCKET_PATH for p in sockets)
+            assert _alive(km.pid)
+        finally:
+            kernels.discard(km)
+            pool.close()
+        assert not os.path.exists(folder.path)
+    finally:
+        shutil.rmtree(batch_dir, ignore_errors=True)
 
 
 def test_spare_kernel_is_fresh_and_unused_kernels_are_removed(tmp_path):
@@ -113,20 +172,20 @@ def test_spare_kernel_is_fresh_and_unused_kernels_are_removed(tmp_path):
     folder = kernels.KernelFolder(parent=str(tmp_path))
     pool = kernels.KernelPool(folder)
     cwd = str(tmp_path)
-    first, late = pool.take("python3", cwd, {"A": "1"}, {"RUN": "r1"})
-    assert late == {}  # started now: the run's variables were given at launch
+    first, late, spare = pool.take("python3", cwd, {"A": "1"}, {"RUN": "r1"})
+    assert late == {} and not spare  # started now: the run's variables were given at launch
     assert first.launch_env == {"A": "1", "RUN": "r1"}
     run_sync(pool.prestart)("python3", cwd, {"A": "1"})
-    second, late = pool.take("python3", cwd, {"A": "1"}, {"RUN": "r2"})
-    assert late == {"RUN": "r2"}  # the spare: set before the first cell
+    second, late, spare = pool.take("python3", cwd, {"A": "1"}, {"RUN": "r2"})
+    assert late == {"RUN": "r2"} and spare  # the spare: set before the first cell
     assert second is not first and second.pid != first.pid
     assert second.launch_env == {"A": "1"}
     run_sync(pool.prestart)("python3", cwd, {"A": "1"})
     # another working directory: the spare does not fit, it is killed, a fresh one starts
     spare_pid = pool._spare[1].pid
     (tmp_path / "other").mkdir()
-    third, late = pool.take("python3", str(tmp_path / "other"), {"A": "1"}, {"RUN": "r3"})
-    assert late == {} and third.pid not in (first.pid, second.pid, spare_pid)
+    third, late, spare = pool.take("python3", str(tmp_path / "other"), {"A": "1"}, {"RUN": "r3"})
+    assert late == {} and not spare and third.pid not in (first.pid, second.pid, spare_pid)
     assert not _alive(spare_pid)
     run_sync(pool.prestart)("python3", cwd, {"A": "1"})
     spare_pid = pool._spare[1].pid
@@ -141,16 +200,53 @@ def test_spare_kernel_is_fresh_and_unused_kernels_are_removed(tmp_path):
 
 
 def test_late_env_code_round_trips_any_value():
-    code = kernels.late_env_code({"X": "a'b\"c\\d\n€", "Y": ""})
+    values = {
+        "X": "a'b\"c\\d\n€",
+        "Y": "",
+        "EMOJI": "run 🚀 done",  # outside the BMP: JSON wrote it as two lone surrogates
+        "MATH": "\U0001d4b3\U00020000\u2028end",  # more non-BMP, a line separator
+        "UNDECODABLE": os.fsdecode(b"caf\xe9"),  # surrogateescape, as os.environ has it
+    }
+    code = kernels.late_env_code(values)
+    code.encode()  # the request is sent as UTF-8: no lone surrogate in the source
     scope: dict = {}
     saved = dict(os.environ)
     try:
         exec(code, scope)
-        assert os.environ["X"] == "a'b\"c\\d\n€" and os.environ["Y"] == ""
+        assert {k: os.environ[k] for k in values} == values
+        assert os.environb[b"UNDECODABLE"] == b"caf\xe9"
         assert "_jr_os" not in scope
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def test_a_warm_kernel_gets_a_non_bmp_late_variable(tmp_path):
+    """The spare, given the run's variables by the silent request, has them exactly."""
+    folder = kernels.KernelFolder(parent=str(tmp_path))
+    pool = kernels.KernelPool(folder)
+    run_sync(pool.prestart)("python3", str(tmp_path), {})
+    km, late, spare = pool.take("python3", str(tmp_path), {}, {"RUN": "r 🚀 \U0001d4b3"})
+    assert spare
+    kc = km.client()
+    kc.start_channels()
+    try:
+        run_sync(kc.wait_for_ready)(timeout=120)
+        reply = run_sync(kc.execute_interactive)(
+            kernels.late_env_code(late), silent=True, store_history=False, timeout=60
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        seen: list[str] = []
+        run_sync(kc.execute_interactive)(
+            "import os; print(ascii(os.environ['RUN']))",
+            output_hook=lambda m: seen.append(m["content"].get("text", "")),
+            timeout=60,
+        )
+        assert "".join(seen).strip() == ascii("r 🚀 \U0001d4b3")
+    finally:
+        kc.stop_channels()
+        kernels.discard(km)
+        pool.close()
 
 
 def test_ipc_falls_back_to_tcp_when_the_socket_path_is_too_long(tmp_path):

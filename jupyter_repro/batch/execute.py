@@ -222,16 +222,16 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
 
     warm = {"started": False}
 
-    def take_kernel() -> tuple[Any, dict[str, str]]:
+    def take_kernel(cold: bool) -> tuple[Any, dict[str, str]]:
         from jupyter_core.utils import run_sync
 
         asked.append(time.time())
-        km, late_env = kernels.take(spec.kernel_name, spec.cwd, shared, own)
-        if late_env and spec.warm_next and not state.stopping:
+        taken = kernels.take(spec.kernel_name, spec.cwd, shared, own, cold=cold)
+        if taken.spare and spec.warm_next and not state.stopping:
             # this run got the spare (booted, or booting): the next one starts now
             run_sync(kernels.prestart)(spec.kernel_name, spec.cwd, shared)
             warm["started"] = True
-        return km, late_env
+        return taken.km, taken.late_env
 
     async def kernel_ready() -> None:
         # what the run waited for its kernel (the spare, or one started now)

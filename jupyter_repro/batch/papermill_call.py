@@ -131,7 +131,7 @@ def execute_notebook(
     partial: Path,
     start_timeout: float,
     state: RunState,
-    take_kernel: Callable[[], tuple[Any, dict[str, str]]],
+    take_kernel: Callable[[bool], tuple[Any, dict[str, str]]],
     used: list[Any],
     on_ready: Callable[[], Any] | None = None,
 ) -> Any:
@@ -143,8 +143,10 @@ def execute_notebook(
     first cell.
 
     A kernel that dies while starting (under load; over TCP also a port taken between
-    jupyter_client choosing it and the kernel binding it) ran no user code: another one
-    is taken once before the failure stands.
+    jupyter_client choosing it and the kernel binding it), or refuses the run's late
+    variables, ran no user code: it is killed, and a kernel started now
+    (``take_kernel(True)``: cold, never the spare, which would fail the same way; the
+    run's variables given at launch) is taken once before the failure stands.
 
     Raises:
         whatever papermill raises (``PapermillExecutionError`` for a cell's own error,
@@ -157,7 +159,7 @@ def execute_notebook(
     for start in (1, 2):
         if state.stopping:
             raise RuntimeError("batch stopped")
-        km, late_env = take_kernel()
+        km, late_env = take_kernel(start > 1)
         used.append(km)
         if km.pid is not None:
             state.kernel_launched(km.pid)
@@ -178,6 +180,12 @@ def execute_notebook(
         except RuntimeError as exc:
             if start == 2 or state.stopping or KERNEL_START_FAILED not in str(exc):
                 raise
+            # the failed kernel goes before the next one starts: it must not run on
+            # beside it, unknown to the watchdog (which now follows the new one)
+            from ..kernels import discard
+
+            discard(km)
+            state.kernel_gone()
     raise AssertionError("unreachable")  # pragma: no cover
 
 
