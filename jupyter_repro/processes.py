@@ -250,14 +250,15 @@ OWNER_FILE = "owner.json"
 
 
 def write_owner(folder: str | Path) -> None:
-    """Record this process (pid and start time, against pid reuse) as the owner of the
+    """Record this process (pid and start time, against pid reuse, and :func:`host_key`,
+    against another machine or container sharing the temp dir) as the owner of the
     temporary ``folder``, so :func:`remove_stale_folders` can tell when it is gone."""
     import json
 
     import psutil
 
     me = psutil.Process()
-    record = json.dumps({"pid": me.pid, "create_time": me.create_time()})
+    record = json.dumps({"pid": me.pid, "create_time": me.create_time(), "host": host_key()})
     (Path(folder) / OWNER_FILE).write_text(record)
 
 
@@ -265,20 +266,27 @@ def remove_stale_folders(prefix: str, root: str | Path | None = None) -> list[Pa
     """Delete this user's folders ``<root>/<prefix>*`` whose owner (:func:`write_owner`)
     no longer runs (killed with -9): same pid and start time, or gone.
 
-    A folder being set up (no record yet) and other users' folders are left alone.
-    ``root`` is the temp dir when None. Returns the folders removed.
+    Only an owner of this :func:`host_key` is judged by its pid: a temp dir shared
+    with other hosts or containers (NFS, a mounted ``/tmp``) holds live folders whose
+    pids mean nothing here. A folder being set up (no record yet), one whose record
+    names no host (written before hosts were recorded) or another host, and other
+    users' folders are left alone. ``root`` is the temp dir when None. Returns the
+    folders removed.
     """
     import json
     import shutil
     import tempfile
 
     removed = []
+    here = host_key()
     base = Path(root or tempfile.gettempdir())
     for folder in base.glob(prefix + "*"):
         try:
             if folder.stat().st_uid != os.getuid() or not folder.is_dir():
                 continue
             owner = json.loads((folder / OWNER_FILE).read_text())
+            if owner.get("host") != here:
+                continue
             if pid_alive(int(owner["pid"]), owner.get("create_time")):
                 continue
         except (OSError, ValueError, KeyError, TypeError):

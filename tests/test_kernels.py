@@ -334,3 +334,42 @@ def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
             os.killpg(proc.pid, signal.SIGKILL)
         for p in _kernel_processes(marker):
             p.kill()
+
+
+def test_stale_kernel_folders_of_another_host_are_left_alone(tmp_path):
+    """A temp dir shared with another host or container: a folder whose owner ran there
+    is never judged by its pid here; one whose owner ran here and is gone is removed."""
+    import subprocess
+    import sys
+
+    from jupyter_repro.batch.executors import KERNEL_DIR_PREFIX
+    from jupyter_repro.processes import OWNER_FILE, host_key, remove_stale_folders
+
+    def folder(name: str) -> Path:
+        path = tmp_path / f"{KERNEL_DIR_PREFIX}{name}"
+        path.mkdir()
+        # the owner: a real process of this host, gone once it wrote its record
+        code = (
+            "import sys; from jupyter_repro.processes import write_owner; write_owner(sys.argv[1])"
+        )
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=120)
+        return path
+
+    dead_here = folder("here")
+    record = json.loads((dead_here / OWNER_FILE).read_text())
+    assert record["host"] == host_key()
+    elsewhere = folder("elsewhere")
+    (elsewhere / OWNER_FILE).write_text(json.dumps({**record, "host": "other-box/x/pid:[1]"}))
+    unrecorded_host = folder("old")
+    (unrecorded_host / OWNER_FILE).write_text(
+        json.dumps({k: v for k, v in record.items() if k != "host"})
+    )
+    alive_here = tmp_path / f"{KERNEL_DIR_PREFIX}alive"
+    alive_here.mkdir()
+    from jupyter_repro.processes import write_owner
+
+    write_owner(alive_here)
+
+    assert remove_stale_folders(KERNEL_DIR_PREFIX, tmp_path) == [dead_here]
+    assert not dead_here.exists()
+    assert elsewhere.exists() and unrecorded_host.exists() and alive_here.exists()
