@@ -56,6 +56,9 @@ FOLDER_PREFIX = "jrk-"
 #: (skipping names that exist; a connection file's stem is unique in its folder).
 IPC_CHANNELS = 5
 
+#: How long :meth:`KernelPool.close` waits for a spare's launch under way (seconds).
+CLOSE_WAIT = 60.0
+
 #: The silent request that gives a pre-started Python kernel the run's own variables.
 LATE_ENV_CODE = "import os as _jr_os\n_jr_os.environ.update({env})\ndel _jr_os\n"
 
@@ -269,7 +272,11 @@ class KernelPool:
     :meth:`take` gives a run its kernel: the spare when it was started for the same
     kernelspec, working directory and launch environment (and is alive), else a new one
     started now. :meth:`prestart` starts the spare for the next run. At most one spare
-    exists; :meth:`close` kills it and removes the folder. Thread-safe.
+    exists; :meth:`close` kills it and removes the folder. Thread-safe: the spare is
+    handed out only once its launch returned, and a spare whose launch is under way when
+    :meth:`drop_spare` or :meth:`close` is called (the batch-watch thread) is killed as
+    soon as the launch returns; :meth:`close` waits for that (:data:`CLOSE_WAIT` seconds
+    at most).
 
     Args:
         folder: where connection files, sockets and stderr files go.
@@ -288,6 +295,10 @@ class KernelPool:
         self.closed = False
         self._spare: tuple[tuple[Any, ...], Any] | None = None
         self._lock = threading.Lock()
+        self._launch_done = threading.Condition(self._lock)
+        self._launching: Any = None  # the spare being launched, not yet handed out
+        self._launcher: int | None = None  # the thread launching it
+        self._drop_launch = False  # dropped while launching: killed once launched
 
     @staticmethod
     def _key(kernel_name: str, cwd: str, env: dict[str, str]) -> tuple[Any, ...]:
@@ -349,7 +360,7 @@ class KernelPool:
         if not self.warm:
             return
         with self._lock:
-            if self.closed or self._spare is not None:
+            if self.closed or self._spare is not None or self._launching is not None:
                 return
             try:
                 km = new_manager(kernel_name, self.folder, cwd, env)
@@ -358,27 +369,47 @@ class KernelPool:
             if not is_python_ipykernel(km):
                 return
             km.die_with_parent = self.die_with_owner
-            self._spare = (self._key(kernel_name, cwd, env), km)
+            self._launching, self._launcher = km, threading.get_ident()
+            self._drop_launch = False
+        keep = False
         try:
             await km.start_kernel(extra_arguments=list(HISTORY_ARGS) if km.ipykernel else [])
+            keep = True
         except Exception:
+            pass
+        finally:
             with self._lock:
-                if self._spare is not None and self._spare[1] is km:
-                    self._spare = None
-            discard(km)
+                keep = keep and not (self.closed or self._drop_launch)
+                if keep:
+                    self._spare = (self._key(kernel_name, cwd, env), km)
+                self._launching = self._launcher = None
+                self._launch_done.notify_all()
+            if not keep:
+                discard(km)
 
     def drop_spare(self) -> None:
-        """Kill the spare, if any (a stop was requested: no further run needs it)."""
+        """Kill the spare, if any (a stop was requested: no further run needs it); one
+        still launching is killed by :meth:`prestart` once its launch returns."""
         with self._lock:
             spare, self._spare = self._spare, None
+            if self._launching is not None:
+                self._drop_launch = True
         if spare is not None:
             discard(spare[1])
 
     def close(self) -> None:
-        """Kill the spare and remove the folder; later :meth:`take` calls raise."""
+        """Kill the spare and remove the folder; later :meth:`take` calls raise.
+
+        A spare launching in another thread is waited for (:data:`CLOSE_WAIT` seconds at
+        most) and killed, so no kernel outlives the pool and the folder is not removed
+        under a launch.
+        """
         with self._lock:
             self.closed = True
         self.drop_spare()
+        with self._lock:
+            if self._launcher != threading.get_ident():  # never wait for oneself
+                self._launch_done.wait_for(lambda: self._launching is None, CLOSE_WAIT)
         self.folder.remove()
 
 

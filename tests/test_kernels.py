@@ -373,3 +373,30 @@ def test_stale_kernel_folders_of_another_host_are_left_alone(tmp_path):
     assert remove_stale_folders(KERNEL_DIR_PREFIX, tmp_path) == [dead_here]
     assert not dead_here.exists()
     assert elsewhere.exists() and unrecorded_host.exists() and alive_here.exists()
+
+
+def test_close_during_the_spares_launch_kills_it(tmp_path):
+    """The batch-watch thread closes the pool while the main thread is launching the
+    spare: close waits for the launch, the kernel is killed, nothing is left."""
+    import threading
+    import time
+
+    folder = kernels.KernelFolder(parent=str(tmp_path))
+    pool = kernels.KernelPool(folder)
+    launcher = threading.Thread(
+        target=lambda: run_sync(pool.prestart)("python3", str(tmp_path), {}), daemon=True
+    )
+    launcher.start()
+    deadline = time.monotonic() + 60
+    while (launching := pool._launching) is None:
+        assert time.monotonic() < deadline and launcher.is_alive()
+        time.sleep(0.001)
+    pool.close()  # from another thread, mid-launch
+    launcher.join(120)
+    assert not launcher.is_alive()
+    assert pool._spare is None and pool._launching is None
+    assert launching.pid is None or not _alive(launching.pid)
+    assert not os.path.exists(folder.path)
+    assert _kernel_processes(str(tmp_path)) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.take("python3", str(tmp_path), {}, {})
