@@ -180,3 +180,59 @@ def test_report_times_the_kernel_launch_and_environment_is_the_kernels(tmp_path)
     assert environment["python_executable"] == sys.executable
     names = {d["name"] for d in environment["distributions"]}
     assert {"jupyter-repro", "mlflow", "papermill"} <= names
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no forkserver")
+@pytest.mark.parametrize(
+    "module, name, fault",
+    [
+        # Ctrl-C while the notebook's provenance (git, environment) is collected
+        ("jupyter_repro.batch.runner", "collect_provenance", "KeyboardInterrupt()"),
+        # the pool's private folder cannot be made (a full disk)
+        (
+            "jupyter_repro.batch.executors",
+            "LocalProcessExecutor.__init__",
+            "OSError(28, 'No space left on device')",
+        ),
+    ],
+)
+def test_a_failure_before_the_pool_takes_over_ends_the_prestarted_forkserver(
+    tmp_path, module, name, fault
+):
+    """``run_batch`` called from Python (tune, the server): a failure after the inputs
+    were checked but before the executor took the forkserver over ends the forkserver at
+    once, not when the calling process exits. The fault is raised where it would arise
+    (injected: neither can be caused on demand), everything else is real."""
+    nb = make_notebook(tmp_path / "nb.ipynb", ("a = 1", ["parameters"]))
+    owner, _, attr = name.rpartition(".")
+    code = f"""
+import importlib, json, os
+from multiprocessing import forkserver
+from jupyter_repro.batch.runner import BatchOptions, run_batch
+target = importlib.import_module({module!r})
+for part in filter(None, {owner!r}.split(".")):
+    target = getattr(target, part)
+def fault(*args, **kwargs):
+    raise {fault}
+setattr(target, {attr!r}, fault)
+options = BatchOptions(tracking_uri={sqlite_uri(tmp_path / "store")!r}, jobs=1)
+try:
+    run_batch({str(nb)!r}, [{{"a": 2}}], options, echo=lambda line: None)
+    error = None
+except BaseException as exc:
+    error = type(exc).__name__
+pid = forkserver._forkserver._forkserver_pid
+alive = False
+if pid is not None:
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        pass
+print(json.dumps({{"error": error, "forkserver": pid, "alive": alive}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["error"] == fault.split("(")[0], result
+    assert result["forkserver"] is None and not result["alive"], result

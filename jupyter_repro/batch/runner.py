@@ -192,30 +192,32 @@ def run_batch(
         for line in warnings:
             say(f"warning: {line}")
         data = [digest_input(p) for p in options.data]
+        known = notebook_parameters(nb)
+        flags: dict[str, str] = {}
+        if find_parameters_cell(nb) is None and any(param_sets):
+            flags[PARAMS_UNVERIFIED] = (
+                "no cell tagged 'parameters': papermill injected at the top and the notebook's "
+                "own assignments may have overwritten the logged values (--allow-unknown)"
+            )
+        elif any(name not in known for params in param_sets for name in params):
+            flags[PARAMS_UNVERIFIED] = (
+                "some logged parameters are not assigned by the parameters cell (--allow-unknown)"
+            )
+
+        # The store is created and opened by a worker (warm: its forkserver preloaded MLflow);
+        # this process never imports MLflow on the normal path.
+        uri = resolve_tracking_uri(options.tracking_uri, path.parent)
+        experiment = options.experiment or path.stem
+        provenance = collect_provenance(path, data)
+        batch_id = uuid.uuid4().hex
+        jobs = min(options.jobs or executor_cls.default_jobs(), len(param_sets))
+        executor = executor_cls.create(options, path, batch_id, jobs)
     except BaseException:
+        # anything before the executor takes the forkserver over (bad input, a provenance
+        # or executor failure) ends it now, not when this process exits
         if started_early:
             executor_cls.unprepare()
         raise
-    known = notebook_parameters(nb)
-    flags: dict[str, str] = {}
-    if find_parameters_cell(nb) is None and any(param_sets):
-        flags[PARAMS_UNVERIFIED] = (
-            "no cell tagged 'parameters': papermill injected at the top and the notebook's "
-            "own assignments may have overwritten the logged values (--allow-unknown)"
-        )
-    elif any(name not in known for params in param_sets for name in params):
-        flags[PARAMS_UNVERIFIED] = (
-            "some logged parameters are not assigned by the parameters cell (--allow-unknown)"
-        )
-
-    # The store is created and opened by a worker (warm: its forkserver preloaded MLflow);
-    # this process never imports MLflow on the normal path.
-    uri = resolve_tracking_uri(options.tracking_uri, path.parent)
-    experiment = options.experiment or path.stem
-    provenance = collect_provenance(path, data)
-    batch_id = uuid.uuid4().hex
-    jobs = min(options.jobs or executor_cls.default_jobs(), len(param_sets))
-    executor = executor_cls.create(options, path, batch_id, jobs)
     try:
         for line in executor.check(uri, kernel):
             say(f"warning: {line}")
