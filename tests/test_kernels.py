@@ -400,3 +400,51 @@ def test_close_during_the_spares_launch_kills_it(tmp_path):
     assert _kernel_processes(str(tmp_path)) == []
     with pytest.raises(RuntimeError, match="closed"):
         pool.take("python3", str(tmp_path), {}, {})
+
+
+def test_a_kernel_refusing_the_late_variables_is_killed_and_the_retry_starts_cold(tmp_path):
+    """The spare refuses the run's variables (the request raises in the kernel): it is
+    killed before the second kernel is taken, and that one is started now (``cold``),
+    with the variables at launch; the run completes in it and the watchdog follows it."""
+    import nbformat
+
+    from jupyter_repro.batch.papermill_call import execute_notebook, papermill_ready
+    from jupyter_repro.batch.supervise import RunState
+    from jupyter_repro.notebook import read_notebook
+
+    nb_path = make_notebook(tmp_path / "env.ipynb", "import os\nprint(os.environ['RUN'])")
+    nb = papermill_ready(read_notebook(nb_path))
+    folder = kernels.KernelFolder(parent=str(tmp_path))
+    pool = kernels.KernelPool(folder)
+    run_sync(pool.prestart)("python3", str(tmp_path), {})
+    asked: list[bool] = []
+    first: list = []
+
+    def take_kernel(cold: bool) -> tuple:
+        asked.append(cold)
+        if not cold:  # the spare, whose late variables fail in the kernel (a NUL byte)
+            km, _, spare = pool.take("python3", str(tmp_path), {}, {"RUN": "r1"})
+            assert spare
+            first.append(km)
+            return km, {"RUN": "r1", "BAD": "nul\x00byte"}
+        # the failed kernel is already gone when the retry asks for another
+        assert not _alive(first[0].pid)
+        km, late, spare = pool.take("python3", str(tmp_path), {}, {"RUN": "r1"}, cold=True)
+        assert late == {} and not spare
+        return km, late
+
+    state = RunState("b")
+    used: list = []
+    try:
+        executed = execute_notebook(nb, tmp_path / "out.ipynb", 120, state, take_kernel, used)
+        assert asked == [False, True]
+        assert len(used) == 2 and used[0] is first[0]
+        assert state.kernel_pid == used[1].pid != first[0].pid
+        text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+        assert text.strip() == "r1"
+        assert nbformat.validate(executed) is None
+    finally:
+        for km in used:
+            kernels.discard(km)
+        pool.close()
+    assert _kernel_processes(str(tmp_path)) == []
