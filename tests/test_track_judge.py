@@ -824,3 +824,20 @@ def test_the_write_log_is_bounded_by_the_notebook_not_the_history():
     assert len(nb.tracker.state.write_log["x"]) == 2  # one entry per cell that wrote x
     report = judge(nb.tracker.state, nb.order())
     assert {f.verdict for f in report.for_cell("B")} == {Verdict.STALE}
+
+
+def test_the_cells_that_turn_tracking_on_and_ask_for_the_report_need_not_run():
+    """%track never records its own control cells (the saved notebook's order has them):
+    a clean top-to-bottom run is consistent, and they are not `never_run` (new-user trial:
+    the report said "2 cell(s) never ran" for the %load_ext cell and the report cell)."""
+    nb = Notebook(
+        "%load_ext jupyter_repro\n%track on", "a = 1", "b = a + 1", "a = 3", "print(b)",
+        "# the summary\n%track report",
+    ).run("B", "C", "D", "E")  # fmt: skip
+    report = judge(nb.tracker.state, nb.order())
+    assert report.summary.consistent, report.summary.reasons
+    assert not [f for f in report.findings if not f.information]
+    nb.sources["F"] = "%track report\nz = 1"  # real code in it: it must run
+    report = judge(nb.tracker.state, nb.order())
+    assert not report.summary.consistent
+    assert any("never ran" in r for r in report.summary.reasons)

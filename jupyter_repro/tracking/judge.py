@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -380,7 +381,7 @@ class _Judge:
         for i, cell in enumerate(cells):
             event = latest.get(cell.id)
             if event is None:
-                if executed and executed[0] < i < executed[-1] and self.source(i).strip():
+                if executed and executed[0] < i < executed[-1] and _runs_code(self.source(i)):
                     self.add(Verdict.NEVER_RUN, i, "never ran, but cells above and below it did")
                 continue
             self.check_cell(i, event)
@@ -612,7 +613,9 @@ class _Judge:
             reasons.append(
                 f"{len({f.cell_id for f in serious})} cell(s) flagged: {', '.join(kinds)}"
             )
-        not_run = [c for i, c in enumerate(cells) if c.id not in latest and self.source(i).strip()]
+        not_run = [
+            c for i, c in enumerate(cells) if c.id not in latest and _runs_code(self.source(i))
+        ]
         if not_run:
             reasons.append(
                 f"{len(not_run)} cell(s) never ran: "
@@ -669,6 +672,20 @@ class _Judge:
             cells=len(cells),
             executed=sum(1 for c in cells if c.id in latest),
         )
+
+
+#: A line of a cell that only controls %track (never recorded, so never "run" for it).
+_CONTROL_LINE = re.compile(
+    r"\s*(?:$|#|%track\b|%(?:re)?load_ext\s+jupyter_repro\s*$|%unload_ext\s+jupyter_repro\s*$)"
+)
+
+
+@lru_cache(maxsize=4096)
+def _runs_code(source: str) -> bool:
+    """Whether a cell has code a top-to-bottom run must run: not blank, and not only
+    ``%track`` / ``%load_ext jupyter_repro`` lines (which ``%track`` does not record, so
+    the cell that turns it on or asks for the report is never "not run")."""
+    return any(not _CONTROL_LINE.match(line) for line in source.splitlines())
 
 
 def judge(state: TrackState, order: NotebookOrder) -> TrackReport:
