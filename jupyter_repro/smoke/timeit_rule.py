@@ -22,7 +22,14 @@ doubt keeps the full length, exactly as a kernel runs it):
   generator, an iterator, a file or any other object keeps the full length;
 - every method call is one of :data:`PURE_METHODS` (reductions, copies, reshapes,
   lookups), or a function reached through a safe module (``np.linalg.norm``) that is
-  not in :data:`jupyter_repro.analysis.MUTATORS` or :data:`WRITING_FUNCTIONS`.
+  not in :data:`WRITING_FUNCTIONS` nor changes its first argument (``np.put``);
+- every attribute loaded, called or not, is judged (:func:`_attribute_reason`): of
+  :mod:`operator` only :data:`PURE_OPERATOR` (not ``delitem``, ``setitem``, ``iadd``);
+  of a NumPy ufunc only :data:`UFUNC_PURE_ATTRIBUTES` (not ``.at``); of anything else
+  no name in :data:`jupyter_repro.analysis.MUTATORS` (``s.map(L.append)``);
+- no call passes ``out``/``target``/``inplace`` (:data:`WRITE_KEYWORDS`), ``**kwargs``,
+  ``*args``, or ``out`` by position (:func:`_positional_out`: more positional
+  arguments than a ufunc's ``nin``, as in ``np.negative(a, a)``).
 
 So ``%timeit next(g)`` (``g`` a generator), ``%timeit L.append(1)``, ``%timeit
 L.sort()``, ``%timeit f(x)`` with ``f`` defined in the notebook and ``%timeit
@@ -383,7 +390,10 @@ def _resolve(node: ast.expr, namespace: dict, local: set[str]) -> Any:
         base = _resolve(node.value, namespace, local)
         ufunc = _ufunc_type()
         if isinstance(base, types.ModuleType) or (ufunc is not None and isinstance(base, ufunc)):
-            return getattr(base, node.attr, _MISSING)
+            try:  # a module's __getattr__ may do anything; the statement reads it anyway
+                return getattr(base, node.attr, _MISSING)
+            except Exception:
+                return _MISSING
     return _MISSING
 
 
@@ -714,4 +724,13 @@ def _attribute_reason(node: ast.Attribute, owner: Any) -> str | None:
     return None
 
 
-__all__ = ["PURE_METHODS", "SAFE_BUILTINS", "SAFE_MODULES", "SAFE_TYPES", "full_length_reason"]
+__all__ = [
+    "PURE_METHODS",
+    "PURE_OPERATOR",
+    "SAFE_BUILTINS",
+    "SAFE_MODULES",
+    "SAFE_TYPES",
+    "WRITE_KEYWORDS",
+    "code_reason",
+    "full_length_reason",
+]
