@@ -580,7 +580,8 @@ def _transformer():
     return TransformerManager()
 
 
-#: Analyses by (source, transformed), least recently used first; at most _ANALYSES_MAX.
+#: Analyses by (source, transformed), oldest first; at most _ANALYSES_MAX (first in, first
+#: out: a notebook's cells are far fewer).
 _ANALYSES: OrderedDict[tuple[str, bool], CellAnalysis] = OrderedDict()
 _ANALYSES_MAX = 4096
 _ANALYSES_LOCK = threading.Lock()
@@ -596,7 +597,7 @@ def analyze_cell(
     every execution). It is used only for plain Python (no ``%``, ``!``, ``?``, no
     leading blank line), where IPython's transformation leaves the code and its line
     numbers unchanged; otherwise the source is parsed here. Results are cached by source
-    (4,096 cells). Never raises for bad code: a cell that does not parse gives
+    (the last 4,096 sources analysed). Never raises for bad code: a cell that does not parse gives
     ``syntax_error`` set.
     """
     key = (source, transformed)

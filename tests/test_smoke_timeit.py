@@ -54,10 +54,7 @@ def test_pure_statements_run_once_and_are_counted(tmp_path, nb, mode):
     assert (entry["timeit_shortened"], entry["timeit_full"]) == (7, 0)
     assert entry["seconds"] < 60, entry["seconds"]  # in full: 7 x 1000 x 10**5 additions alone
     assert "7 %timeit run once" in proc.stdout
-    props = {
-        p.get("name"): p.get("value")
-        for p in ET.parse(junit).getroot().iter("property")
-    }
+    props = {p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")}
     assert props == {"timeit_shortened": "7", "timeit_full": "0"}
     # --full-timeit: every statement in full (the cheap one shows it without minutes).
     cheap = nb("cheap.ipynb", "%timeit -n 3 -r 2 sum(range(10))")
@@ -124,3 +121,19 @@ def test_fast_and_full_timeit_contradict(tmp_path, nb):
     proc = run_cli("nb-smoke", path, "--fast", "--full-timeit")
     assert proc.returncode == 2 and "--full-timeit" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_operator_delitem_fails_as_in_a_fresh_kernel(tmp_path, nb):
+    # operator.delitem(L, 0) empties a 3-item list on its fourth run: a fresh kernel
+    # fails with IndexError; run once it would pass. The default rule runs it in full.
+    path = nb("delitem.ipynb", "import operator\nL = [1, 2, 3]", "%timeit operator.delitem(L, 0)")
+    assert not fresh_kernel_passes(path)
+    proc, report = smoke_json(tmp_path, path)
+    assert proc.returncode == 1, proc.stdout
+    entry = report["notebooks"][0]
+    assert entry["status"] == "failed" and entry["failure"]["ename"] == "IndexError"
+    assert (entry["timeit_shortened"], entry["timeit_full"]) == (0, 1)
+    # --fast (always once) passes: what the default rule must not do here.
+    proc, report = smoke_json(tmp_path, path, "--fast")
+    assert proc.returncode == 0 and report["notebooks"][0]["status"] == "passed", proc.stdout

@@ -771,3 +771,73 @@ def test_with_objects_a_cell_whose_findings_are_information_shows_a_top_to_botto
             assert shown[cid] == outputs[cid], (cid, cells, report.for_cell(cid))
     print("information cells checked:", checked)
     assert checked > 20, checked
+
+
+# Counterexamples a review found to an information-level `stale` claimed through the cell
+# a clean run takes the value from (R) when the reader did not read R's own binding: R
+# bound an equal value, or did not bind at all; its value may depend on what changed.
+STALE_THROUGH_R = {
+    "R binds an equal value that depends on the change": (
+        ["x = 1", "x = abs(x)", "print(x)"], ["A", "B", "C"], {"A": "x = 5"}, "C"),
+    "R writes in a branch not taken": (
+        ["flag = False", "x = 1", "if flag:\n    x = 0", "print(x)"],
+        ["A", "B", "C", "D"], {"B": "x = 5"}, "D"),
+    "R copies another name, both changed": (
+        ["x = 1", "y = 1", "x = y", "print(x)"], ["A", "B", "C", "D"],
+        {"A": "x = 5", "B": "y = 7"}, "D"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(STALE_THROUGH_R))
+def test_a_reader_whose_clean_run_output_changed_is_flagged_not_information(case):
+    cells, steps, edits, reader = STALE_THROUGH_R[case]
+    nb = Notebook(*cells).run(*steps)
+    for name, source in edits.items():
+        nb.sources[name] = source
+        nb.run(name)
+    report = judge(nb.tracker.state, nb.order())
+    mine = report.for_cell(reader)
+    assert any(not f.information for f in mine), [f.message for f in mine]
+    assert reader in {c.id for c in made_stale_cells(nb)} or any(
+        f.verdict is Verdict.STALE and not f.information for f in mine
+    )
+    # and the truth: a clean top-to-bottom run of the edited cells prints something else
+    clean: dict = {}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for name in nb.names:
+            exec(nb.sources[name], clean)
+    assert out.getvalue().strip() != "1"
+
+
+def made_stale_cells(nb: Notebook) -> list:
+    from jupyter_repro.tracking.judge import made_stale
+
+    last = max(nb.tracker.state.latest.values(), key=lambda e: e.seq)
+    return made_stale(nb.tracker.state, nb.order(), last)
+
+
+def test_the_write_log_is_bounded_by_the_notebook_not_the_history():
+    nb = Notebook("x = 0", "print(x)", "x += 1").run("A", "B")
+    for _ in range(3000):
+        nb.run("C")
+    assert len(nb.tracker.state.write_log["x"]) == 2  # one entry per cell that wrote x
+    report = judge(nb.tracker.state, nb.order())
+    assert {f.verdict for f in report.for_cell("B")} == {Verdict.STALE}
+
+
+def test_the_cells_that_turn_tracking_on_and_ask_for_the_report_need_not_run():
+    """%track never records its own control cells (the saved notebook's order has them):
+    a clean top-to-bottom run is consistent, and they are not `never_run` (new-user trial:
+    the report said "2 cell(s) never ran" for the %load_ext cell and the report cell)."""
+    nb = Notebook(
+        "%load_ext jupyter_repro\n%track on", "a = 1", "b = a + 1", "a = 3", "print(b)",
+        "# the summary\n%track report",
+    ).run("B", "C", "D", "E")  # fmt: skip
+    report = judge(nb.tracker.state, nb.order())
+    assert report.summary.consistent, report.summary.reasons
+    assert not [f for f in report.findings if not f.information]
+    nb.sources["F"] = "%track report\nz = 1"  # real code in it: it must run
+    report = judge(nb.tracker.state, nb.order())
+    assert not report.summary.consistent
+    assert any("never ran" in r for r in report.summary.reasons)

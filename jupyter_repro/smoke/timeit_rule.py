@@ -22,7 +22,14 @@ doubt keeps the full length, exactly as a kernel runs it):
   generator, an iterator, a file or any other object keeps the full length;
 - every method call is one of :data:`PURE_METHODS` (reductions, copies, reshapes,
   lookups), or a function reached through a safe module (``np.linalg.norm``) that is
-  not in :data:`jupyter_repro.analysis.MUTATORS` or :data:`WRITING_FUNCTIONS`.
+  not in :data:`WRITING_FUNCTIONS` nor changes its first argument (``np.put``);
+- every attribute loaded, called or not, is judged (:func:`_attribute_reason`): of
+  :mod:`operator` only :data:`PURE_OPERATOR` (not ``delitem``, ``setitem``, ``iadd``);
+  of a NumPy ufunc only :data:`UFUNC_PURE_ATTRIBUTES` (not ``.at``); of anything else
+  no name in :data:`jupyter_repro.analysis.MUTATORS` (``s.map(L.append)``);
+- no call passes ``out``/``target``/``inplace`` (:data:`WRITE_KEYWORDS`), ``**kwargs``,
+  ``*args``, or ``out`` by position (:func:`_positional_out`: more positional
+  arguments than a ufunc's ``nin``, as in ``np.negative(a, a)``).
 
 So ``%timeit next(g)`` (``g`` a generator), ``%timeit L.append(1)``, ``%timeit
 L.sort()``, ``%timeit f(x)`` with ``f`` defined in the notebook and ``%timeit
@@ -38,11 +45,17 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import sys
 import textwrap
 import types
 from typing import Any
 
-from jupyter_repro.analysis import MUTATORS, analyze_cell, possibly_mutated
+from jupyter_repro.analysis import (
+    MUTATING_FUNCTIONS,
+    MUTATORS,
+    analyze_cell,
+    possibly_mutated,
+)
 
 #: Top-level packages whose functions change nothing but their arguments (and those
 #: only as :data:`MUTATORS` says); ``random`` submodules are excluded separately.
@@ -52,7 +65,6 @@ SAFE_MODULES = frozenset(
         "pandas",
         "math",
         "cmath",
-        "operator",
         "statistics",
         "decimal",
         "fractions",
@@ -60,6 +72,41 @@ SAFE_MODULES = frozenset(
         "string",
     }
 )
+#: The functions of :mod:`operator` that compute a value and change nothing (Python
+#: docs, "Standard operators as functions"); ``setitem``, ``delitem``, the in-place
+#: ``iadd``... and ``methodcaller`` (calls any method by name) are left out, so
+#: ``operator.delitem(L, 0)`` runs in full.
+PURE_OPERATOR = frozenset(
+    {
+        "abs", "add", "and_", "attrgetter", "concat", "contains", "countOf", "eq",
+        "floordiv", "ge", "getitem", "gt", "index", "indexOf", "inv", "invert", "is_",
+        "is_not", "itemgetter", "le", "length_hint", "lshift", "lt", "matmul", "mod",
+        "mul", "ne", "neg", "not_", "or_", "pos", "pow", "rshift", "sub", "truediv",
+        "truth", "xor",
+    }
+)  # fmt: skip
+#: Methods of NumPy ufuncs that return a new array (``out`` positional is caught
+#: separately) and data attributes; ``np.add.at`` changes its first argument in place.
+UFUNC_PURE_ATTRIBUTES = frozenset(
+    {
+        "reduce", "accumulate", "reduceat", "outer", "nin", "nout", "nargs", "ntypes",
+        "types", "identity", "signature", "resolve_dtypes", "__name__", "__doc__",
+    }
+)  # fmt: skip
+#: Positional arguments after which a ufunc method's next one is ``out``
+#: (``np.add.reduce(a, axis, dtype, out)``).
+UFUNC_METHOD_OUT = {"reduce": 3, "accumulate": 3, "reduceat": 4, "outer": 2}
+#: Position of ``out`` in NumPy array methods (``a.sum(axis, dtype, out)``): a call of a
+#: method of this name with more positional arguments may write into an array.
+METHOD_OUT_POSITION = {
+    "sum": 2, "mean": 2, "std": 2, "var": 2, "prod": 2, "cumsum": 2, "cumprod": 2,
+    "min": 1, "max": 1, "argmin": 1, "argmax": 1, "any": 1, "all": 1, "round": 1,
+    "take": 2, "dot": 1, "trace": 4, "compress": 2, "clip": 2,
+}  # fmt: skip
+#: Keywords naming an object a call writes into (``out=a``, ``target=df`` of
+#: ``pd.eval``, ``inplace=True``); any value keeps the full length, except
+#: ``inplace=False``.
+WRITE_KEYWORDS = frozenset({"out", "target", "inplace"})
 #: Builtins that neither change their arguments, print, nor consume an iterator given
 #: as a free name (iterators are not :data:`SAFE_TYPES`, so they never get here).
 SAFE_BUILTINS = frozenset(
@@ -251,6 +298,9 @@ WRITING_FUNCTIONS = frozenset(
         "getcontext",
         "setcontext",
         "localcontext",
+        "set_num_threads",
+        "set_vml_num_threads",
+        "set_vml_accuracy_mode",
     }
 )
 
@@ -274,6 +324,14 @@ def _parse_timeit(magics, line: str, cell: str | None, shell) -> tuple[Any, str]
 
 def _safe_value(value: Any) -> bool:
     """Whether a free name's object may be read by a statement that runs once."""
+    if _is_operator(value):
+        # The module itself (its attributes are checked where they are loaded), one
+        # of its pure functions, or an ``itemgetter``/``attrgetter`` object.
+        return (
+            isinstance(value, types.ModuleType)
+            or getattr(value, "__name__", None) in PURE_OPERATOR
+            or type(value).__name__ in PURE_OPERATOR
+        )
     if isinstance(value, types.ModuleType):
         parts = value.__name__.split(".")
         return parts[0] in SAFE_MODULES and "random" not in parts
@@ -294,6 +352,80 @@ def _safe_value(value: Any) -> bool:
         module = type(value).__module__
     parts = (module or "").split(".")
     return parts[0] in SAFE_MODULES and "random" not in parts
+
+
+def _is_operator(value: Any) -> bool:
+    """The :mod:`operator` module, one of its functions, or an object of its types."""
+    if isinstance(value, types.ModuleType):
+        return value.__name__ in ("operator", "_operator")
+    module = getattr(value, "__module__", None) if callable(value) else None
+    if not isinstance(module, str):
+        module = type(value).__module__
+    return module in ("operator", "_operator") or type(value).__module__ in (
+        "operator",
+        "_operator",
+    )
+
+
+def _ufunc_type() -> type | None:
+    """``numpy.ufunc`` if NumPy is imported in this process (never imported here)."""
+    numpy = sys.modules.get("numpy")
+    return getattr(numpy, "ufunc", None)
+
+
+_MISSING = object()
+
+
+def _resolve(node: ast.expr, namespace: dict, local: set[str]) -> Any:
+    """The object a ``name`` or ``module.attr`` chain refers to, or ``_MISSING``.
+
+    Attributes are read only from modules and NumPy ufuncs (no user ``__getattr__`` or
+    property runs); anything else, or a local name, is ``_MISSING``.
+    """
+    if isinstance(node, ast.Name):
+        if node.id in local:
+            return _MISSING
+        return namespace.get(node.id, _MISSING)
+    if isinstance(node, ast.Attribute):
+        base = _resolve(node.value, namespace, local)
+        ufunc = _ufunc_type()
+        if isinstance(base, types.ModuleType) or (ufunc is not None and isinstance(base, ufunc)):
+            try:  # a module's __getattr__ may do anything; the statement reads it anyway
+                return getattr(base, node.attr, _MISSING)
+            except Exception:
+                return _MISSING
+    return _MISSING
+
+
+def _positional_out(node: ast.Call, namespace: dict, local: set[str]) -> bool:
+    """Whether a call passes ``out`` positionally: more positional arguments than a
+    ufunc's ``nin`` (``np.negative(a, a)``), than a ufunc method takes before ``out``
+    (:data:`UFUNC_METHOD_OUT`), than a NumPy function's signature has before ``out``
+    (``np.dot(a, b, c)``), or than :data:`METHOD_OUT_POSITION` gives for an array
+    method. A ``*args`` argument counts as too many."""
+    if any(isinstance(a, ast.Starred) for a in node.args):
+        return True
+    count = len(node.args)
+    func = node.func
+    if isinstance(func, ast.Attribute) and count > METHOD_OUT_POSITION.get(func.attr, count):
+        return True
+    callee = _resolve(func, namespace, local)
+    if callee is _MISSING:
+        return False
+    ufunc = _ufunc_type()
+    if ufunc is not None and isinstance(callee, ufunc):
+        return count > callee.nin
+    owner = _resolve(func.value, namespace, local) if isinstance(func, ast.Attribute) else None
+    if ufunc is not None and isinstance(owner, ufunc):
+        return count > UFUNC_METHOD_OUT.get(func.attr, 0)
+    module = getattr(callee, "__module__", None) or ""
+    if callable(callee) and module.split(".")[0] == "numpy":
+        try:
+            params = list(inspect.signature(callee).parameters)
+        except (TypeError, ValueError):
+            return count > 1  # no signature: only ``f(x)`` is sure to have no ``out``
+        return "out" in params and count > params.index("out")
+    return False
 
 
 def node_level(node: ast.Import | ast.ImportFrom) -> int:
@@ -416,7 +548,7 @@ def code_reason(
     local: set[str] = set(params)
     constant_only: dict[str, bool] = {}
     defs: set[str] = set()
-    imported_modules: set[str] = set()
+    imported_modules: dict[str, types.ModuleType | None] = {}
     for node in ast.walk(tree):
         if isinstance(
             node,
@@ -448,7 +580,10 @@ def code_reason(
                     return "imports " + ".".join(module)
                 local.add((alias.asname or alias.name).split(".")[0])
                 if isinstance(node, ast.Import):
-                    imported_modules.add((alias.asname or alias.name).split(".")[0])
+                    bound = alias.asname or alias.name.split(".")[0]
+                    imported_modules[bound] = sys.modules.get(
+                        alias.name if alias.asname else alias.name.split(".")[0]
+                    )
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 for name in ast.walk(target):
@@ -476,6 +611,21 @@ def code_reason(
                     return "mutates " + ast.unparse(target)
     mutated = possibly_mutated(analysis) | set(analysis.deep_mutates)
     mutated = {n for n in mutated if not (n in local and constant_only.get(n))}
+    # ``np.add(a, b)`` and ``operator.add(x, y)`` read as mutator calls on a module:
+    # a module function is judged by _attribute_reason below; only an assignment to
+    # the module's attributes changes the module itself.
+    assigned = {
+        _root(target)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute | ast.Subscript)
+        and isinstance(node.ctx, ast.Store | ast.Del)
+        for target in [node]
+    }
+    mutated = {
+        n
+        for n in mutated
+        if n in local or n in assigned or not isinstance(namespace.get(n), types.ModuleType)
+    }
     if mutated:
         return "mutates " + ", ".join(sorted(mutated))
     safe_modules = set(imported_modules)
@@ -498,17 +648,41 @@ def code_reason(
                 return f"reads {node.id} ({type(value).__name__})"
             if isinstance(value, types.ModuleType):
                 safe_modules.add(node.id)
+    # Modules the timed code imports itself resolve as the ones already loaded.
+    resolvable = {**namespace}
+    for name in imported_modules:
+        resolvable[name] = imported_modules[name]
+    unresolved = local - {n for n, m in imported_modules.items() if m is not None}
+    ufunc = _ufunc_type()
+    for node in ast.walk(tree):
+        # Every attribute, called or not (``s.map(L.append)`` calls ``L.append``).
+        if isinstance(node, ast.Attribute):
+            reason = _attribute_reason(node, _resolve(node.value, resolvable, unresolved))
+            if reason is not None:
+                return reason
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
+        for kw in node.keywords:
+            if kw.arg is None:
+                return "passes **kwargs"
+            if kw.arg in WRITE_KEYWORDS and not (
+                isinstance(kw.value, ast.Constant) and kw.value.value in (None, False)
+            ):
+                return f"passes {kw.arg}="
+        if _positional_out(node, resolvable, unresolved):
+            return "passes out positionally"
         func = node.func
         if isinstance(func, ast.Name):
             if func.id in local and func.id not in defs:
                 return f"calls {func.id}"
         elif isinstance(func, ast.Attribute):
             name = func.attr
-            if name in MUTATORS or name in WRITING_FUNCTIONS:
-                return f"calls {name}"
+            owner = _resolve(func.value, resolvable, unresolved)
+            if isinstance(owner, types.ModuleType) or (
+                ufunc is not None and isinstance(owner, ufunc)
+            ):
+                continue  # judged by _attribute_reason
             if not (_module_chain(func.value, safe_modules) or name in PURE_METHODS):
                 return f"calls .{name}"
         elif not isinstance(func, ast.Lambda):
@@ -516,4 +690,47 @@ def code_reason(
     return None
 
 
-__all__ = ["PURE_METHODS", "SAFE_BUILTINS", "SAFE_MODULES", "SAFE_TYPES", "full_length_reason"]
+def _root(node: ast.expr) -> str | None:
+    """The name an attribute/subscript chain starts from (``np`` for ``np.a[0].b``)."""
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _attribute_reason(node: ast.Attribute, owner: Any) -> str | None:
+    """Why loading ``owner.attr`` could leave a trace, or ``None``.
+
+    A module's function: for :mod:`operator` only :data:`PURE_OPERATOR`; for another
+    module of :data:`SAFE_MODULES` anything but :data:`WRITING_FUNCTIONS` and the
+    functions that change their first argument (``np.put``), never a ``random``
+    submodule. A ufunc's attribute: only :data:`UFUNC_PURE_ATTRIBUTES` (not ``.at``).
+    Anything else (a method of a value): not a name in :data:`MUTATORS` or
+    :data:`WRITING_FUNCTIONS`, called or not.
+    """
+    name = node.attr
+    ufunc = _ufunc_type()
+    if isinstance(owner, types.ModuleType):
+        if _is_operator(owner):
+            return None if name in PURE_OPERATOR else f"uses operator.{name}"
+        if not _safe_value(owner) or name == "random":
+            return f"uses {owner.__name__}.{name}"
+        if name in WRITING_FUNCTIONS or name in MUTATING_FUNCTIONS:
+            return f"calls {name}"
+        return None
+    if ufunc is not None and isinstance(owner, ufunc):
+        return None if name in UFUNC_PURE_ATTRIBUTES else f"uses ufunc .{name}"
+    if name in MUTATORS or name in WRITING_FUNCTIONS:
+        return f"uses .{name}"
+    return None
+
+
+__all__ = [
+    "PURE_METHODS",
+    "PURE_OPERATOR",
+    "SAFE_BUILTINS",
+    "SAFE_MODULES",
+    "SAFE_TYPES",
+    "WRITE_KEYWORDS",
+    "code_reason",
+    "full_length_reason",
+]

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -99,9 +100,9 @@ class TrackState:
         self.latest: dict[str, ExecutionEvent] = {}
         self.first_seq: dict[str, int] = {}
         self.last_write: dict[str, int] = {}
-        # name -> (seq, cell id) of the runs that wrote it, oldest first; pruned to what a
-        # current reader's "changed after this cell ran" can still refer to
-        self.write_log: dict[str, list[tuple[int, str]]] = {}
+        # name -> {cell id: seq of that cell's last run that wrote it}, in seq order: what
+        # "changed after this cell ran" asks, bounded by the notebook, not the history
+        self.write_log: dict[str, dict[str, int]] = {}
         self.function_reads: dict[str, frozenset[str]] = {}
         self.function_mutates: dict[str, frozenset[int]] = {}
         self.function_global_writes: dict[str, frozenset[str]] = {}
@@ -130,7 +131,9 @@ class TrackState:
         self.first_seq.setdefault(event.cell_id, event.seq)
         for name in event.writes:
             self.last_write[name] = event.seq
-            self.write_log.setdefault(name, []).append((event.seq, event.cell_id))
+            writers = self.write_log.setdefault(name, {})
+            writers.pop(event.cell_id, None)  # re-inserted last: the dict stays in seq order
+            writers[event.cell_id] = event.seq
         self.next_seq = max(self.next_seq, event.seq + 1)
         if len(self.events) > self._prune_at:
             self._prune()
@@ -144,15 +147,6 @@ class TrackState:
             keep.add(event.seq)
             keep.update(s for s in event.seen.values() if s is not None)
         self.events = {seq: e for seq, e in self.events.items() if seq in keep}
-        for name, log in list(self.write_log.items()):
-            readers = self.readers.get(name)
-            if not readers:  # no current reader can ask what changed it: the last write will do
-                self.write_log[name] = log[-1:]
-                continue
-            oldest = min(self.latest[c].seq for c in readers)
-            k = bisect.bisect_right(log, (oldest, "\uffff"))
-            if k:
-                self.write_log[name] = log[k - 1 :]
         self._prune_at = max(2 * len(self.events), 1000)
 
     @classmethod
@@ -387,7 +381,7 @@ class _Judge:
         for i, cell in enumerate(cells):
             event = latest.get(cell.id)
             if event is None:
-                if executed and executed[0] < i < executed[-1] and self.source(i).strip():
+                if executed and executed[0] < i < executed[-1] and _runs_code(self.source(i)):
                     self.add(Verdict.NEVER_RUN, i, "never ran, but cells above and below it did")
                 continue
             self.check_cell(i, event)
@@ -497,9 +491,7 @@ class _Judge:
         docs): every one came from a placed cell below position ``i``, or above the cell
         ``R`` that a top-to-bottom run takes ``name`` from — and this cell read it from
         ``R``'s run, which has not run again since; and ``name`` is not a file."""
-        log = self.state.write_log.get(name, ())
-        k = bisect.bisect_right(log, (e.seq, "\uffff"))
-        later = [cid for _, cid in log[k:]] or [
+        later = [cid for cid, seq in self.state.write_log.get(name, {}).items() if seq > e.seq] or [
             self.state.events[self.state.last_write[name]].cell_id
         ]
         last = later[-1]
@@ -507,15 +499,14 @@ class _Judge:
         if not is_file and cells[i].placed:
             r = self.reaching(i, name)
             w_seq = e.seen.get(name)
-            r_event = self.state.latest.get(cells[r].id) if r is not None else None
-            # c read n as R left it: from R's run, or from a run above R that R ran after
-            # (R then bound an equal value, which is not counted as a write)
+            # c read n from R's own run. Not when R ran without counting as a write (an
+            # equal value, a branch not taken): R's value may depend on what changed, and
+            # nothing links c to R for staleness to pass through
             from_r = (
                 r is not None
                 and cells[r].placed
                 and w_seq is not None
-                and r_event is not None
-                and (self.state.events[w_seq].cell_id == cells[r].id or r_event.seq > w_seq)
+                and self.state.events[w_seq].cell_id == cells[r].id
             )
             positions = [self.pos.get(cid) for cid in later]
             if all(p is not None and cells[p].placed for p in positions):
@@ -622,7 +613,9 @@ class _Judge:
             reasons.append(
                 f"{len({f.cell_id for f in serious})} cell(s) flagged: {', '.join(kinds)}"
             )
-        not_run = [c for i, c in enumerate(cells) if c.id not in latest and self.source(i).strip()]
+        not_run = [
+            c for i, c in enumerate(cells) if c.id not in latest and _runs_code(self.source(i))
+        ]
         if not_run:
             reasons.append(
                 f"{len(not_run)} cell(s) never ran: "
@@ -679,6 +672,20 @@ class _Judge:
             cells=len(cells),
             executed=sum(1 for c in cells if c.id in latest),
         )
+
+
+#: A line of a cell that only controls %track (never recorded, so never "run" for it).
+_CONTROL_LINE = re.compile(
+    r"\s*(?:$|#|%track\b|%(?:re)?load_ext\s+jupyter_repro\s*$|%unload_ext\s+jupyter_repro\s*$)"
+)
+
+
+@lru_cache(maxsize=4096)
+def _runs_code(source: str) -> bool:
+    """Whether a cell has code a top-to-bottom run must run: not blank, and not only
+    ``%track`` / ``%load_ext jupyter_repro`` lines (which ``%track`` does not record, so
+    the cell that turns it on or asks for the report is never "not run")."""
+    return any(not _CONTROL_LINE.match(line) for line in source.splitlines())
 
 
 def judge(state: TrackState, order: NotebookOrder) -> TrackReport:
