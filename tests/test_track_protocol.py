@@ -122,6 +122,10 @@ def test_bad_messages_get_an_error_and_the_comm_stays_usable(kernel):
     assert error["type"] == "error" and "cell_type" in error["message"]
     [error] = fe.send({"type": "set_notices", "enabled": "yes"}).comm
     assert error["type"] == "error" and error["in_reply_to"] == "set_notices"
+    # a report once something was tracked (before that the reply is a status, which
+    # depended on whether another test of this module ran first on this worker)
+    fe.execute("%track on")
+    fe.execute("tracked_here = 1", "bad-messages-cell")
     assert fe.send({"type": "request_report", "extra": "ignored"}).comm[0]["type"] == "report"
 
 
