@@ -269,6 +269,7 @@ def _alive(pid: int | None) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("dask")  # on the worker that runs the cluster tests, not beside them
 @pytest.mark.parametrize("how", ["SIGTERM", "kill -9 of the process group"])
 def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
     """While run 0 sleeps, its worker's spare for run 1 is up: stopping the batch (or
