@@ -160,6 +160,21 @@ def plan_batch(
     return nb, kernel, warnings
 
 
+def open_experiment(executor: Any, uri: str, experiment: str) -> str:
+    """The experiment's id, created if needed, by a worker of ``executor`` (the process
+    that owns the store connection). Raises ``ReproError`` with one line when the store
+    cannot be opened there."""
+    try:
+        return executor.submit(prepare_experiment, uri, experiment).result()
+    except ReproError:
+        raise
+    except Exception as exc:  # the store cannot be opened (on a worker): one line
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ReproError(
+            f"cannot open experiment '{experiment}' in {uri}: {type(exc).__name__}: {first}"
+        ) from None
+
+
 def run_batch(
     notebook: str | Path,
     param_sets: list[dict[str, Any]],
@@ -224,15 +239,7 @@ def run_batch(
         where = executor.describe(len(param_sets))
         if where:
             say(where)
-        try:
-            experiment_id = executor.submit(prepare_experiment, uri, experiment).result()
-        except ReproError:
-            raise
-        except Exception as exc:  # the store cannot be opened (on a worker): one line
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            raise ReproError(
-                f"cannot open experiment '{experiment}' in {uri}: {type(exc).__name__}: {first}"
-            ) from None
+        experiment_id = open_experiment(executor, uri, experiment)
     except BaseException:
         executor.kill()
         raise

@@ -18,14 +18,13 @@ from typing import Any
 
 from ..batch.executors import Executor
 from ..batch.registry import executor_class
-from ..batch.runner import BatchOptions, plan_batch
+from ..batch.runner import BatchOptions, open_experiment, plan_batch
 from ..batch.spec import RunResult, RunSpec
 from ..parameters import ParameterInfo, find_parameters_cell, notebook_parameters
 from ..processes import process_identity
 from ..provenance.attempts import close_orphans
 from ..provenance.data import digest_input
 from ..provenance.mlflow_log import Provenance, collect_provenance, format_param
-from ..provenance.store import prepare_experiment
 
 __all__ = ["Executor", "RunResult", "RunSpec", "TrialRuns", "close_orphans"]
 
@@ -120,7 +119,6 @@ def start_runs(
         ReproError: a ``--data`` path that cannot be read, a store that cannot be opened,
             a dask scheduler that cannot be reached.
     """
-    from ..errors import ReproError
     from ..provenance.store import check_reachable, resolve_tracking_uri
 
     path = Path(notebook)
@@ -139,15 +137,7 @@ def start_runs(
         where = executor.describe(jobs)
         if where:
             say(where)
-        try:
-            experiment_id = executor.submit(prepare_experiment, uri, experiment).result()
-        except ReproError:
-            raise
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            raise ReproError(
-                f"cannot open experiment '{experiment}' in {uri}: {type(exc).__name__}: {first}"
-            ) from None
+        experiment_id = open_experiment(executor, uri, experiment)
     except BaseException:
         executor.kill()
         raise
