@@ -418,7 +418,7 @@ class _Judge:
             w_seq = e.seen.get(name)
             last = self.state.last_write.get(name)
             if last is not None and last > e.seq:
-                self.check_changed_after(i, e, name, shown, is_file)
+                self.check_changed_after(i, e, name)
             if w_seq is None:  # no tracked run set it: before %track on, or a console
                 if is_file or e.error:
                     continue
@@ -484,13 +484,14 @@ class _Judge:
                         [name], [w.cell_id, r_id],
                     )  # fmt: skip
 
-    def check_changed_after(self, i: int, e: ExecutionEvent, name: str, shown: object,
-                            is_file: bool) -> None:  # fmt: skip
+    def check_changed_after(self, i: int, e: ExecutionEvent, name: str) -> None:
         """``stale``: runs after ``e`` wrote ``name``. Information when none of them can
         change what a top-to-bottom run feeds this cell (see the rules in the module
         docs): every one came from a placed cell below position ``i``, or above the cell
         ``R`` that a top-to-bottom run takes ``name`` from — and this cell read it from
         ``R``'s run, which has not run again since; and ``name`` is not a file."""
+        is_file = name.startswith(FILE_PREFIX)
+        shown = _Shown(self, name) if is_file else f"`{name}`"  # a file's label made lazily
         later = [cid for cid, seq in self.state.write_log.get(name, {}).items() if seq > e.seq] or [
             self.state.events[self.state.last_write[name]].cell_id
         ]
@@ -730,8 +731,7 @@ def made_stale(
         reader = state.latest[cid]
         for name in sorted(set(event.writes).intersection(reader.reads)):
             judge.findings.clear()
-            shown = _Shown(judge, name) if name.startswith(FILE_PREFIX) else f"`{name}`"
-            judge.check_changed_after(i, reader, name, shown, name.startswith(FILE_PREFIX))
+            judge.check_changed_after(i, reader, name)
             if any(not f.information for f in judge.findings):
                 flagged.add(cid)
                 break
