@@ -326,15 +326,50 @@ def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
         else:  # nobody was left to remove the folder: the next batch does
             from jupyter_repro.processes import remove_stale_folders
 
-            left = list((tmp_path / "tmp").glob("jrepro-*"))
-            assert len(left) == 1 and left[0].name.startswith("jrepro-batch-"), left
+            from jupyter_repro.batch.executors import MP_DIR_PREFIX
+
+            left = list((tmp_path / "tmp").glob("jrepro-batch-*"))
+            assert len(left) == 1, left
             assert remove_stale_folders("jrepro-batch-", tmp_path / "tmp") == left
+            # the forkserver's socket folder (in /tmp when $TMPDIR is too long for it)
+            mp = [f for f in _owned_by(proc.pid, MP_DIR_PREFIX, tmp_path / "tmp", "/tmp")]
+            assert len(mp) == 1, mp
+            assert remove_stale_folders(MP_DIR_PREFIX, mp[0].parent) == mp
             assert list((tmp_path / "tmp").glob("jrepro-*")) == []
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         for p in _kernel_processes(marker):
             p.kill()
+
+
+def _owned_by(pid: int, prefix: str, *roots) -> list[Path]:
+    """Folders ``<root>/<prefix>*`` whose owner record names ``pid``."""
+    from jupyter_repro.processes import OWNER_FILE
+
+    found = []
+    for root in roots:
+        for folder in Path(root).glob(prefix + "*"):
+            try:
+                if json.loads((folder / OWNER_FILE).read_text())["pid"] == pid:
+                    found.append(folder)
+            except (OSError, ValueError, KeyError):
+                continue
+    return found
+
+
+def test_a_batch_runs_under_a_temp_dir_too_long_for_a_socket(tmp_path):
+    """A long ``$TMPDIR`` (a CI job's, pytest's ``tmp_path`` under xdist): the forkserver's
+    socket would not fit ``sun_path`` there (``OSError: AF_UNIX path too long`` on
+    CPython 3.11); the batch runs, and leaves no folder of its own behind."""
+    deep = tmp_path / ("t" * 100)
+    deep.mkdir()
+    nb = make_notebook(tmp_path / "n.ipynb", ("i = 0", ["parameters"]), "print(i)")
+    uri = ready_store(tmp_path / "store")
+    done = batch(nb, "-p", "i", "1", cwd=tmp_path, uri=uri, env={"TMPDIR": str(deep)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r.info.status for r in runs_of(uri, "n")] == ["FINISHED"]
+    assert list(deep.iterdir()) == []
 
 
 def test_stale_kernel_folders_of_another_host_are_left_alone(tmp_path):

@@ -8,6 +8,7 @@ the same one. Everything runs through the installed CLI with real kernels.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -252,8 +253,13 @@ def test_g12_kill_9_of_nb_smoke_ends_its_worker_kernel_and_their_children(tmp_pa
     from helpers import cli
 
     path = nb("g12_long.ipynb", SLEEPER.format(session=True, name="long") + "time.sleep(120)")
+    # A temp dir of this test's own: another test's nb-smoke (under xdist) would remove
+    # the killed run's folder from a shared one before this test looks for it.
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(own_tmp)}
     proc = subprocess.Popen(
-        [cli("nb-smoke"), str(path), "--mode", mode, "--no-lint", "-q"],
+        [cli("nb-smoke"), str(path), "--mode", mode, "--no-lint", "-q"], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -277,7 +283,8 @@ def test_g12_kill_9_of_nb_smoke_ends_its_worker_kernel_and_their_children(tmp_pa
     # The next nb-smoke run removes the temporary folder the killed one left.
     assert folders and all(f.exists() for f in folders)
     ok = nb("ok.ipynb", "x = 1")
-    subprocess.run([cli("nb-smoke"), str(ok), "-q", "--no-lint"], check=True, timeout=120)
+    assert all(f.parent == own_tmp for f in folders), folders
+    subprocess.run([cli("nb-smoke"), str(ok), "-q", "--no-lint"], check=True, timeout=120, env=env)
     assert not any(f.exists() for f in folders)
 
 

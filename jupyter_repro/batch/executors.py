@@ -175,8 +175,48 @@ class BaseExecutor:
 PRELOAD = ["jupyter_repro.batch.preload", "jupyter_repro.batch.execute"]
 
 
+#: Prefix of the folder that holds multiprocessing's forkserver socket, in the temp dir
+#: (or in ``/tmp`` when the temp dir's path is too long for a socket).
+MP_DIR_PREFIX = "jrepro-mp-"
+
+
+def _multiprocessing_dir() -> None:
+    """Give this process's multiprocessing a private temp folder of ours, once.
+
+    ``multiprocessing`` puts the forkserver's listening socket in ``pymp-*`` under the
+    temp dir. Two faults follow on CPython 3.11: a long ``$TMPDIR`` (a CI job's, a
+    pytest ``tmp_path``) makes the socket path exceed ``sun_path`` and the batch dies
+    with ``OSError: AF_UNIX path too long``; and a batch SIGKILLed leaves ``pymp-*``
+    behind. Here the folder is ``jrepro-mp-*``, in ``/tmp`` when the temp dir is too long
+    (as CPython 3.13's ``multiprocessing.util._get_base_temp_dir`` does), with an owner
+    record, so the next batch removes one a killed batch left
+    (:func:`..processes.remove_stale_folders`). Uses ``multiprocessing``'s private
+    per-process ``_config['tempdir']`` (read by ``util.get_temp_dir``); left alone when
+    that is absent or already set.
+    """
+    from multiprocessing import process, util
+
+    from ..kernels import MAX_SOCKET_PATH
+    from ..processes import remove_stale_folders, write_owner
+
+    config = getattr(process.current_process(), "_config", None)
+    if not isinstance(config, dict) or config.get("tempdir") is not None:
+        return
+    # the socket: <dir>/jrepro-mp-XXXXXXXX/listener-XXXXXXXX
+    room = MAX_SOCKET_PATH - len(MP_DIR_PREFIX) - 8 - len("/listener-XXXXXXXX") - 1
+    base = tempfile.gettempdir()
+    if len(base.encode()) > room and os.path.isdir("/tmp"):
+        base = "/tmp"
+    remove_stale_folders(MP_DIR_PREFIX, base)
+    folder = tempfile.mkdtemp(prefix=MP_DIR_PREFIX, dir=base)
+    write_owner(folder)
+    util.Finalize(None, shutil.rmtree, args=(folder, True), exitpriority=-100)
+    config["tempdir"] = folder
+
+
 def _context() -> Any:
     if "forkserver" in multiprocessing.get_all_start_methods():
+        _multiprocessing_dir()
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         return ctx
