@@ -324,9 +324,8 @@ def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
         if how == "SIGTERM":
             assert list((tmp_path / "tmp").iterdir()) == []
         else:  # nobody was left to remove the folder: the next batch does
-            from jupyter_repro.processes import remove_stale_folders
-
             from jupyter_repro.batch.executors import MP_DIR_PREFIX
+            from jupyter_repro.processes import remove_stale_folders
 
             left = list((tmp_path / "tmp").glob("jrepro-batch-*"))
             assert len(left) == 1, left
