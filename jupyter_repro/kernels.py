@@ -124,6 +124,7 @@ def manager_class() -> type:
         launch_env: dict[str, str] = {}  # noqa: RUF012 - replaced per instance
         stderr_path: str | None = None
         die_with_parent = False  # SIGKILL when the process that launched it dies
+        template: KernelTemplate | None = None  # fork it from there where it fits
 
         @property
         def pid(self) -> int | None:
@@ -135,6 +136,25 @@ def manager_class() -> type:
             kw["env"] = {**(kw.get("env") or os.environ), **self.launch_env}
             if self.launch_cwd is not None:
                 kw["cwd"] = self.launch_cwd
+            template = self.template
+            if template is not None and template.fits(kernel_cmd, kw["env"]):
+                try:
+                    pid = template.fork(
+                        kernel_cmd,
+                        kw.get("cwd") or os.getcwd(),
+                        kw["env"],
+                        self.stderr_path,
+                        self.die_with_parent,
+                    )
+                except TemplateError:
+                    pass  # started as a new process below
+                else:
+                    provisioner = self.provisioner
+                    provisioner.process = ForkedProcess(pid)
+                    provisioner.pid = provisioner.pgid = pid  # its own session
+                    provisioner.cwd = kw.get("cwd") or os.getcwd()
+                    self._reconcile_connection_info(provisioner.connection_info)
+                    return
             # The kernel inherits the orphans of everything the notebook starts (a
             # process in its own session whose parent exited, field case G12), so they
             # stay in its tree: shutdown_kernel and kill_kernel kill them with it.
@@ -154,6 +174,231 @@ def manager_class() -> type:
             await super()._async_shutdown_kernel(now=now, restart=restart)
 
     return RunKernelManager
+
+
+#: Variables an interpreter reads once, as it starts (``sys.path``, hash seed, flags,
+#: I/O encoding, locale, time zone): a kernel is forked from a template only where these
+#: equal the template's, else it is started as a new process.
+def startup_env(env: dict[str, str]) -> dict[str, str]:
+    """The part of ``env`` a Python interpreter reads only at start-up: ``PYTHON*``,
+    ``LANG``, ``LANGUAGE``, ``LC_*``, ``TZ`` and ``PATH`` (which finds the interpreter)."""
+    return {
+        k: v
+        for k, v in env.items()
+        if k.startswith(("PYTHON", "LC_")) or k in ("LANG", "LANGUAGE", "TZ", "PATH")
+    }
+
+
+#: Read by ipykernel as it is imported, set right in each forked kernel by the template.
+PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID"})
+
+
+class TemplateError(RuntimeError):
+    """The kernel template cannot fork a kernel (it died, or is not single-threaded)."""
+
+
+class ForkedProcess:
+    """The part of :class:`subprocess.Popen` jupyter_client's ``LocalProvisioner`` uses
+    (``pid``, ``poll``, ``wait``, ``send_signal``, ``kill``, ``terminate``), for a kernel
+    forked by a :class:`KernelTemplate`: the template's child, not this process's, so
+    its exit status is not known here (``returncode`` is ``-signal`` after this object
+    sent a signal, else 0 once the process is gone)."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.pid = pid
+        self.returncode: int | None = None
+        self._sent = 0
+        try:
+            self._proc: Any = psutil.Process(pid)  # its start time guards against pid reuse
+        except psutil.NoSuchProcess:
+            self._proc = None
+            self.returncode = 0
+
+    def poll(self) -> int | None:
+        """None while the kernel runs (a zombie the template has not reaped has ended)."""
+        import psutil
+
+        if self.returncode is None:
+            try:
+                ended = not self._proc.is_running() or self._proc.status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                ended = True
+            if ended:
+                self.returncode = -self._sent if self._sent else 0
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the kernel is gone; ``subprocess.TimeoutExpired`` after ``timeout``."""
+        import subprocess
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(["kernel", str(self.pid)], timeout or 0)
+            time.sleep(0.02)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the kernel, unless it is gone."""
+        if self.poll() is None:
+            self._sent = sig
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the kernel."""
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM the kernel."""
+        self.send_signal(signal.SIGTERM)
+
+
+#: The template process's script (run by path, never imported into this process).
+TEMPLATE_SCRIPT = os.path.join(os.path.dirname(__file__), "_kernel_template.py")
+
+#: Seconds :meth:`KernelTemplate.fork` waits for the template (its imports included).
+TEMPLATE_WAIT = 120.0
+
+
+class KernelTemplate:
+    """A process that has imported what an IPython kernel imports, and nothing else, and
+    forks fresh kernels on request (``_kernel_template.py``): a kernel is up in a tenth of
+    the time and CPU a new interpreter takes (``benchmarks/kernel_start.py``).
+
+    Each forked kernel is a new process that ran no code of anyone's, like a kernel
+    started as ``python -m ipykernel_launcher``: own session, working directory,
+    environment, ``sys.argv``, ``sys.path[0]``; ``random`` re-seeded. What it shares with
+    the template is what an interpreter fixes as it starts: the string-hash seed
+    (``PYTHONHASHSEED``), so runs forked from one template iterate sets of strings in the
+    same order; and the start-up variables (:func:`startup_env`), which must equal the
+    kernel's (:meth:`fits`). ``--no-fork-kernels`` (``batch``, ``tune``) starts every
+    kernel as a new interpreter instead.
+
+    Args:
+        python: the kernelspec's interpreter (``argv[0]``).
+        env: the template's environment (this process's, usually).
+        folder: the kernel folder, named on the template's command line (``ps``).
+
+    The template exits when its stdin closes: when :meth:`close` is called, or when this
+    process ends, even by SIGKILL; kernels forked with ``die`` end with it.
+    """
+
+    def __init__(self, python: str, env: dict[str, str], folder: str) -> None:
+        import subprocess
+
+        read, write = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [python, TEMPLATE_SCRIPT, str(write), folder],
+                stdin=subprocess.PIPE,
+                pass_fds=(write,),
+                env=env,
+                close_fds=True,
+            )
+        finally:
+            os.close(write)
+        self._replies = os.fdopen(read, "r")
+        self.python = python
+        self.startup = startup_env(env)
+        self.broken = False
+        self._ready: dict[str, Any] | None = None  # the template's first line
+        self._lock = threading.Lock()
+
+    def fits(self, cmd: list[str], env: dict[str, str]) -> bool:
+        """Whether a kernel launched as ``cmd`` with ``env`` can be forked from here: the
+        same interpreter run as ``-m ipykernel_launcher``, the same start-up variables."""
+        if not (
+            not self.broken
+            and len(cmd) >= 3
+            and cmd[0] == self.python
+            and cmd[1:3] == ["-m", "ipykernel_launcher"]
+            and startup_env(env) == self.startup
+        ):
+            return False
+        try:
+            read = self._hello()["read"]
+        except TemplateError:
+            return False
+        # what the template's imports read keeps the template's value in the kernel
+        return "*" not in read and all(
+            env.get(k) == v for k, v in read.items() if k not in PER_KERNEL_VARIABLES
+        )
+
+    def _hello(self) -> dict[str, Any]:
+        import json
+
+        with self._lock:
+            if self._ready is None:
+                try:
+                    hello = json.loads(self._reply())
+                    if hello.get("threads") != 1:
+                        raise TemplateError(f"kernel template has {hello.get('threads')} threads")
+                except (OSError, ValueError, TemplateError) as exc:
+                    self.broken = True
+                    raise TemplateError(f"kernel template: {exc}") from exc
+                self._ready = hello
+            return self._ready
+
+    def fork(
+        self, cmd: list[str], cwd: str, env: dict[str, str], stderr: str | None, die: bool
+    ) -> int:
+        """Fork a kernel running ``cmd`` (which :meth:`fits`) in ``cwd`` with ``env``, its
+        stderr appended to file ``stderr``, a child subreaper (field case G12), SIGKILLed
+        when the template ends if ``die``. Returns its pid.
+
+        Raises:
+            TemplateError: the template died, or has a thread (forking it is unsafe).
+        """
+        import json
+
+        request = {
+            "args": cmd[3:],
+            "cwd": cwd,
+            "env": {**env, "JPY_PARENT_PID": str(self.proc.pid)},
+            "stderr": stderr,
+            "die": die,
+            "subreaper": sys.platform.startswith("linux"),
+        }
+        self._hello()
+        with self._lock:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+                self.proc.stdin.flush()
+                return int(json.loads(self._reply())["pid"])
+            except (OSError, ValueError, KeyError, TemplateError) as exc:
+                self.broken = True
+                raise TemplateError(f"kernel template: {exc}") from exc
+
+    def _reply(self) -> str:
+        import select
+
+        ready, _, _ = select.select([self._replies], [], [], TEMPLATE_WAIT)
+        line = self._replies.readline() if ready else ""
+        if not line:
+            raise TemplateError("no answer (the template died or hangs)")
+        return line
+
+    def close(self) -> None:
+        """End the template (its kernels forked with ``die`` end with it); never raises."""
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            with contextlib.suppress(Exception):
+                self.proc.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            self._replies.close()
 
 
 def transport_options(folder: KernelFolder) -> dict[str, str]:
@@ -284,14 +529,23 @@ class KernelPool:
         die_with_owner: kernels get ``PR_SET_PDEATHSIG`` (SIGKILL when the thread that
             started them ends): for a process whose runs all start in its main thread,
             so its kernels, the spare included, die with it even when it is SIGKILLed.
+        fork: Python ipykernel kernels are forked from a :class:`KernelTemplate` (one
+            per interpreter, started at the first kernel) where it :meth:`~KernelTemplate.fits`,
+            else started as new processes.
     """
 
     def __init__(
-        self, folder: KernelFolder, warm: bool = True, die_with_owner: bool = False
+        self,
+        folder: KernelFolder,
+        warm: bool = True,
+        die_with_owner: bool = False,
+        fork: bool = False,
     ) -> None:
         self.folder = folder
         self.warm = warm
         self.die_with_owner = die_with_owner
+        self.fork = fork
+        self._templates: dict[str, KernelTemplate] = {}
         self.closed = False
         self._spare: tuple[tuple[Any, ...], Any] | None = None
         self._lock = threading.Lock()
@@ -342,6 +596,7 @@ class KernelPool:
             discard(spare[1])
         km = new_manager(kernel_name, self.folder, cwd, {**env, **late_env})
         km.die_with_parent = self.die_with_owner
+        km.template = self.template_for(km)
         try:
             start(km)
         except BaseException:
@@ -369,6 +624,7 @@ class KernelPool:
             if not is_python_ipykernel(km):
                 return
             km.die_with_parent = self.die_with_owner
+            km.template = self._template_locked(km)
             self._launching, self._launcher = km, threading.get_ident()
             self._drop_launch = False
         keep = False
@@ -386,6 +642,40 @@ class KernelPool:
                 self._launch_done.notify_all()
             if not keep:
                 discard(km)
+
+    def prepare_template(self, python: str) -> None:
+        """Start the template for interpreter ``python`` now (its imports then overlap
+        with whatever this process does before its first run); no-op unless :attr:`fork`."""
+        with self._lock:
+            if self.fork and not self.closed and python not in self._templates:
+                with contextlib.suppress(OSError):
+                    self._templates[python] = KernelTemplate(
+                        python, dict(os.environ), self.folder.path
+                    )
+
+    def template_for(self, km: Any) -> KernelTemplate | None:
+        """The template ``km``'s kernel is forked from (started now if needed), or None:
+        not :attr:`fork`, closed, or not a Python ipykernel kernelspec."""
+        with self._lock:
+            return self._template_locked(km)
+
+    def _template_locked(self, km: Any) -> KernelTemplate | None:
+        if not self.fork or self.closed or not is_python_ipykernel(km):
+            return None
+        python = km.kernel_spec.argv[0]
+        major, minor = sys.version_info[:2]
+        if python in {"python", f"python{major}", f"python{major}.{minor}"}:
+            python = sys.executable  # as jupyter_client's format_kernel_cmd does
+        template = self._templates.get(python)
+        if template is None or template.broken:
+            if template is not None:
+                template.close()
+            try:
+                template = KernelTemplate(python, dict(os.environ), self.folder.path)
+            except OSError:
+                return None
+            self._templates[python] = template
+        return template
 
     def drop_spare(self) -> None:
         """Kill the spare, if any (a stop was requested: no further run needs it); one
@@ -410,6 +700,9 @@ class KernelPool:
         with self._lock:
             if self._launcher != threading.get_ident():  # never wait for oneself
                 self._launch_done.wait_for(lambda: self._launching is None, CLOSE_WAIT)
+            templates, self._templates = list(self._templates.values()), {}
+        for template in templates:
+            template.close()
         self.folder.remove()
 
 

@@ -28,7 +28,7 @@ WHOAMI = (
 )
 
 
-def _kernel_processes(marker: str) -> list[psutil.Process]:
+def _mentions(marker: str) -> list[psutil.Process]:
     """Live processes whose command line mentions ``marker`` (a test's own folder)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
@@ -38,6 +38,28 @@ def _kernel_processes(marker: str) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+def _is_template(proc: psutil.Process) -> bool:
+    """A kernel template (forked kernels show its command line too: their parent is one)."""
+    try:
+        return "_kernel_template.py" in " ".join(
+            proc.cmdline()
+        ) and "_kernel_template.py" not in " ".join(proc.parent().cmdline())
+    except (psutil.Error, AttributeError):
+        return False
+
+
+def _kernel_processes(marker: str) -> list[psutil.Process]:
+    """Live kernels whose folder is under ``marker``: started (``ipykernel_launcher`` on
+    the command line) or forked (the child of a template, whose command line names the
+    folder)."""
+    return [p for p in _mentions(marker) if not _is_template(p)]
+
+
+def _template_processes(marker: str) -> list[psutil.Process]:
+    """Live kernel templates whose folder is under ``marker``."""
+    return [p for p in _mentions(marker) if _is_template(p)]
 
 
 def _whoami(output: Path) -> dict:
@@ -125,7 +147,7 @@ def test_64_kernels_through_batch_j8_start_without_failure_over_ipc_and_leave_no
     # nothing left: no kernel process, connection file, socket or folder
     for s in seen:
         assert not psutil.pid_exists(s["pid"]) or psutil.Process(s["pid"]).status() == "zombie"
-    assert _kernel_processes(str(short_tmp / "tmp")) == []
+    assert _mentions(str(short_tmp / "tmp")) == []  # no kernel, no template
     assert list((short_tmp / "tmp").iterdir()) == []
     assert list((short_tmp / "runtime").rglob("k*-*")) == []
 
@@ -319,8 +341,12 @@ def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
         else:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+        templates = [p.pid for p in _template_processes(marker)]
+        assert len(templates) == 1  # forked from the worker's template
+        assert all(p.ppid() == templates[0] for p in kernels_up)
         wait_for(lambda: not any(pid_running(p) for p in pids), 60, "both kernels to be gone")
         assert _kernel_processes(marker) == []
+        wait_for(lambda: not pid_running(templates[0]), 60, "the template to be gone")
         if how == "SIGTERM":
             assert list((tmp_path / "tmp").iterdir()) == []
         else:  # nobody was left to remove the folder: the next batch does
@@ -483,3 +509,34 @@ def test_a_kernel_refusing_the_late_variables_is_killed_and_the_retry_starts_col
             kernels.discard(km)
         pool.close()
     assert _kernel_processes(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-fork-kernels"]], ids=["forked", "new_interpreters"])
+def test_batch_forks_its_kernels_from_a_template_unless_told_not_to(tmp_path, flag):
+    """By default a batch worker forks each run's kernel from its template; with
+    ``--no-fork-kernels`` every kernel is a new interpreter (the worker's child)."""
+    nb = make_notebook(
+        tmp_path / "who.ipynb",
+        ("i = 0", ["parameters"]),
+        "import os, psutil\n"
+        "print(' '.join(psutil.Process(os.getppid()).cmdline()), '|', hash('seed'))",
+    )
+    (tmp_path / "grid.yaml").write_text("i: [0, 1]\n")
+    uri = ready_store(tmp_path / "store")
+    proc = batch(nb, "--grid", tmp_path / "grid.yaml", *flag, "--json", tmp_path / "r.json",
+                 cwd=tmp_path, uri=uri)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import nbformat
+
+    lines = []
+    for run in json.loads((tmp_path / "r.json").read_text())["runs"]:
+        executed = nbformat.read(run["output_path"], as_version=4)
+        lines.append(executed.cells[-1].outputs[0]["text"].strip())
+    parents = [line.split(" | ")[0] for line in lines]
+    hashes = {line.split(" | ")[1] for line in lines}
+    if flag:
+        assert not any("_kernel_template.py" in p for p in parents), parents
+        assert len(hashes) == 2
+    else:
+        assert all("_kernel_template.py" in p for p in parents), parents
+        assert len(hashes) == 1  # one template, one hash seed (docs/batch.md)

@@ -139,6 +139,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--kernel", default=None, help="kernelspec to use instead of the notebook's"
     )
     parser.add_argument(
+        "--no-fork-kernels",
+        dest="fork_kernels",
+        action="store_false",
+        help="start each run's kernel as a new interpreter instead of forking it from a "
+        "template process that imported ipykernel (forked kernels of one batch share "
+        "Python's string-hash seed; see docs/batch.md)",
+    )
+    parser.add_argument(
         "--experiment", default=None, help="MLflow experiment (default: notebook name)"
     )
     parser.add_argument(

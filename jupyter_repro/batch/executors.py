@@ -268,7 +268,7 @@ KERNEL_DIR_PREFIX = "jrepro-batch-"
 class LocalProcessExecutor(BaseExecutor):
     """``-j N``: N worker processes on this machine, each running one notebook at a time."""
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, fork_kernels: bool = True) -> None:
         from ..processes import remove_stale_folders, write_owner
         from .supervise import worker_init
 
@@ -286,7 +286,7 @@ class LocalProcessExecutor(BaseExecutor):
             self.jobs,
             mp_context=_context(),
             initializer=worker_init,
-            initargs=(os.getpid(), self.kernel_dir),
+            initargs=(os.getpid(), self.kernel_dir, fork_kernels),
         )
 
     @classmethod
@@ -304,7 +304,7 @@ class LocalProcessExecutor(BaseExecutor):
         cls, options: BatchOptions, notebook: Path, batch_id: str, jobs: int
     ) -> LocalProcessExecutor:
         """A pool of ``jobs`` workers (they read the notebook from this file system)."""
-        return cls(jobs)
+        return cls(jobs, options.fork_kernels)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Schedule ``fn(*args)`` on the next free worker."""

@@ -55,6 +55,9 @@ class BatchOptions:
             LocalCluster.
         shared_fs: dask workers see this file system: do not ship the notebook and data.
         connect_timeout: seconds to wait for the dask scheduler and a first worker.
+        fork_kernels: local workers fork Python kernels from a template process that
+            imported ipykernel (:class:`~jupyter_repro.kernels.KernelTemplate`) instead
+            of starting a new interpreter for each (``--no-fork-kernels``: False).
     """
 
     experiment: str | None = None
@@ -73,6 +76,7 @@ class BatchOptions:
     scheduler: str | None = None
     shared_fs: bool = False
     connect_timeout: float = 30.0
+    fork_kernels: bool = True
 
 
 @dataclass

@@ -155,9 +155,12 @@ def _close_kernels() -> None:
         remove_stale_folders(os.path.basename(parent), os.path.dirname(parent))
 
 
-def worker_init(batch_pid: int | None = None, kernel_dir: str | None = None) -> None:
+def worker_init(
+    batch_pid: int | None = None, kernel_dir: str | None = None, fork_kernels: bool = False
+) -> None:
     """Run once in each worker process: signal handlers, batch-death watch, warm imports,
-    and with ``kernel_dir`` (a private folder of the batch) this worker's kernel pool.
+    and with ``kernel_dir`` (a private folder of the batch) this worker's kernel pool,
+    forking Python kernels from a template when ``fork_kernels``.
 
     SIGINT is ignored (Ctrl-C reaches the whole process group; the batch process decides);
     SIGTERM means "stop now, close runs as KILLED". A worker's parent is the forkserver,
@@ -176,7 +179,10 @@ def worker_init(batch_pid: int | None = None, kernel_dir: str | None = None) -> 
     signal.signal(signal.SIGTERM, _on_stop_signal)
     if kernel_dir is not None:
         # runs execute in this process's main thread: its kernels die with it
-        _STATE.kernels = KernelPool(KernelFolder(parent=kernel_dir), die_with_owner=True)
+        _STATE.kernels = KernelPool(
+            KernelFolder(parent=kernel_dir), die_with_owner=True, fork=fork_kernels
+        )
+        _STATE.kernels.prepare_template(sys.executable)  # the usual kernelspec's Python
         util.Finalize(None, _close_kernels, exitpriority=50)
     if batch_pid is not None:
         threading.Thread(target=_watch_batch, args=(batch_pid,), daemon=True).start()

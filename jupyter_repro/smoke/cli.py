@@ -286,9 +286,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = [*found, *args.paths]  # both files of a jupytext pair are inputs
     check_report_path(args.json, "--json", inputs)
     check_report_path(args.junit_xml, "--junit-xml", [*inputs, *filter(None, [args.json])])
-    check_report_path(
-        args.sarif, "--sarif", [*inputs, *filter(None, [args.json, args.junit_xml])]
-    )
+    check_report_path(args.sarif, "--sarif", [*inputs, *filter(None, [args.json, args.junit_xml])])
     notebooks = one_per_pair(found, read_notebook)  # a jupytext pair is checked once
     if not notebooks:
         print("nb-smoke: no notebooks found in " + ", ".join(args.paths), file=sys.stderr)

@@ -495,9 +495,11 @@ class Spool:
 
     def tail_text(self, chars: int) -> str:
         """The last ``chars`` characters (about: decoded from the last bytes), stripped."""
-        return self._read(max(0, self.size - 4 * chars), 4 * chars).decode(
-            "utf-8", "replace"
-        ).strip()[-chars:]
+        return (
+            self._read(max(0, self.size - 4 * chars), 4 * chars)
+            .decode("utf-8", "replace")
+            .strip()[-chars:]
+        )
 
 
 class _LiveWorkers:

@@ -561,9 +561,7 @@ def _run_in_kernel(client, nb, spec: dict[str, Any], events: _Events, replies: d
             f" _nbsmoke_fast.install(get_ipython(), {policy!r})\n del _nbsmoke_fast\n"
             "except ImportError:\n pass\n"
         )
-        run_sync(client.kc.execute_interactive)(
-            code, silent=True, store_history=False, timeout=60
-        )
+        run_sync(client.kc.execute_interactive)(code, silent=True, store_history=False, timeout=60)
         try:
             _kernel_cells(client, nb, spec, events, replies)
             _kernel_timeit_counts(client, events)
