@@ -4,6 +4,10 @@ Prints, as medians over the repetitions:
 
 - ``cold start``: a fresh kernel started when needed, from launch to its reply to
   ``kernel_info`` (what every run paid before spare kernels), over TCP and over IPC;
+- ``forked start``: a kernel forked from a template that imported ipykernel
+  (``KernelPool(fork=True)``, what batch workers do), launch to ``kernel_info`` reply,
+  the template already up; with the CPU seconds the kernel process used until then,
+  next to a cold start's;
 - ``batch -j 1 wait``: in a real ``jupyter-repro batch -j 1`` of RUNS runs of a tiny
   notebook, the seconds each run waited for its kernel (``timings.kernel_start`` in the
   ``--json`` report: short when the spare started during the previous run was ready),
@@ -49,9 +53,47 @@ def cold_start(transport: str, starts: int, folder: Path) -> list[float]:
         kc.start_channels()
         kc.wait_for_ready(timeout=300)
         times.append(time.perf_counter() - t)
+        COLD_CPU.append(_cpu(km.provisioner.pid))
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     return times
+
+
+COLD_CPU: list[float] = []
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def forked_start(starts: int, folder: Path) -> tuple[list[float], list[float]]:
+    """(seconds from asking to kernel_info reply, CPU seconds of the kernel until then)
+    for ``starts`` kernels forked from a template (one untimed fork first)."""
+    from jupyter_core.utils import run_sync
+
+    from jupyter_repro import kernels
+
+    pool = kernels.KernelPool(kernels.KernelFolder(parent=str(folder)), warm=False, fork=True)
+    times, cpu = [], []
+    try:
+        for i in range(starts + 1):
+            t = time.perf_counter()
+            km = pool.take("python3", str(folder), {}, {}).km
+            kc = km.client()
+            kc.start_channels()
+            run_sync(kc.wait_for_ready)(timeout=300)
+            if i:
+                times.append(time.perf_counter() - t)
+                cpu.append(_cpu(km.pid))
+            kc.stop_channels()
+            kernels.discard(km)
+    finally:
+        pool.close()
+    return times, cpu
 
 
 def batch_waits(folder: Path, runs: int) -> tuple[list[float], float]:
@@ -110,11 +152,17 @@ def main() -> None:
         folder = Path(tmp)
         tcp = cold_start("tcp", args.starts, folder)
         ipc = cold_start("ipc", args.starts, folder) if os.name == "posix" else []
+        forked, forked_cpu = forked_start(args.starts, folder) if hasattr(os, "fork") else ([], [])
         waits, per_run = batch_waits(folder, args.runs)
     cold = statistics.median(tcp)
     print(f"cold start, TCP       : {cold * 1000:7.0f} ms  (median of {len(tcp)})")
+    print(f"  kernel CPU until ready: {statistics.median(COLD_CPU) * 1000:5.0f} ms")
     if ipc:
         print(f"cold start, IPC       : {statistics.median(ipc) * 1000:7.0f} ms")
+    if forked:
+        f = statistics.median(forked)
+        print(f"forked start, IPC     : {f * 1000:7.0f} ms  ({f / cold:.2f}x the cold start)")
+        print(f"  kernel CPU until ready: {statistics.median(forked_cpu) * 1000:5.0f} ms")
     warm = statistics.median(waits[1:]) if len(waits) > 1 else waits[0]
     print(f"batch -j 1 first run  : {waits[0] * 1000:7.0f} ms  (no spare yet)")
     print(

@@ -111,6 +111,81 @@ class KernelFolder:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+#: Seconds :func:`client_class`'s readiness check waits for the IOPub status of its own
+#: ``kernel_info`` request before asking again (jupyter_client waits 0.2 s, then 0.2 s more).
+IOPUB_CHECK = 0.2
+
+
+@functools.cache
+def client_class() -> type:
+    """``RunKernelClient``: jupyter_client's ``AsyncKernelClient`` whose
+    ``wait_for_ready`` ends as soon as the kernel is reachable on both channels.
+
+    jupyter_client's own ends with "flush IOPub": it returns only after IOPub has been
+    silent for 0.2 s, a fixed 0.2 s (and usually 0.4 s) on every kernel start that
+    nbclient, so papermill, pays for each notebook. Here the kernel is ready when it
+    replied to ``kernel_info`` on shell and IOPub is live: the kernel's welcome to this
+    subscriber arrived (JEP 65, ipykernel >= 7) or its IOPub status for *that* request
+    did; what IOPub holds by then is drained without waiting. A reply without its status (subscription
+    not live yet) asks again, as jupyter_client does.
+    """
+    import time
+    from queue import Empty
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    class RunKernelClient(AsyncKernelClient):
+        async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+            deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+            while True:
+                request = self.kernel_info()
+                if await self._reply_and_status(request, deadline):
+                    break
+                if not await self._async_is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+            while True:  # drain what IOPub already holds, without waiting
+                try:
+                    await self.iopub_channel.get_msg(timeout=0)
+                except Empty:
+                    return
+
+        # AsyncKernelClient binds the name to the base class's function
+        wait_for_ready = _async_wait_for_ready
+
+        async def _reply_and_status(self, request: str, deadline: float) -> bool:
+            replied = status = False
+            wait_until = time.monotonic() + 1.0  # shell: ask again after 1 s, as upstream
+            while not replied and time.monotonic() < min(wait_until, deadline):
+                try:
+                    msg = await self.shell_channel.get_msg(timeout=0.05)
+                except Empty:
+                    continue
+                if msg["parent_header"].get("msg_id") == request and (
+                    msg["msg_type"] == "kernel_info_reply"
+                ):
+                    replied = True
+                    self._handle_kernel_info_reply(msg)
+            if not replied:
+                return False
+            wait_until = time.monotonic() + IOPUB_CHECK
+            while not status and time.monotonic() < wait_until:
+                try:
+                    msg = await self.iopub_channel.get_msg(timeout=0.02)
+                except Empty:
+                    continue
+                # ipykernel >= 7 greets each new IOPub subscriber (JEP 65, "iopub_welcome")
+                status = msg["msg_type"] == "iopub_welcome" or (
+                    msg["parent_header"].get("msg_id") == request
+                    and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"
+                )
+            return status
+
+    return RunKernelClient
+
+
 @functools.cache
 def manager_class() -> type:
     """``RunKernelManager``: an ``AsyncKernelManager`` whose kernel starts with the
@@ -118,6 +193,7 @@ def manager_class() -> type:
     process-wide changes, so runs can share a process), as a child subreaper, and whose
     shutdown first kills what the notebook left running (field case G12)."""
     from jupyter_client import AsyncKernelManager
+    from traitlets import default
 
     class RunKernelManager(AsyncKernelManager):
         launch_cwd: str | None = None
@@ -125,6 +201,10 @@ def manager_class() -> type:
         stderr_path: str | None = None
         die_with_parent = False  # SIGKILL when the process that launched it dies
         template: KernelTemplate | None = None  # fork it from there where it fits
+
+        @default("client_factory")
+        def _client_factory_default(self) -> type:
+            return client_class()
 
         @property
         def pid(self) -> int | None:

@@ -334,6 +334,9 @@ def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
             "the run's kernel and the spare",
         )
         pids = [p.pid for p in kernels_up]
+        templates = [p.pid for p in _template_processes(marker)]
+        assert len(templates) == 1  # forked from the worker's template
+        assert all(p.ppid() == templates[0] for p in kernels_up)
         time.sleep(1)
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
@@ -341,9 +344,6 @@ def test_the_spare_kernel_dies_with_the_batch(tmp_path, how):
         else:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-        templates = [p.pid for p in _template_processes(marker)]
-        assert len(templates) == 1  # forked from the worker's template
-        assert all(p.ppid() == templates[0] for p in kernels_up)
         wait_for(lambda: not any(pid_running(p) for p in pids), 60, "both kernels to be gone")
         assert _kernel_processes(marker) == []
         wait_for(lambda: not pid_running(templates[0]), 60, "the template to be gone")
