@@ -527,12 +527,14 @@ def run_kernel_mode(spec: dict[str, Any], events: _Events, spec_path: str) -> No
     # removes even after a kill): no port race between notebooks checked in parallel.
     from jupyter_client import AsyncKernelManager
 
-    from jupyter_repro.kernels import KernelFolder, transport_options
+    from jupyter_repro.kernels import KernelFolder, client_class, transport_options
 
     folder = KernelFolder(parent=os.path.dirname(os.path.abspath(spec_path)))
+    km = AsyncKernelManager(kernel_name=spec["kernel_name"], **transport_options(folder))
+    km.client_factory = client_class()  # ready once it answered: no fixed IOPub wait
     client = NotebookClient(
         nb,
-        km=AsyncKernelManager(kernel_name=spec["kernel_name"], **transport_options(folder)),
+        km=km,
         kernel_name=spec["kernel_name"],
         timeout=None,
         allow_errors=True,
