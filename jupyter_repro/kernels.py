@@ -201,6 +201,7 @@ def manager_class() -> type:
         stderr_path: str | None = None
         die_with_parent = False  # SIGKILL when the process that launched it dies
         template: KernelTemplate | None = None  # fork it from there where it fits
+        forked = False  # its kernel was forked from the template
 
         @default("client_factory")
         def _client_factory_default(self) -> type:
@@ -233,6 +234,7 @@ def manager_class() -> type:
                     provisioner.process = ForkedProcess(pid)
                     provisioner.pid = provisioner.pgid = pid  # its own session
                     provisioner.cwd = kw.get("cwd") or os.getcwd()
+                    self.forked = True
                     self._reconcile_connection_info(provisioner.connection_info)
                     return
             # The kernel inherits the orphans of everything the notebook starts (a
@@ -545,6 +547,11 @@ def start(km: Any) -> None:
     from jupyter_core.utils import run_sync
 
     run_sync(km.start_kernel)(extra_arguments=list(HISTORY_ARGS) if km.ipykernel else [])
+
+
+def forked(km: Any) -> bool:
+    """Whether ``km``'s kernel was forked from a :class:`KernelTemplate`."""
+    return bool(getattr(km, "forked", False))
 
 
 def discard(km: Any) -> None:

@@ -529,7 +529,11 @@ def test_batch_forks_its_kernels_from_a_template_unless_told_not_to(tmp_path, fl
     import nbformat
 
     lines = []
-    for run in json.loads((tmp_path / "r.json").read_text())["runs"]:
+    report = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert [r["kernel_forked"] for r in report] == [not flag] * 2
+    tags = {r.data.tags.get("jupyter_repro.kernel.forked") for r in runs_of(uri, "who")}
+    assert tags == {"false" if flag else "true"}
+    for run in report:
         executed = nbformat.read(run["output_path"], as_version=4)
         lines.append(executed.cells[-1].outputs[0]["text"].strip())
     parents = [line.split(" | ")[0] for line in lines]

@@ -133,6 +133,7 @@ class _OpenRun:
     executed: Any = None
     kernel_stderr: str = ""
     kernel_starts: int = 0
+    kernel_forked: bool | None = None  # the last kernel was forked from a template
     kernel_ready_at: float | None = None  # time.time() when its kernel first answered
     failure: BaseException | None = None
     status: str = RunStatus.FINISHED
@@ -196,7 +197,7 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     """
     import nbformat
 
-    from ..kernels import KernelFolder, KernelPool, discard
+    from ..kernels import KernelFolder, KernelPool, discard, forked
     from ..notebook import read_notebook, without_outputs
     from ..parameters import inject_parameters
 
@@ -269,6 +270,8 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
                 timer.cancel()
             run.kernel_stderr = "".join(_read_tail(km.stderr_path) for km in used)
             run.kernel_starts = len(used)
+            if used:
+                run.kernel_forked = forked(used[-1])
             for km in used:
                 discard(km)  # nbclient shut it down; this also covers a failed start
             state.kernel_gone()
@@ -351,6 +354,7 @@ def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
         run.start_ms,
         int(time.time() * 1000),
         kernel_stderr=run.kernel_stderr[-KERNEL_STDERR_CHARS:],
+        kernel_forked=run.kernel_forked,
     )
     try:
         link_notebook_runs(spec.uri, run.run_id)
@@ -375,4 +379,5 @@ def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
         metrics,
         run.timings,
         kernel_starts=run.kernel_starts,
+        kernel_forked=run.kernel_forked,
     )

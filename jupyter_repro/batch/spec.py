@@ -77,6 +77,8 @@ class RunResult:
     #: kernels the run started: 1, or 2 when the first died before running anything
     #: (0 when none started)
     kernel_starts: int = 0
+    #: its kernel was forked from a kernel template (None: no kernel started)
+    kernel_forked: bool | None = None
     #: when the run began on its worker (``time.time()``, the worker's clock); 0 if never
     started_at: float = 0.0
     #: the executed notebook as JSON text, when it was written on another machine and

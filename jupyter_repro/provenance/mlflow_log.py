@@ -181,6 +181,8 @@ class FinishedRun:
         error: failing cell facts: ``cell_index`` (in the source notebook), ``cell_id``,
             ``ename``, ``evalue``, ``traceback`` (list of lines).
         kernel_stderr: what the kernel wrote to stderr (logged as ``kernel_stderr.txt``).
+        kernel_forked: the last kernel was forked from a template (True), started as a
+            new interpreter (False), or none started (None); tag ``jupyter_repro.kernel.forked``.
     """
 
     run_name: str
@@ -192,6 +194,7 @@ class FinishedRun:
     start_ms: int = 0
     end_ms: int = 0
     kernel_stderr: str = ""
+    kernel_forked: bool | None = None
 
 
 def format_param(value: Any) -> str:
@@ -292,6 +295,8 @@ def close_run(uri: str, run_id: str, finished: FinishedRun, provenance: Provenan
     client = _client(uri)
     metrics = read_metrics(finished.executed) if finished.executed is not None else []
     tags = {names.STATUS: str(finished.status)}
+    if finished.kernel_forked is not None:
+        tags[names.KERNEL_FORKED] = "true" if finished.kernel_forked else "false"
     if finished.reason:
         tags[names.STATUS_REASON] = redact_text(finished.reason)[:5000]
     for key in ("cell_index", "cell_id", "ename", "evalue"):

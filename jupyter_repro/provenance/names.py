@@ -54,6 +54,9 @@ STATUS_REASON = PREFIX + "status_reason"
 ERROR_PREFIX = PREFIX + "error."
 #: Searchable output hashes: ``jupyter_repro.outputs``, then ``.1``, ``.2``, ...
 OUTPUTS = PREFIX + "outputs"
+#: "true" when the run's kernel was forked from a kernel template (it shares the template's
+#: string-hash seed; docs/batch.md "How runs start"), "false" when it was a new interpreter.
+KERNEL_FORKED = PREFIX + "kernel.forked"
 
 # --- batch bookkeeping ----------------------------------------------------------------
 BATCH_ID = PREFIX + "batch.id"
