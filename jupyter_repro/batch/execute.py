@@ -27,7 +27,14 @@ from ..processes import host_key
 from ..provenance.attempts import Attempt, attempt_number, close_orphans, resolve_attempt
 from ..provenance.env import adopt_fingerprint, kernel_environment
 from ..provenance.gc import Heartbeat, heartbeat_tags
-from ..provenance.mlflow_log import FinishedRun, Provenance, close_run, end_run, open_run
+from ..provenance.mlflow_log import (
+    FinishedRun,
+    Provenance,
+    close_run,
+    end_run,
+    open_run,
+    warm_html_in_background,
+)
 from ..provenance.names import (
     BATCH_ATTEMPT,
     BATCH_ID,
@@ -237,6 +244,7 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     async def kernel_ready() -> None:
         # what the run waited for its kernel (the spare, or one started now)
         run.kernel_ready_at = time.time()
+        warm_html_in_background()  # needed when the run closes; built while it executes
         run.timings["kernel_start"] = run.kernel_ready_at - asked[-1]
         if spec.warm_next and not warm["started"] and not state.stopping:
             # a kernel started cold for this run: the spare waits until it answered,

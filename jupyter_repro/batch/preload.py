@@ -1,6 +1,6 @@
 """Imported once by the worker pool's forkserver, so every worker starts warm.
 
-Importing papermill, nbconvert and MLflow's sqlalchemy store (alembic, mapper set-up)
+Importing papermill, nbclient and MLflow's sqlalchemy store (alembic, mapper set-up)
 costs seconds per process; done here once, each forked worker inherits it. Importing
 this module has no other effect: no store is opened and no kernel is started.
 """
@@ -41,13 +41,11 @@ def warm() -> None:
     import papermill  # noqa: F401
     import sqlalchemy.orm
 
-    from ..provenance import mlflow_log
+    from ..provenance import mlflow_log  # noqa: F401
 
     sqlalchemy.orm.configure_mappers()
-    import nbformat
-
-    # the first render compiles the templates: do it here, not in a run
-    mlflow_log.html_exporter().from_notebook_node(nbformat.v4.new_notebook())
+    # not nbconvert's HTML exporter (0.7 s of CPU, on the way to the first run here): each
+    # worker builds it while its first run executes (mlflow_log.warm_html_in_background)
 
 
 warm()
