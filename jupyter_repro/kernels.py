@@ -202,6 +202,11 @@ def manager_class() -> type:
         die_with_parent = False  # SIGKILL when the process that launched it dies
         template: KernelTemplate | None = None  # fork it from there where it fits
         forked = False  # its kernel was forked from the template
+        # defer_exit: a graceful shutdown_kernel() asks the kernel to exit and returns;
+        # finish_exit() waits for the exit (and cleans up) later, so that the caller's
+        # own work overlaps the kernel's exit (atexit handlers, interpreter teardown)
+        defer_exit = False
+        exit_pending = False
 
         @default("client_factory")
         def _client_factory_default(self) -> type:
@@ -260,7 +265,30 @@ def manager_class() -> type:
             # re-parented to the kernel) goes first, then the kernel shuts down as usual.
             if self.pid is not None and not restart:
                 kill_children(self.pid)
+            if self.defer_exit and not (now or restart) and self.has_kernel:
+                self.shutting_down = True
+                self.stop_restarter()
+                await self._async_request_shutdown()
+                self.exit_pending = True
+                return
             await super()._async_shutdown_kernel(now=now, restart=restart)
+
+        async def cleanup_resources(self, restart: bool = False) -> None:
+            if self.exit_pending:
+                return  # finish_exit() removes them once the kernel is gone
+            await super()._async_cleanup_resources(restart=restart)
+
+        async def finish_exit(self) -> None:
+            """Wait for the exit a deferred shutdown asked for (SIGTERM, then SIGKILL,
+            after ``shutdown_wait_time`` as jupyter_client does), then remove the
+            connection file and sockets; a no-op when no exit is pending."""
+            if not self.exit_pending:
+                return
+            self.exit_pending = False
+            try:
+                await self._async_finish_shutdown()
+            finally:
+                await super()._async_cleanup_resources()
 
     return RunKernelManager
 
@@ -556,9 +584,13 @@ def forked(km: Any) -> bool:
 
 def discard(km: Any) -> None:
     """Kill a kernel that will run nothing (and what it started), remove its connection
-    file, sockets and stderr file; never raises."""
+    file, sockets and stderr file; never raises. A kernel asked to exit (deferred) is
+    given its exit first (:meth:`RunKernelManager.finish_exit`)."""
     from jupyter_core.utils import run_sync
 
+    with contextlib.suppress(Exception):
+        if getattr(km, "exit_pending", False):
+            run_sync(km.finish_exit)()
     with contextlib.suppress(Exception):
         if km.has_kernel and _alive(km):  # a dead one (nbclient's, killed) only has files
             run_sync(km.shutdown_kernel)(now=True)

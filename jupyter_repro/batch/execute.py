@@ -15,10 +15,12 @@ attempts and orphans in :mod:`jupyter_repro.provenance.attempts`; what is logged
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,8 @@ class _OpenRun:
     kernel_stderr: str = ""
     kernel_starts: int = 0
     kernel_forked: bool | None = None  # the last kernel was forked from a template
+    end_kernels: Callable[[], None] = lambda: None
+    kernels_ended: bool = False
     kernel_ready_at: float | None = None  # time.time() when its kernel first answered
     failure: BaseException | None = None
     status: str = RunStatus.FINISHED
@@ -204,7 +208,7 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
     """
     import nbformat
 
-    from ..kernels import KernelFolder, KernelPool, discard, forked
+    from ..kernels import KernelFolder, KernelPool, forked
     from ..notebook import read_notebook, without_outputs
     from ..parameters import inject_parameters
 
@@ -235,6 +239,8 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
 
         asked.append(time.time())
         taken = kernels.take(spec.kernel_name, spec.cwd, shared, own, cold=cold)
+        # a worker's kernel exits while the run is logged (_finish waits before the status)
+        taken.km.defer_exit = pool is not None
         if taken.spare and spec.warm_next and not state.stopping:
             # this run got the spare (booted, or booting): the next one starts now
             run_sync(kernels.prestart)(spec.kernel_name, spec.cwd, shared)
@@ -276,16 +282,32 @@ def _run_notebook(spec: RunSpec, state: RunState, run: _OpenRun) -> None:
         finally:
             if timer:
                 timer.cancel()
-            run.kernel_stderr = "".join(_read_tail(km.stderr_path) for km in used)
             run.kernel_starts = len(used)
             if used:
                 run.kernel_forked = forked(used[-1])
-            for km in used:
-                discard(km)  # nbclient shut it down; this also covers a failed start
-            state.kernel_gone()
+            run.end_kernels = functools.partial(_end_kernels, state, run, used)
+            if not any(getattr(km, "exit_pending", False) for km in used):
+                run.end_kernels()  # else in _finish, once the run's artifacts are logged
             if own_pool is not None:
                 own_pool.close()
     run.timings["execute"] = time.time() - t1
+
+
+def _end_kernels(state: RunState, run: _OpenRun, used: list[Any]) -> None:
+    """The run's kernels are gone: wait for an exit still under way (deferred: it overlapped
+    the run's logging; ``timings.kernel_exit``), remove their files, read their stderr.
+    Runs once; later calls do nothing."""
+    from ..kernels import discard
+
+    if run.kernels_ended:
+        return
+    run.kernels_ended = True
+    t = time.time()
+    for km in used:
+        discard(km)  # nbclient shut it down, or asked it to exit; also a failed start
+    state.kernel_gone()
+    run.timings["kernel_exit"] = time.time() - t
+    run.kernel_stderr = "".join(_read_tail(km.stderr_path) for km in used)
 
 
 def _read_tail(path: str | None) -> str:
@@ -364,14 +386,29 @@ def _finish(spec: RunSpec, run: _OpenRun) -> RunResult:
         kernel_stderr=run.kernel_stderr[-KERNEL_STDERR_CHARS:],
         kernel_forked=run.kernel_forked,
     )
-    try:
+    deferred = not run.kernels_ended
+
+    def kernels_gone(finished: FinishedRun) -> None:
+        # before the status: the kernel has exited (a notebook's own MLflow exit hook
+        # has run), then the notebook's own runs are linked
+        run.end_kernels()
+        finished.kernel_stderr = run.kernel_stderr[-KERNEL_STDERR_CHARS:]
         link_notebook_runs(spec.uri, run.run_id)
-        close_run(spec.uri, run.run_id, finished, run.provenance)
+
+    try:
+        if not deferred:
+            link_notebook_runs(spec.uri, run.run_id)
+        close_run(
+            spec.uri, run.run_id, finished, run.provenance, kernels_gone if deferred else None
+        )
     except Exception as exc:  # logging failed: the run still gets its real status
+        run.end_kernels()
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         problem = f"logging the run's results failed ({type(exc).__name__}: {first})"
         run.reason = f"{run.reason}; {problem}" if run.reason else problem
         end_run(spec.uri, run.run_id, run.status, run.reason)
+    finally:
+        run.end_kernels()
     run.timings["close_run"] = time.time() - t2
     executed = run.executed
     metrics = {m.name: m.value for m in read_metrics(executed)} if executed is not None else {}

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,18 +283,38 @@ def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
     retry_locked(_client(uri).log_batch, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
-def close_run(uri: str, run_id: str, finished: FinishedRun, provenance: Provenance) -> None:
-    """Log what the run produced (metrics, artifacts, datasets, failure facts) and end it.
+def close_run(
+    uri: str,
+    run_id: str,
+    finished: FinishedRun,
+    provenance: Provenance,
+    before_status: Callable[[FinishedRun], None] | None = None,
+) -> None:
+    """Log what the run produced (artifacts, datasets, metrics, failure facts) and end it.
 
-    The final status is written last, after the kernel has exited, so a notebook's own
-    ``mlflow.start_run()`` (ended FINISHED by MLflow's exit hook, MLflow issue #3932)
-    can never turn a failed run into a finished one.
+    ``before_status`` (when given) is called after the artifacts and datasets are logged
+    and before anything else: a batch worker waits there for the run's kernel to exit
+    (its exit overlapped the logging so far) and fills ``finished.kernel_stderr``, logged
+    after it. The status tags and the final status are written last, after the kernel
+    has exited, so a notebook's own ``mlflow.start_run()`` (ended FINISHED by MLflow's
+    exit hook, MLflow issue #3932) can never turn a failed run into a finished one.
     """
     from mlflow.entities import Metric, RunTag
 
     from ..metrics import read_metrics
 
     client = _client(uri)
+    with tempfile.TemporaryDirectory(prefix="jrepro-art-") as tmp:
+        write_artifacts(Path(tmp), finished, provenance)
+        retry_locked(client.log_artifacts, run_id, tmp)
+    if provenance.data:
+        _log_datasets(client, run_id, provenance.data)
+    if before_status is not None:
+        before_status(finished)
+        if finished.kernel_stderr:
+            with tempfile.TemporaryDirectory(prefix="jrepro-art-") as tmp:
+                _write(Path(tmp) / names.KERNEL_STDERR, finished.kernel_stderr)
+                retry_locked(client.log_artifacts, run_id, tmp)
     metrics = read_metrics(finished.executed) if finished.executed is not None else []
     tags = {names.STATUS: str(finished.status)}
     if finished.kernel_forked is not None:
@@ -313,11 +334,6 @@ def close_run(uri: str, run_id: str, finished: FinishedRun, provenance: Provenan
             metrics=batch_metrics[start : start + 900],
             tags=[RunTag(k, v) for k, v in tags.items()] if start == 0 else [],
         )
-    with tempfile.TemporaryDirectory(prefix="jrepro-art-") as tmp:
-        write_artifacts(Path(tmp), finished, provenance)
-        retry_locked(client.log_artifacts, run_id, tmp)
-    if provenance.data:
-        _log_datasets(client, run_id, provenance.data)
     end = finished.end_ms or int(time.time() * 1000)
     retry_locked(client.set_terminated, run_id, str(finished.status), end)
 
