@@ -2,8 +2,11 @@
 
 Prints, as medians over the repetitions:
 
-- ``cold start``: a fresh kernel started when needed, from launch to its reply to
-  ``kernel_info`` (what every run paid before spare kernels), over TCP and over IPC;
+- ``cold start``: a fresh kernel started when needed, from launch to
+  jupyter_client's ``wait_for_ready`` (as papermill does: it ends with a fixed 0.2 s
+  IOPub flush), over TCP and over IPC;
+- ``new interpreter``: the same, over IPC, ready as batch now decides it (the kernel
+  answered ``kernel_info`` and greeted its IOPub subscriber; ``kernels.client_class``);
 - ``forked start``: a kernel forked from a template that imported ipykernel
   (``KernelPool(fork=True)``, what batch workers do), launch to ``kernel_info`` reply,
   the template already up; with the CPU seconds the kernel process used until then,
@@ -70,14 +73,15 @@ def _cpu(pid: int) -> float:
     return times.user + times.system
 
 
-def forked_start(starts: int, folder: Path) -> tuple[list[float], list[float]]:
+def forked_start(starts: int, folder: Path, fork: bool = True) -> tuple[list[float], list[float]]:
     """(seconds from asking to kernel_info reply, CPU seconds of the kernel until then)
-    for ``starts`` kernels forked from a template (one untimed fork first)."""
+    for ``starts`` kernels forked from a template (one untimed fork first), or with
+    ``fork=False`` started as new interpreters the same way (same readiness check)."""
     from jupyter_core.utils import run_sync
 
     from jupyter_repro import kernels
 
-    pool = kernels.KernelPool(kernels.KernelFolder(parent=str(folder)), warm=False, fork=True)
+    pool = kernels.KernelPool(kernels.KernelFolder(parent=str(folder)), warm=False, fork=fork)
     times, cpu = [], []
     try:
         for i in range(starts + 1):
@@ -152,6 +156,7 @@ def main() -> None:
         folder = Path(tmp)
         tcp = cold_start("tcp", args.starts, folder)
         ipc = cold_start("ipc", args.starts, folder) if os.name == "posix" else []
+        new, new_cpu = forked_start(args.starts, folder, fork=False)
         forked, forked_cpu = forked_start(args.starts, folder) if hasattr(os, "fork") else ([], [])
         waits, per_run = batch_waits(folder, args.runs)
     cold = statistics.median(tcp)
@@ -159,9 +164,12 @@ def main() -> None:
     print(f"  kernel CPU until ready: {statistics.median(COLD_CPU) * 1000:5.0f} ms")
     if ipc:
         print(f"cold start, IPC       : {statistics.median(ipc) * 1000:7.0f} ms")
+    n = statistics.median(new)
+    print(f"new interpreter, IPC, ready once it answers: {n * 1000:5.0f} ms")
+    print(f"  kernel CPU until ready: {statistics.median(new_cpu) * 1000:5.0f} ms")
     if forked:
         f = statistics.median(forked)
-        print(f"forked start, IPC     : {f * 1000:7.0f} ms  ({f / cold:.2f}x the cold start)")
+        print(f"forked start, IPC     : {f * 1000:7.0f} ms  ({f / n:.2f}x the new interpreter)")
         print(f"  kernel CPU until ready: {statistics.median(forked_cpu) * 1000:5.0f} ms")
     warm = statistics.median(waits[1:]) if len(waits) > 1 else waits[0]
     print(f"batch -j 1 first run  : {waits[0] * 1000:7.0f} ms  (no spare yet)")
