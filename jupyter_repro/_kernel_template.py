@@ -148,7 +148,8 @@ def _become_kernel(request):
         if isinstance(cache, dict) and "parent_handle" in cache:  # traitlets >= 5.10
             cache["parent_handle"] = template
         sys.argv = ["-m", *request["args"]]
-        sys.orig_argv = [sys.executable, "-m", "ipykernel_launcher", *request["args"]]
+        if hasattr(sys, "orig_argv"):  # Python >= 3.10 (a kernelspec may name an older one)
+            sys.orig_argv = [sys.executable, "-m", "ipykernel_launcher", *request["args"]]
         main = sys.modules["__main__"].__dict__
         for name in [n for n in main if n != "__builtins__"]:
             del main[name]
