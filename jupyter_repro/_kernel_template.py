@@ -6,7 +6,7 @@
 # zmq, tornado, jupyter_client) and nothing else: no user code, no user state, no thread,
 # no event loop, no socket. Then it reads launch requests, one JSON line each on stdin,
 # and for each forks a child that becomes ``python -m ipykernel_launcher <args>`` exactly
-# as a new interpreter would: its own session, cwd, environment, stdin from /dev/null,
+# as a new interpreter would: its own session, cwd, environment, stdin a pipe with no writer,
 # stderr to the request's file, ``sys.argv``/``sys.path[0]`` as ``-m`` sets them. The
 # child's pid goes back as one line on the reply fd. ``random`` is re-seeded in every
 # child by the fork hook CPython registers; the string-hash seed is the template's.
@@ -15,7 +15,9 @@
 # that started it ends, however it ends.
 import sys
 
-del sys.path[0]  # this file's folder: nothing of jupyter_repro may shadow what follows
+# this file's folder: nothing of jupyter_repro may shadow what follows, or show in a kernel
+sys.path_importer_cache.pop(sys.path.pop(0), None)
+sys.path_importer_cache.pop(sys.argv[0], None)  # the interpreter looked at the script too
 
 import json  # noqa: E402
 import os  # noqa: E402
@@ -31,9 +33,8 @@ def _import_kernel_modules():
     forked only where its own values are the same (KernelTemplate.fits)."""
     environ = type(os.environ)
     read = {}
-    saved = {
-        name: getattr(environ, name) for name in ("get", "__getitem__", "__contains__", "__iter__")
-    }
+    names = ("get", "__getitem__", "__contains__", "__iter__", "__setitem__", "__delitem__")
+    saved = {name: getattr(environ, name) for name in names}
 
     def note(key):
         try:
@@ -57,8 +58,17 @@ def _import_kernel_modules():
         read["*"] = None
         return saved["__iter__"](self)
 
+    def setitem(self, key, value):  # an import that sets a variable: cannot be forked
+        read["*"] = None
+        return saved["__setitem__"](self, key, value)
+
+    def delitem(self, key):
+        read["*"] = None
+        return saved["__delitem__"](self, key)
+
     environ.get, environ.__getitem__ = get, getitem
     environ.__contains__, environ.__iter__ = contains, iterate
+    environ.__setitem__, environ.__delitem__ = setitem, delitem
     try:
         import ipykernel.ipkernel
         import ipykernel.kernelapp
@@ -88,7 +98,7 @@ def _serve():
 
     signal.signal(signal.SIGCHLD, _reap)
     out = os.fdopen(_REPLY_FD, "w", buffering=1)
-    hello = {"ready": True, "threads": threading.active_count(), "read": _READ}
+    hello = {"ready": True, "threads": threading.active_count(), "read": _READ, "path": sys.path}
     print(json.dumps(hello), file=out)
     pending = b""
     while True:  # raw reads: nothing of a request stays in a buffer the child inherits
@@ -114,8 +124,10 @@ def _become_kernel(request):
         template = os.getppid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()  # as jupyter_client's launcher (start_new_session)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
+        # stdin: a pipe whose writer is gone, as jupyter_client's launcher leaves it
+        stdin_read, stdin_write = os.pipe()
+        os.close(stdin_write)
+        os.dup2(stdin_read, 0)
         if request.get("stderr"):
             err = os.open(request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             os.dup2(err, 2)

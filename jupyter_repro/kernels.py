@@ -36,7 +36,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .processes import die_with_parent, kill_children, subreaper_preexec
@@ -193,6 +193,7 @@ def manager_class() -> type:
     process-wide changes, so runs can share a process), as a child subreaper, and whose
     shutdown first kills what the notebook left running (field case G12)."""
     from jupyter_client import AsyncKernelManager
+    from jupyter_client.provisioning import LocalProvisioner
     from traitlets import default
 
     class RunKernelManager(AsyncKernelManager):
@@ -223,7 +224,11 @@ def manager_class() -> type:
             if self.launch_cwd is not None:
                 kw["cwd"] = self.launch_cwd
             template = self.template
-            if template is not None and template.fits(kernel_cmd, kw["env"]):
+            if (
+                template is not None
+                and isinstance(self.provisioner, LocalProvisioner)
+                and template.fits(kernel_cmd, kw["env"], self.launch_env)
+            ):
                 try:
                     pid = template.fork(
                         kernel_cmd,
@@ -293,17 +298,18 @@ def manager_class() -> type:
     return RunKernelManager
 
 
-#: Variables an interpreter reads once, as it starts (``sys.path``, hash seed, flags,
-#: I/O encoding, locale, time zone): a kernel is forked from a template only where these
-#: equal the template's, else it is started as a new process.
-def startup_env(env: dict[str, str]) -> dict[str, str]:
-    """The part of ``env`` a Python interpreter reads only at start-up: ``PYTHON*``,
-    ``LANG``, ``LANGUAGE``, ``LC_*``, ``TZ`` and ``PATH`` (which finds the interpreter)."""
-    return {
-        k: v
-        for k, v in env.items()
-        if k.startswith(("PYTHON", "LC_")) or k in ("LANG", "LANGUAGE", "TZ", "PATH")
-    }
+def read_at_start(name: str) -> bool:
+    """Whether environment variable ``name`` is read as a process starts, by the Python
+    interpreter (``PYTHON*``, ``HOME`` for the user site, locale, ``TZ``, ``PATH``) or
+    the dynamic loader and libc (``LD_*``, ``MALLOC_*``, ``GLIBC_TUNABLES``): a fork
+    keeps the template's effect of it, whatever its own value."""
+    return name.startswith(("PYTHON", "LC_", "LD_", "MALLOC_", "GLIBC_")) or name in (
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "PATH",
+        "HOME",
+    )
 
 
 #: Read by ipykernel as it is imported, set right in each forked kernel by the template.
@@ -381,6 +387,10 @@ TEMPLATE_SCRIPT = os.path.join(os.path.dirname(__file__), "_kernel_template.py")
 #: Seconds :meth:`KernelTemplate.fork` waits for the template (its imports included).
 TEMPLATE_WAIT = 120.0
 
+#: Templates a :class:`KernelPool` starts again for one interpreter after one died,
+#: before it starts its kernels as new interpreters only.
+TEMPLATE_RESTARTS = 3
+
 
 class KernelTemplate:
     """A process that has imported what an IPython kernel imports, and nothing else, and
@@ -392,9 +402,12 @@ class KernelTemplate:
     environment, ``sys.argv``, ``sys.path[0]``; ``random`` re-seeded. What it shares with
     the template is what an interpreter fixes as it starts: the string-hash seed
     (``PYTHONHASHSEED``), so runs forked from one template iterate sets of strings in the
-    same order; and the start-up variables (:func:`startup_env`), which must equal the
-    kernel's (:meth:`fits`). ``--no-fork-kernels`` (``batch``, ``tune``) starts every
-    kernel as a new interpreter instead.
+    same order; the environment the interpreter, the dynamic loader and ipykernel's
+    imports read at start (so a kernel is forked only where its environment equals the
+    template's but for the variables the run itself adds: :meth:`fits`); and ``sys.path``
+    with the modules imported then (so a template whose ``sys.path`` folders changed, a
+    package installed, is replaced: :meth:`stale`). ``--no-fork-kernels`` (``batch``,
+    ``tune``) starts every kernel as a new interpreter instead.
 
     Args:
         python: the kernelspec's interpreter (``argv[0]``).
@@ -417,34 +430,55 @@ class KernelTemplate:
                 env=env,
                 close_fds=True,
             )
+        except BaseException:
+            os.close(read)
+            raise
         finally:
             os.close(write)
         self._replies = os.fdopen(read, "r")
         self.python = python
-        self.startup = startup_env(env)
+        self.env = dict(env)
+        #: the template died or failed to answer (a new one may do better)
         self.broken = False
+        #: this interpreter cannot be forked safely (a thread at start-up, the whole
+        #: environment read or written by an import): no template for it again
+        self.unforkable = False
         self._ready: dict[str, Any] | None = None  # the template's first line
+        self._path_times: dict[str, int | None] = {}
         self._lock = threading.Lock()
 
-    def fits(self, cmd: list[str], env: dict[str, str]) -> bool:
+    def fits(self, cmd: list[str], env: dict[str, str], own: Iterable[str] = ()) -> bool:
         """Whether a kernel launched as ``cmd`` with ``env`` can be forked from here: the
-        same interpreter run as ``-m ipykernel_launcher``, the same start-up variables."""
-        if not (
-            not self.broken
-            and len(cmd) >= 3
-            and cmd[0] == self.python
-            and cmd[1:3] == ["-m", "ipykernel_launcher"]
-            and startup_env(env) == self.startup
+        same interpreter run as ``-m ipykernel_launcher``, and ``env`` equal to the
+        template's except the variables in ``own`` (what the run adds: its MLflow
+        variables, a trial's) and ``JPY_PARENT_PID``; none of those read by the
+        template's imports (their value stays the template's in a fork). Any other
+        difference (a kernelspec's ``env``: ``LD_LIBRARY_PATH``, ``PYTHONPATH``, ...)
+        starts a new interpreter. Blocks until the template has imported ipykernel."""
+        if (
+            self.broken
+            or len(cmd) < 3
+            or cmd[0] != self.python
+            or cmd[1:3] != ["-m", "ipykernel_launcher"]
         ):
             return False
         try:
-            read = self._hello()["read"]
+            hello = self._hello()
         except TemplateError:
             return False
-        # what the template's imports read keeps the template's value in the kernel
-        return "*" not in read and all(
-            env.get(k) == v for k, v in read.items() if k not in PER_KERNEL_VARIABLES
-        )
+        allowed = {k for k in own if not read_at_start(k)} | PER_KERNEL_VARIABLES
+        differ = {k for k in env.keys() | self.env.keys() if env.get(k) != self.env.get(k)}
+        read = set(hello["read"]) - PER_KERNEL_VARIABLES
+        return differ <= allowed and not (differ & read)
+
+    def stale(self) -> bool:
+        """Whether a ``site-packages`` folder of the template's ``sys.path`` changed since
+        it started (a package installed or removed, a ``.pth`` file added): a new
+        interpreter would see it, a fork would not, so the template must be replaced. A
+        few ``stat`` calls."""
+        if self._ready is None:
+            return False
+        return any(_mtime(path) != seen for path, seen in self._path_times.items())
 
     def _hello(self) -> dict[str, Any]:
         import json
@@ -453,12 +487,24 @@ class KernelTemplate:
             if self._ready is None:
                 try:
                     hello = json.loads(self._reply())
-                    if hello.get("threads") != 1:
-                        raise TemplateError(f"kernel template has {hello.get('threads')} threads")
+                    if hello.get("threads") != 1 or "*" in hello.get("read", {}):
+                        self.unforkable = True
+                        raise TemplateError(
+                            "the interpreter cannot be forked safely: "
+                            f"{hello.get('threads')} threads, environment "
+                            f"{'read whole' if '*' in hello.get('read', {}) else 'read in part'}"
+                        )
                 except (OSError, ValueError, TemplateError) as exc:
                     self.broken = True
                     raise TemplateError(f"kernel template: {exc}") from exc
                 self._ready = hello
+                # where .pth files and installed packages live (sys.path's other folders
+                # are read at import time, by forks too)
+                self._path_times = {
+                    p: _mtime(p)
+                    for p in hello.get("path", [])
+                    if os.path.basename(p) in ("site-packages", "dist-packages")
+                }
             return self._ready
 
     def fork(
@@ -516,6 +562,14 @@ class KernelTemplate:
                 self.proc.wait(timeout=5)
         with contextlib.suppress(OSError):
             self._replies.close()
+
+
+def _mtime(path: str) -> int | None:
+    """``st_mtime_ns`` of ``path``, None when it cannot be read (a missing folder)."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def transport_options(folder: KernelFolder) -> dict[str, str]:
@@ -672,6 +726,8 @@ class KernelPool:
         self.die_with_owner = die_with_owner
         self.fork = fork
         self._templates: dict[str, KernelTemplate] = {}
+        self._no_template: set[str] = set()  # interpreters never to fork from
+        self._restarts: dict[str, int] = {}
         self.closed = False
         self._spare: tuple[tuple[Any, ...], Any] | None = None
         self._lock = threading.Lock()
@@ -774,10 +830,21 @@ class KernelPool:
         with whatever this process does before its first run); no-op unless :attr:`fork`."""
         with self._lock:
             if self.fork and not self.closed and python not in self._templates:
-                with contextlib.suppress(OSError):
-                    self._templates[python] = KernelTemplate(
-                        python, dict(os.environ), self.folder.path
-                    )
+                self._new_template(python)
+
+    def _new_template(self, python: str) -> KernelTemplate | None:
+        """A new template for ``python`` (lock held), or None: this interpreter cannot be
+        forked, its template could not start, or died :data:`TEMPLATE_RESTARTS` times."""
+        if python in self._no_template or self._restarts.get(python, 0) > TEMPLATE_RESTARTS:
+            return None
+        self._restarts[python] = self._restarts.get(python, 0) + 1
+        try:
+            template = KernelTemplate(python, dict(os.environ), self.folder.path)
+        except OSError:
+            self._no_template.add(python)
+            return None
+        self._templates[python] = template
+        return template
 
     def template_for(self, km: Any) -> KernelTemplate | None:
         """The template ``km``'s kernel is forked from (started now if needed), or None:
@@ -793,14 +860,16 @@ class KernelPool:
         if python in {"python", f"python{major}", f"python{major}.{minor}"}:
             python = sys.executable  # as jupyter_client's format_kernel_cmd does
         template = self._templates.get(python)
-        if template is None or template.broken:
-            if template is not None:
-                template.close()
-            try:
-                template = KernelTemplate(python, dict(os.environ), self.folder.path)
-            except OSError:
-                return None
-            self._templates[python] = template
+        if template is not None and (template.broken or template.stale()):
+            if template.unforkable:
+                self._no_template.add(python)
+            if template.stale() and not template.broken:
+                self._restarts[python] = 0  # replaced by design, not a failure
+            del self._templates[python]
+            template.close()  # its stdin closes: it exits at once
+            template = None
+        if template is None:
+            template = self._new_template(python)
         return template
 
     def drop_spare(self) -> None:

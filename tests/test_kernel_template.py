@@ -24,7 +24,18 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this
 
 #: What a cell can observe about its process and interpreter, as one JSON line.
 PROBE = r"""
-import sys, os, json, threading, locale, signal, tempfile, random
+import sys, os, json, threading, locale, signal, tempfile, random, re, stat
+def fd_kinds():  # what kinds of file descriptors are open (their number varies with zmq)
+    if not os.path.isdir('/proc/self/fd'):
+        return None
+    kinds = set()
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            link = os.readlink('/proc/self/fd/' + fd)
+            kinds.add(re.sub(r'[0-9]+', 'N', link) if ':' in link else 'file')
+        except OSError:
+            pass
+    return sorted(kinds)
 print(json.dumps({
     'argv0': sys.argv[0], 'argv_rest': sys.argv[2:], 'orig_argv': sys.orig_argv[:3],
     'executable': sys.executable, 'path': sys.path, 'cwd': os.getcwd(),
@@ -39,8 +50,8 @@ print(json.dumps({
     'signals': {n: str(signal.getsignal(getattr(signal, n)))
                 for n in ('SIGINT', 'SIGTERM', 'SIGCHLD', 'SIGPIPE', 'SIGHUP')},
     'parent_pid_env': os.environ.get('JPY_PARENT_PID') == str(os.getppid()),
-    'umask': os.umask(0o22), 'fds': sorted(int(f) for f in os.listdir('/proc/self/fd'))
-             if os.path.isdir('/proc/self/fd') else None,
+    'umask': os.umask(0o22), 'fds': fd_kinds(), 'stdin_kind': stat.S_IFMT(os.fstat(0).st_mode),
+    'importer_cache': sorted(k for k in sys.path_importer_cache if 'jupyter_repro' in k),
     'random': random.random(), 'hash': hash('jupyter_repro'),
 }))
 """
@@ -110,6 +121,8 @@ def test_a_forked_kernel_observes_what_a_new_interpreter_observes(observed, tmp_
         "parent_pid_env",
         "umask",
         "fds",
+        "stdin_kind",
+        "importer_cache",
     ]
     for key in same:
         assert forked[0][key] == new[0][key], key
@@ -123,11 +136,63 @@ def test_a_forked_kernel_observes_what_a_new_interpreter_observes(observed, tmp_
     assert forked[0]["argv_rest"] != forked[1]["argv_rest"]  # its own connection file
 
 
+@pytest.mark.skipif("PYTHONHASHSEED" in os.environ, reason="a fixed seed for every interpreter")
 def test_forks_of_one_template_share_the_string_hash_seed_new_interpreters_do_not(observed):
     """The documented difference (docs/batch.md): the seed is fixed at interpreter start."""
     new, forked = observed[False], observed[True]
     assert forked[0]["hash"] == forked[1]["hash"]
     assert new[0]["hash"] != new[1]["hash"]  # 2**-64 chance of a false failure
+
+
+@pytest.mark.parametrize("name", ["LD_LIBRARY_PATH", "HOME", "MALLOC_ARENA_MAX", "SOME_VAR"])
+def test_any_variable_the_run_does_not_own_starts_a_new_interpreter(tmp_path, name):
+    """The kernel's environment differs from the template's in a variable read as a
+    process starts (the loader's, libc's, the user site's), or in any variable that is
+    not the run's own (a kernelspec's ``env``): a new interpreter, not a fork. A variable
+    the run owns (given for this run, not read at start) is forked with."""
+    pool = kernels.KernelPool(kernels.KernelFolder(), warm=False, fork=True)
+    try:
+        km = pool.take("python3", str(tmp_path), {}, {name: str(tmp_path)}).km
+        template = next(iter(pool._templates.values()))
+        try:
+            forked = psutil.Process(km.pid).ppid() == template.proc.pid
+            assert forked == (name == "SOME_VAR"), (name, forked)
+        finally:
+            kernels.discard(km)
+        # the same variable from outside the run (the worker's or a kernelspec's env)
+        assert not template.fits(
+            [template.python, "-m", "ipykernel_launcher", "-f", "x.json"],
+            {**os.environ, name: str(tmp_path)},
+        )
+    finally:
+        pool.close()
+
+
+def test_a_template_whose_site_packages_changed_is_replaced(tmp_path):
+    """A package installed while a batch runs (site-packages changes): a new interpreter
+    would see it, a fork of the old template would not, so the template is replaced."""
+    pool = kernels.KernelPool(kernels.KernelFolder(), warm=False, fork=True)
+    try:
+        km = pool.take("python3", str(tmp_path), {}, {}).km
+        first = next(iter(pool._templates.values()))
+        kernels.discard(km)
+        assert first._path_times, "the template's site-packages folders were not recorded"
+        folder = next(iter(first._path_times))
+        before = os.stat(folder)
+        os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+        try:
+            km = pool.take("python3", str(tmp_path), {}, {}).km
+            second = next(iter(pool._templates.values()))
+            try:
+                assert second is not first
+                assert psutil.Process(km.pid).ppid() == second.proc.pid
+                assert first.proc.poll() is not None  # the old template is gone
+            finally:
+                kernels.discard(km)
+        finally:
+            os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))
+    finally:
+        pool.close()
 
 
 def test_a_kernel_whose_start_up_variables_differ_is_started_as_a_new_interpreter(tmp_path):
@@ -226,8 +291,8 @@ def test_the_template_ends_with_its_owner_even_after_kill_9(tmp_path):
     code = (
         "import sys, time\n"
         "from jupyter_repro import kernels\n"
-        "pool = kernels.KernelPool(kernels.KernelFolder(), warm=False, fork=True,"
-        " die_with_owner=True)\n"
+        "pool = kernels.KernelPool(kernels.KernelFolder(parent=sys.argv[1]), warm=False,"
+        " fork=True, die_with_owner=True)\n"
         "km = pool.take('python3', sys.argv[1], {}, {}).km\n"
         "t = next(iter(pool._templates.values()))\n"
         "print(km.pid, t.proc.pid, flush=True)\n"

@@ -14,6 +14,7 @@ attempts and orphans in :mod:`jupyter_repro.provenance.attempts`; what is logged
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -297,6 +298,8 @@ def _end_kernels(state: RunState, run: _OpenRun, used: list[Any]) -> None:
     """The run's kernels are gone: wait for an exit still under way (deferred: it overlapped
     the run's logging; ``timings.kernel_exit``), remove their files, read their stderr.
     Runs once; later calls do nothing."""
+    from jupyter_core.utils import run_sync
+
     from ..kernels import discard
 
     if run.kernels_ended:
@@ -304,10 +307,14 @@ def _end_kernels(state: RunState, run: _OpenRun, used: list[Any]) -> None:
     run.kernels_ended = True
     t = time.time()
     for km in used:
-        discard(km)  # nbclient shut it down, or asked it to exit; also a failed start
-    state.kernel_gone()
+        if getattr(km, "exit_pending", False):
+            with contextlib.suppress(Exception):
+                run_sync(km.finish_exit)()  # its last words reach its stderr file
     run.timings["kernel_exit"] = time.time() - t
     run.kernel_stderr = "".join(_read_tail(km.stderr_path) for km in used)
+    for km in used:
+        discard(km)  # nbclient shut it down, or it exited above; also a failed start
+    state.kernel_gone()
 
 
 def _read_tail(path: str | None) -> str:

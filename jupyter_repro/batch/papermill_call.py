@@ -10,6 +10,7 @@ threads).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import time
@@ -24,8 +25,10 @@ from .supervise import RunState
 #: papermill's marker on the cells it adds in front of a failing cell.
 ERROR_CELL_TAG = ADDED_CELL_TAGS[1]
 
-#: Seconds between two writes of a running notebook's partial output (the last state is
-#: always written when the notebook ends, fails or is stopped).
+#: Seconds between two writes of a running notebook's partial output: a write asked for
+#: sooner is made when the interval is over (so the file is at most this stale while a
+#: long cell runs); the last state is always written when the notebook ends, fails or is
+#: stopped.
 PARTIAL_SAVE_EVERY = 1.0
 
 #: nbclient's message when a kernel died while starting (no user code ran).
@@ -132,17 +135,33 @@ def register_engine() -> str:
             # stopped) writes the final state
             full_save = nb_man.save
             last = [-float("inf")]
+            later: list[Any] = [None]  # the write put off, due PARTIAL_SAVE_EVERY after the last
+
+            def write(**kw: Any) -> None:
+                if later[0] is not None:
+                    later[0].cancel()
+                    later[0] = None
+                last[0] = time.monotonic()
+                full_save(**kw)
 
             def save(**kw: Any) -> None:
-                now = time.monotonic()
-                if now - last[0] >= PARTIAL_SAVE_EVERY:
-                    last[0] = now
-                    full_save(**kw)
+                wait = last[0] + PARTIAL_SAVE_EVERY - time.monotonic()
+                if wait <= 0:
+                    write(**kw)
+                elif later[0] is None:  # not now: once the interval is over, even mid-cell
+                    try:
+                        loop = asyncio.get_running_loop()
+                    except RuntimeError:
+                        write(**kw)
+                        return
+                    later[0] = loop.call_later(wait, lambda: write(**kw))
 
             nb_man.save = save
             try:
                 return client.execute()
             finally:
+                if later[0] is not None:
+                    later[0].cancel()
                 nb_man.save = full_save
 
     papermill_engines.register(ENGINE, StartedKernelEngine)

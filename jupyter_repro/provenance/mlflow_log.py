@@ -290,11 +290,11 @@ def close_run(
     provenance: Provenance,
     before_status: Callable[[FinishedRun], None] | None = None,
 ) -> None:
-    """Log what the run produced (artifacts, datasets, metrics, failure facts) and end it.
+    """Log what the run produced (metrics, failure facts, artifacts, datasets) and end it.
 
-    ``before_status`` (when given) is called after the artifacts and datasets are logged
-    and before anything else: a batch worker waits there for the run's kernel to exit
-    (its exit overlapped the logging so far) and fills ``finished.kernel_stderr``, logged
+    ``before_status`` (when given) is called after the metrics, tags, artifacts and
+    datasets are logged: a batch worker waits there for the run's kernel to exit (its
+    exit overlapped the logging so far) and fills ``finished.kernel_stderr``, logged
     after it. The status tags and the final status are written last, after the kernel
     has exited, so a notebook's own ``mlflow.start_run()`` (ended FINISHED by MLflow's
     exit hook, MLflow issue #3932) can never turn a failed run into a finished one.
@@ -304,23 +304,12 @@ def close_run(
     from ..metrics import read_metrics
 
     client = _client(uri)
-    with tempfile.TemporaryDirectory(prefix="jrepro-art-") as tmp:
-        write_artifacts(Path(tmp), finished, provenance)
-        retry_locked(client.log_artifacts, run_id, tmp)
-    if provenance.data:
-        _log_datasets(client, run_id, provenance.data)
-    if before_status is not None:
-        before_status(finished)
-        if finished.kernel_stderr:
-            with tempfile.TemporaryDirectory(prefix="jrepro-art-") as tmp:
-                _write(Path(tmp) / names.KERNEL_STDERR, finished.kernel_stderr)
-                retry_locked(client.log_artifacts, run_id, tmp)
+    # first what the run produced (metrics, failure facts, output hashes): they survive
+    # an artifact upload that fails
     metrics = read_metrics(finished.executed) if finished.executed is not None else []
-    tags = {names.STATUS: str(finished.status)}
+    tags: dict[str, str] = {}
     if finished.kernel_forked is not None:
         tags[names.KERNEL_FORKED] = "true" if finished.kernel_forked else "false"
-    if finished.reason:
-        tags[names.STATUS_REASON] = redact_text(finished.reason)[:5000]
     for key in ("cell_index", "cell_id", "ename", "evalue"):
         if finished.error.get(key) is not None:
             tags[names.ERROR_PREFIX + key] = str(finished.error[key])[:5000]
@@ -334,6 +323,22 @@ def close_run(
             metrics=batch_metrics[start : start + 900],
             tags=[RunTag(k, v) for k, v in tags.items()] if start == 0 else [],
         )
+    with tempfile.TemporaryDirectory(prefix="jrepro-art-") as tmp:
+        write_artifacts(Path(tmp), finished, provenance)
+        retry_locked(client.log_artifacts, run_id, tmp)
+    if provenance.data:
+        _log_datasets(client, run_id, provenance.data)
+    if before_status is not None:
+        before_status(finished)
+        if finished.kernel_stderr:
+            with tempfile.TemporaryDirectory(prefix="jrepro-art-") as tmp:
+                _write(Path(tmp) / names.KERNEL_STDERR, finished.kernel_stderr)
+                retry_locked(client.log_artifacts, run_id, tmp)
+    # last, once the kernel has exited: the status
+    status = {names.STATUS: str(finished.status)}
+    if finished.reason:
+        status[names.STATUS_REASON] = redact_text(finished.reason)[:5000]
+    retry_locked(client.log_batch, run_id, tags=[RunTag(k, v) for k, v in status.items()])
     end = finished.end_ms or int(time.time() * 1000)
     retry_locked(client.set_terminated, run_id, str(finished.status), end)
 
