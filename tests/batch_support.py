@@ -184,7 +184,10 @@ def ready_store(folder: Path) -> str:
     from jupyter_repro.provenance.store import prepare_store
 
     if not _TEMPLATE:
+        import atexit
+
         template = Path(tempfile.mkdtemp(prefix="jrepro-store-")) / "mlflow.db"
+        atexit.register(shutil.rmtree, template.parent, True)  # not left in /tmp
         prepare_store(f"sqlite:///{template}")
         _TEMPLATE.append(template)
     folder.mkdir(parents=True, exist_ok=True)
