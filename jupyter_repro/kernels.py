@@ -86,12 +86,20 @@ class KernelFolder:
     """A private folder (mode 0700) for kernels' connection files, IPC sockets and stderr.
 
     Attributes:
-        path: the folder, created at once under ``parent`` (the temp dir when None).
+        path: the folder, created at once under ``parent`` (the temp dir when None), with
+            an owner record: the next folder made there removes it once its owner is
+            gone (:func:`~jupyter_repro.processes.remove_stale_folders`).
         ipc: whether kernels here use IPC transport (:func:`ipc_supported`), else TCP.
     """
 
     def __init__(self, parent: str | None = None) -> None:
+        from .processes import remove_stale_folders, write_owner
+
+        # a folder whose owner was SIGKILLed (a dask worker, nb-smoke's worker) is
+        # removed by the next one made beside it
+        remove_stale_folders(FOLDER_PREFIX, parent)
         self.path = tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent)
+        write_owner(self.path)
         self.ipc = ipc_supported(self.path)
         self._issued: set[str] = set()
         self._lock = threading.Lock()

@@ -310,3 +310,34 @@ def test_the_template_ends_with_its_owner_even_after_kill_9(tmp_path):
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def test_a_kernel_folder_whose_owner_was_killed_is_removed_by_the_next(tmp_path):
+    """A process with a kernel folder (a dask worker, nb-smoke's worker) is SIGKILLed: the
+    folder, connection file and sockets stay; the next folder made beside it removes them."""
+    import subprocess
+
+    code = (
+        "import sys, time\n"
+        "from jupyter_repro import kernels\n"
+        "print(kernels.KernelFolder(parent=sys.argv[1]).path, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        left = Path(owner.stdout.readline().strip())
+        (left / "k-00000000.json").write_text("{}")
+        owner.kill()
+        owner.wait(timeout=30)
+        assert left.exists()
+        live = kernels.KernelFolder(parent=str(tmp_path))  # its own owner is alive: kept
+        again = kernels.KernelFolder(parent=str(tmp_path))
+        assert not left.exists()
+        assert Path(live.path).exists() and Path(again.path).exists()
+        live.remove()
+        again.remove()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
