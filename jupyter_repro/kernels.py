@@ -278,11 +278,21 @@ def manager_class() -> type:
             # re-parented to the kernel) goes first, then the kernel shuts down as usual.
             if self.pid is not None and not restart:
                 kill_children(self.pid)
-            if self.defer_exit and not (now or restart) and self.has_kernel:
+            if not (now or restart) and self.has_kernel:
+                # graceful, without jupyter_client's SIGINT first: the notebook is done
+                # (the kernel is idle; a stop or a deadline kills it instead), and the
+                # interrupt only put "KeyboardInterrupt caught in kernel" in its stderr,
+                # in some runs and not others
                 self.shutting_down = True
                 self.stop_restarter()
                 await self._async_request_shutdown()
-                self.exit_pending = True
+                if self.defer_exit:
+                    self.exit_pending = True
+                    return
+                try:
+                    await self._async_finish_shutdown()
+                finally:
+                    await super()._async_cleanup_resources()
                 return
             await super()._async_shutdown_kernel(now=now, restart=restart)
 
