@@ -878,10 +878,11 @@ class KernelPool:
         if python in {"python", f"python{major}", f"python{major}.{minor}"}:
             python = sys.executable  # as jupyter_client's format_kernel_cmd does
         template = self._templates.get(python)
-        if template is not None and (template.broken or template.stale()):
+        stale = template is not None and not template.broken and template.stale()
+        if template is not None and (template.broken or stale):
             if template.unforkable:
                 self._no_template.add(python)
-            if template.stale() and not template.broken:
+            if stale:
                 self._restarts[python] = 0  # replaced by design, not a failure
             del self._templates[python]
             template.close()  # its stdin closes: it exits at once

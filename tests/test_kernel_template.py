@@ -11,11 +11,11 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
+from batch_support import pid_running, wait_for
 from jupyter_core.utils import run_sync
 
 from jupyter_repro import kernels
@@ -249,18 +249,6 @@ def test_a_variable_the_templates_imports_read_decides_too(tmp_path):
         pool.close()
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.parametrize("die", [True, False], ids=["die_with_owner", "parent_poller"])
 def test_a_forked_kernel_ends_when_its_template_is_killed(tmp_path, die):
     """With ``die_with_owner`` the kernel is SIGKILLed at once (PR_SET_PDEATHSIG);
@@ -276,7 +264,7 @@ def test_a_forked_kernel_ends_when_its_template_is_killed(tmp_path, die):
         run_sync(kc.wait_for_ready)(timeout=120)  # booted: its poller runs
         kc.stop_channels()
         os.kill(template.proc.pid, signal.SIGKILL)
-        assert _wait_gone(km.pid, 30), "the forked kernel outlived its template"
+        wait_for(lambda: not pid_running(km.pid), 30, "the forked kernel to end with its template")
         assert km.provisioner.process.poll() is not None
         kernels.discard(km)
     finally:
@@ -305,8 +293,8 @@ def test_the_template_ends_with_its_owner_even_after_kill_9(tmp_path):
         kernel, template = map(int, owner.stdout.readline().split())
         owner.kill()
         owner.wait(timeout=30)
-        assert _wait_gone(template, 30), "the template outlived its owner"
-        assert _wait_gone(kernel, 30), "the kernel outlived its owner"
+        wait_for(lambda: not pid_running(template), 30, "the template to end with its owner")
+        wait_for(lambda: not pid_running(kernel), 30, "the kernel to end with its owner")
     finally:
         if owner.poll() is None:
             owner.kill()
